@@ -1,0 +1,21 @@
+//! nfkit: set up a Linux host's netfilter layer natively.
+//!
+//! Layout (pure logic, kernel I/O and CLI are kept apart):
+//!
+//! | module | kind | kernel interface |
+//! |---|---|---|
+//! | [`conntrack`] | pure codec + I/O | ctnetlink `IPCTNL_MSG_CT_GET_STATS(_CPU)`, `/proc/sys/net/netfilter`, `/proc/net/stat/nf_conntrack` |
+//! | [`tables`] | pure codec + I/O | `/proc/net/*_tables_names`, `IPT_SO_GET_INFO`/`GET_ENTRIES`, nftables `NFT_MSG_GETTABLE`/`GETCHAIN` |
+//! | [`netlink`] | I/O | one `NETLINK_NETFILTER` socket layer (netlink-sys) |
+//! | [`sysctl`] | I/O over a root | `/proc/sys` reads and writes |
+//! | [`system`] | I/O over a root | kernel release, module support, network namespace |
+//! | [`cli`] | CLI | clap definitions, rendering, exit codes |
+//!
+//! Nothing in this crate starts a process.
+
+pub mod cli;
+pub mod conntrack;
+pub mod netlink;
+pub mod sysctl;
+pub mod system;
+pub mod tables;
