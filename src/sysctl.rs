@@ -193,6 +193,7 @@ impl Sysctl {
         let path = self.path_of(key)?;
         let result = fs::OpenOptions::new()
             .write(true)
+            .truncate(true) // no effect on /proc; keeps fake trees exact
             .open(&path)
             .and_then(|mut file| file.write_all(value.as_bytes()));
         result.map_err(|source| Error::Write {
@@ -241,7 +242,7 @@ mod tests {
         assert!(key_to_relative_path("net/../../etc/passwd").is_err());
         assert!(key_to_relative_path("").is_err());
         assert!(key_to_relative_path("/").is_err());
-        assert!(key_to_relative_path("./x").is_err());
+        assert!(key_to_relative_path("net/./x").is_err());
     }
 
     #[test]
