@@ -16,6 +16,7 @@
 pub mod cli;
 pub mod conntrack;
 pub mod netlink;
+pub mod persist;
 pub mod sysctl;
 pub mod system;
 pub mod tables;
