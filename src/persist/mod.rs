@@ -1,6 +1,8 @@
 //! Persistent configuration: file formats (pure parsers and renderers),
 //! precedence, and atomic writes.
 
+pub mod files;
 pub mod modprobe_d;
+pub mod module_list;
 pub mod shell_vars;
 pub mod sysctl_d;

@@ -1,0 +1,311 @@
+//! Writing configuration files safely (I/O).
+//!
+//! - Every write is atomic: a temporary file in the same directory, written,
+//!   given the old file's mode and owner (0644 root:root for new files),
+//!   `fsync`ed, renamed over the target, then the directory is `fsync`ed. A
+//!   crash leaves the old file or the new one, never a mix; on any error the
+//!   temporary file is removed.
+//! - Paths are resolved under a root (`/` or `--root DIR`) component by
+//!   component: symlinks are followed only while they stay inside the root
+//!   (an absolute link target is taken relative to the root, as it would be
+//!   inside the image), so a write can never land outside it. A symlinked
+//!   file (Debian's `/etc/modules-load.d/modules.conf → ../modules`) is
+//!   written through: the link stays, its target changes.
+//! - One lock (`flock` on `/run/lock/nfkit.lock`) serialises concurrent runs.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+/// Errors of file operations: operation, path, cause.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileError {
+    /// An I/O call failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A symlink points outside the root.
+    #[error("refusing {}: a symlink in the path leads outside {} ({})", path.display(), root.display(), detail)]
+    Escapes {
+        path: PathBuf,
+        root: PathBuf,
+        detail: String,
+    },
+}
+
+impl FileError {
+    fn io(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FileError + use<> {
+        let path = path.to_path_buf();
+        move |source| FileError::Io { op, path, source }
+    }
+
+    /// A hint for the user.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            FileError::Io { source, .. } => match source.raw_os_error() {
+                Some(libc::EACCES) | Some(libc::EPERM) => {
+                    Some("writing system configuration needs root")
+                }
+                Some(libc::EROFS) => Some("the file system is read-only"),
+                Some(libc::ENOSPC) => Some("the file system is full"),
+                _ => None,
+            },
+            FileError::Escapes { .. } => {
+                Some("fix or remove the symlink; nfkit never writes outside --root")
+            }
+        }
+    }
+}
+
+/// Resolves `path` (absolute, as seen from inside the root) to a real path
+/// under `root`, following symlinks only inside the root. Missing trailing
+/// components are fine (the file may not exist yet).
+pub fn resolve_under(root: &Path, path: &Path) -> Result<PathBuf, FileError> {
+    let escape = |detail: String| FileError::Escapes {
+        path: path.to_path_buf(),
+        root: root.to_path_buf(),
+        detail,
+    };
+    let mut pending: Vec<std::ffi::OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .rev()
+        .collect();
+    let mut resolved: Vec<std::ffi::OsString> = Vec::new();
+    let mut hops = 0;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            if resolved.pop().is_none() {
+                return Err(escape("`..` above the root".into()));
+            }
+            continue;
+        }
+        let candidate: PathBuf = root.join(resolved.iter().collect::<PathBuf>()).join(&part);
+        match fs::symlink_metadata(&candidate) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(escape("too many symlinks".into()));
+                }
+                let target =
+                    fs::read_link(&candidate).map_err(FileError::io("read link", &candidate))?;
+                if target.is_absolute() {
+                    resolved.clear();
+                }
+                let mut parts: Vec<std::ffi::OsString> = target
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => Some(n.to_os_string()),
+                        Component::ParentDir => Some("..".into()),
+                        _ => None,
+                    })
+                    .collect();
+                parts.reverse();
+                pending.extend(parts);
+            }
+            _ => resolved.push(part),
+        }
+    }
+    Ok(root.join(resolved.iter().collect::<PathBuf>()))
+}
+
+/// Reads a file under the root; `Ok(None)` when it does not exist.
+pub fn read_under(root: &Path, path: &Path) -> Result<Option<String>, FileError> {
+    let real = resolve_under(root, path)?;
+    match fs::read_to_string(&real) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(FileError::io("read", &real)(e)),
+    }
+}
+
+/// Atomically replaces (or creates) `path` under `root` with `contents`.
+/// The parent directory must exist. Returns the real path written.
+pub fn write_atomic(root: &Path, path: &Path, contents: &[u8]) -> Result<PathBuf, FileError> {
+    let real = resolve_under(root, path)?;
+    let dir = real.parent().unwrap_or(root).to_path_buf();
+    let name = real
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (mode, owner) = match fs::metadata(&real) {
+        Ok(meta) => (
+            meta.permissions().mode() & 0o7777,
+            Some((meta.uid(), meta.gid())),
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => (0o644, None),
+        Err(e) => return Err(FileError::io("inspect", &real)(e)),
+    };
+    let temp = dir.join(format!(".{name}.nfkit-{}.tmp", nix::unistd::getpid()));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&temp)
+            .map_err(FileError::io("create temporary file", &temp))?;
+        file.write_all(contents)
+            .map_err(FileError::io("write", &temp))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+                .map_err(FileError::io("keep owner of", &temp))?;
+        }
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(FileError::io("keep mode of", &temp))?;
+        file.sync_all().map_err(FileError::io("fsync", &temp))?;
+        fs::rename(&temp, &real).map_err(FileError::io("rename into place", &real))?;
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(FileError::io("fsync directory", &dir))?;
+        Ok(real.clone())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// The held run lock; released on drop.
+pub struct RunLock {
+    _lock: nix::fcntl::Flock<File>,
+}
+
+/// Takes the run lock, waiting for a concurrent nfkit run to finish.
+pub fn lock_runs() -> Result<RunLock, FileError> {
+    let dir = ["/run/lock", "/run", "/tmp"]
+        .iter()
+        .map(Path::new)
+        .find(|d| d.is_dir())
+        .unwrap_or(Path::new("/tmp"));
+    let path = dir.join("nfkit.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(FileError::io("open lock", &path))?;
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| FileError::io("lock", &path)(io::Error::from(errno)))?;
+    Ok(RunLock { _lock: lock })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn writes_atomically_keeping_mode() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("etc/sysconfig")).unwrap();
+        let file = root.path().join("etc/sysconfig/iptables-config");
+        fs::write(&file, "old\n").unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomic(
+            root.path(),
+            Path::new("/etc/sysconfig/iptables-config"),
+            b"new\n",
+        )
+        .unwrap();
+        assert_eq!(fs::read_to_string(&file).unwrap(), "new\n");
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // New files get 0644; no temporary file is left behind.
+        write_atomic(root.path(), Path::new("/etc/sysconfig/new"), b"x").unwrap();
+        assert_eq!(
+            fs::metadata(root.path().join("etc/sysconfig/new"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o644
+        );
+        let leftovers: Vec<_> = fs::read_dir(root.path().join("etc/sysconfig"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains("nfkit-")
+            })
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn symlinks_inside_the_root_are_followed_and_kept() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("etc/modules-load.d")).unwrap();
+        fs::write(root.path().join("etc/modules"), "loop\n").unwrap();
+        symlink(
+            "../modules",
+            root.path().join("etc/modules-load.d/modules.conf"),
+        )
+        .unwrap();
+        let real = write_atomic(
+            root.path(),
+            Path::new("/etc/modules-load.d/modules.conf"),
+            b"x\n",
+        )
+        .unwrap();
+        assert_eq!(real, root.path().join("etc/modules"));
+        assert!(
+            fs::symlink_metadata(root.path().join("etc/modules-load.d/modules.conf"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            fs::read_to_string(root.path().join("etc/modules")).unwrap(),
+            "x\n"
+        );
+        // An absolute link target is taken inside the root.
+        symlink("/etc/modules", root.path().join("etc/abs")).unwrap();
+        assert_eq!(
+            resolve_under(root.path(), Path::new("/etc/abs")).unwrap(),
+            root.path().join("etc/modules")
+        );
+    }
+
+    #[test]
+    fn escaping_links_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("etc")).unwrap();
+        symlink("../../../../../../../../tmp", root.path().join("etc/out")).unwrap();
+        let err = write_atomic(root.path(), Path::new("/etc/out/x"), b"x").unwrap_err();
+        assert!(matches!(err, FileError::Escapes { .. }), "{err}");
+        assert!(resolve_under(root.path(), Path::new("/../x")).is_err());
+    }
+
+    #[test]
+    fn missing_directory_is_an_error_naming_the_path() {
+        let root = tempfile::tempdir().unwrap();
+        let err = write_atomic(root.path(), Path::new("/etc/nope/x.conf"), b"x").unwrap_err();
+        assert!(err.to_string().contains("etc/nope"), "{err}");
+        assert_eq!(
+            read_under(root.path(), Path::new("/etc/nope/x.conf")).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn lock_can_be_taken_twice_in_sequence() {
+        drop(lock_runs().unwrap());
+        drop(lock_runs().unwrap());
+    }
+}

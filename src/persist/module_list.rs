@@ -1,0 +1,193 @@
+//! Module load lists: modules-load.d(5) files and Debian's `/etc/modules`.
+//!
+//! modules-load.d: one module per line; blank lines and lines whose first
+//! non-blank character is `#` or `;` are ignored; the whole stripped line is
+//! the name (no parameters: systemd would look up "foo bar=1" and fail).
+//! `/etc/modules` (Debian): the same, but the sysvinit script passes words
+//! after the name to modprobe as parameters. Under systemd, Debian links
+//! `/etc/modules-load.d/modules.conf` to it, so parameters there break; nfkit
+//! never writes parameters into either file (they go to modprobe.d).
+//!
+//! nfkit owns `/etc/modules-load.d/nfkit.conf` entirely. In `/etc/modules`,
+//! which belongs to the admin, it keeps a marked block and leaves every other
+//! byte alone.
+
+/// Start marker of nfkit's block in a shared file.
+pub const BLOCK_BEGIN: &str =
+    "# BEGIN nfkit: managed block, edits between these lines are replaced";
+/// End marker.
+pub const BLOCK_END: &str = "# END nfkit";
+
+/// One entry of a list file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntry {
+    /// Module name (first word).
+    pub module: String,
+    /// Words after the name (parameters, `/etc/modules` only).
+    pub params: Vec<String>,
+    /// 1-based line.
+    pub line: usize,
+}
+
+/// Parses a list file.
+pub fn parse(text: &str) -> Vec<ListEntry> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(index, raw)| {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+                return None;
+            }
+            let mut words = line.split_whitespace();
+            let module = words.next()?.to_string();
+            Some(ListEntry {
+                module,
+                params: words.map(str::to_string).collect(),
+                line: index + 1,
+            })
+        })
+        .collect()
+}
+
+/// Renders a list file owned by nfkit.
+pub fn render(header: &str, modules: &[String]) -> String {
+    let mut text = String::from(header);
+    for module in modules {
+        text.push_str(module);
+        text.push('\n');
+    }
+    text
+}
+
+/// Errors in a shared file's managed block.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    /// BEGIN without END, END without BEGIN, or two blocks.
+    #[error("line {line}: broken nfkit block markers ({reason}); fix the file by hand")]
+    Markers { line: usize, reason: &'static str },
+}
+
+/// The byte range of the managed block (markers included), if any.
+fn block_range(text: &str) -> Result<Option<std::ops::Range<usize>>, BlockError> {
+    let mut offset = 0;
+    let mut begin = None;
+    let mut found = None;
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_end_matches('\n');
+        if trimmed == BLOCK_BEGIN {
+            if begin.is_some() || found.is_some() {
+                return Err(BlockError::Markers {
+                    line: index + 1,
+                    reason: "a second BEGIN",
+                });
+            }
+            begin = Some(offset);
+        } else if trimmed == BLOCK_END {
+            match begin.take() {
+                Some(start) => found = Some(start..offset + line.len()),
+                None => {
+                    return Err(BlockError::Markers {
+                        line: index + 1,
+                        reason: "END without BEGIN",
+                    });
+                }
+            }
+        }
+        offset += line.len();
+    }
+    if begin.is_some() {
+        return Err(BlockError::Markers {
+            line: text.lines().count(),
+            reason: "BEGIN without END",
+        });
+    }
+    Ok(found)
+}
+
+/// The modules listed inside nfkit's block.
+pub fn block_modules(text: &str) -> Result<Vec<String>, BlockError> {
+    Ok(match block_range(text)? {
+        Some(range) => parse(&text[range]).into_iter().map(|e| e.module).collect(),
+        None => Vec::new(),
+    })
+}
+
+/// Replaces (or appends) nfkit's block; other bytes are kept. An empty
+/// module list removes the block.
+pub fn with_block(text: &str, modules: &[String]) -> Result<String, BlockError> {
+    let block = if modules.is_empty() {
+        String::new()
+    } else {
+        format!("{BLOCK_BEGIN}\n{}{BLOCK_END}\n", render("", modules))
+    };
+    Ok(match block_range(text)? {
+        Some(range) => format!("{}{}{}", &text[..range.start], block, &text[range.end..]),
+        None if block.is_empty() => text.to_string(),
+        None => {
+            let mut out = text.to_string();
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(&block);
+            out
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEBIAN: &str = "# /etc/modules: kernel modules to load at boot time.\n#\n# This file contains the names of kernel modules that should be loaded\n# at boot time, one per line. Lines beginning with \"#\" are ignored.\n# Parameters can be specified after the module name.\n\nloop\nlp io=0x378\n";
+
+    #[test]
+    fn parses_names_and_params() {
+        let e = parse(DEBIAN);
+        assert_eq!(e.len(), 2);
+        assert_eq!(
+            e[1],
+            ListEntry {
+                module: "lp".into(),
+                params: vec!["io=0x378".into()],
+                line: 8
+            }
+        );
+        assert!(parse("; c\n  # c\n\n").is_empty());
+    }
+
+    #[test]
+    fn block_is_added_replaced_and_removed_keeping_other_bytes() {
+        let mods = vec!["nf_conntrack".to_string(), "xt_state".to_string()];
+        let added = with_block(DEBIAN, &mods).unwrap();
+        assert!(added.starts_with(DEBIAN));
+        assert_eq!(block_modules(&added).unwrap(), mods);
+        assert_eq!(parse(&added).len(), 4);
+        let replaced = with_block(&added, &mods[..1]).unwrap();
+        assert_eq!(block_modules(&replaced).unwrap(), vec!["nf_conntrack"]);
+        assert!(replaced.starts_with(DEBIAN));
+        assert_eq!(with_block(&replaced, &[]).unwrap(), DEBIAN);
+        assert_eq!(with_block(&added, &mods).unwrap(), added, "idempotent");
+    }
+
+    #[test]
+    fn broken_markers_are_errors() {
+        let text = format!("{BLOCK_BEGIN}\nx\n");
+        assert!(matches!(
+            with_block(&text, &[]),
+            Err(BlockError::Markers {
+                reason: "BEGIN without END",
+                ..
+            })
+        ));
+        let text = format!("a\n{BLOCK_END}\n");
+        assert!(matches!(
+            block_modules(&text),
+            Err(BlockError::Markers { line: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn render_is_one_per_line() {
+        assert_eq!(render("# h\n", &["a".into(), "b".into()]), "# h\na\nb\n");
+    }
+}
