@@ -1,6 +1,8 @@
 //! Persistent configuration: file formats (pure parsers and renderers),
 //! precedence, and atomic writes.
 
+pub mod desired;
+pub mod diff;
 pub mod files;
 pub mod modprobe_d;
 pub mod module_list;

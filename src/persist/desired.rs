@@ -1,0 +1,455 @@
+//! The desired state: `nfkit.toml` (pure: parse, validate, render).
+//!
+//! ```toml
+//! [modules]
+//! load = ["nf_conntrack", "xt_state", "iptable_nat"]
+//!
+//! [modules.options.nf_conntrack]   # keyed by the real module name
+//! expect_hashsize = 1024
+//!
+//! [conntrack]
+//! max = 500000          # net.netfilter.nf_conntrack_max
+//! buckets = 131072      # hashsize: persisted as `options nf_conntrack hashsize=`
+//!
+//! [sysctl]              # other net.netfilter.* keys
+//! "net.netfilter.nf_conntrack_tcp_timeout_established" = 86400
+//!
+//! [persist]
+//! targets = ["modules-load.d", "modprobe.d", "sysctl.d"]   # default: detected
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::conntrack::limits;
+
+/// Default path of the desired-state file.
+pub const DEFAULT_PATH: &str = "/etc/nfkit/nfkit.toml";
+
+/// A module option value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OptionValue {
+    /// `key=N`.
+    Integer(i64),
+    /// `key=1` / `key=0`.
+    Bool(bool),
+    /// `key=text`.
+    Text(String),
+}
+
+impl OptionValue {
+    /// The text after `=`.
+    pub fn render(&self) -> String {
+        match self {
+            OptionValue::Integer(n) => n.to_string(),
+            OptionValue::Bool(b) => if *b { "1" } else { "0" }.to_string(),
+            OptionValue::Text(t) => t.clone(),
+        }
+    }
+}
+
+/// `[modules]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModulesSection {
+    /// Modules to load, in order.
+    #[serde(default)]
+    pub load: Vec<String>,
+    /// Options per module (real module name → option → value).
+    #[serde(default)]
+    pub options: BTreeMap<String, BTreeMap<String, OptionValue>>,
+}
+
+/// `[conntrack]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConntrackSection {
+    /// `net.netfilter.nf_conntrack_max`.
+    pub max: Option<u32>,
+    /// Hash buckets (`hashsize`).
+    pub buckets: Option<u32>,
+    /// Allow `max = 0` (no limit).
+    #[serde(default)]
+    pub allow_unlimited: bool,
+}
+
+/// A persistence target nfkit can manage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Target {
+    /// `/etc/modules-load.d/nfkit.conf` (systemd).
+    #[serde(rename = "modules-load.d")]
+    ModulesLoadD,
+    /// nfkit's block in `/etc/modules` (Debian without systemd).
+    #[serde(rename = "etc-modules")]
+    EtcModules,
+    /// `/etc/modprobe.d/nfkit.conf`.
+    #[serde(rename = "modprobe.d")]
+    ModprobeD,
+    /// `/etc/sysctl.d/90-nfkit.conf`.
+    #[serde(rename = "sysctl.d")]
+    SysctlD,
+    /// `IPTABLES_MODULES` in `/etc/sysconfig/iptables-config`.
+    #[serde(rename = "iptables-config")]
+    IptablesConfig,
+}
+
+impl Target {
+    /// The name used in nfkit.toml and output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::ModulesLoadD => "modules-load.d",
+            Target::EtcModules => "etc-modules",
+            Target::ModprobeD => "modprobe.d",
+            Target::SysctlD => "sysctl.d",
+            Target::IptablesConfig => "iptables-config",
+        }
+    }
+}
+
+/// `[persist]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersistSection {
+    /// Targets to manage; `None` = detect per host.
+    pub targets: Option<Vec<Target>>,
+}
+
+/// The whole desired state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Desired {
+    /// Modules.
+    #[serde(default)]
+    pub modules: ModulesSection,
+    /// Conntrack limits.
+    #[serde(default)]
+    pub conntrack: ConntrackSection,
+    /// Other netfilter sysctls (key → value).
+    #[serde(default)]
+    pub sysctl: BTreeMap<String, OptionValue>,
+    /// Persistence targets.
+    #[serde(default)]
+    pub persist: PersistSection,
+}
+
+/// Why a desired-state file was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DesiredError {
+    /// TOML syntax or schema error (the message has line and column).
+    #[error("{path}: {message}")]
+    Syntax { path: String, message: String },
+    /// A value fails validation.
+    #[error("{path}: {field}: {reason}")]
+    Invalid {
+        path: String,
+        field: String,
+        reason: String,
+    },
+}
+
+fn module_name_ok(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 55 {
+        return Err("module names are 1 to 55 characters".into());
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(format!(
+            "{name:?} is not a module name (letters, digits, `_`, `-`)"
+        ));
+    }
+    Ok(())
+}
+
+impl Desired {
+    /// Parses and validates `text` (read from `path`, used in messages).
+    pub fn parse(path: &str, text: &str) -> Result<Self, DesiredError> {
+        let desired: Desired = toml::from_str(text).map_err(|e| DesiredError::Syntax {
+            path: path.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        desired.validate(path)?;
+        Ok(desired)
+    }
+
+    /// Checks every value without touching the system.
+    pub fn validate(&self, path: &str) -> Result<(), DesiredError> {
+        let invalid = |field: String, reason: String| DesiredError::Invalid {
+            path: path.to_string(),
+            field,
+            reason,
+        };
+        for (i, name) in self.modules.load.iter().enumerate() {
+            module_name_ok(name).map_err(|r| invalid(format!("modules.load[{i}]"), r))?;
+        }
+        for (module, options) in &self.modules.options {
+            module_name_ok(module).map_err(|r| invalid(format!("modules.options.{module}"), r))?;
+            for (key, value) in options {
+                if key.is_empty() || key.contains(['=', ' ', '\t']) {
+                    return Err(invalid(
+                        format!("modules.options.{module}.{key}"),
+                        "not a parameter name".into(),
+                    ));
+                }
+                if value.render().contains(char::is_whitespace) {
+                    return Err(invalid(
+                        format!("modules.options.{module}.{key}"),
+                        "values with white space cannot be passed to a module".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(max) = self.conntrack.max {
+            limits::parse_max(&max.to_string(), self.conntrack.allow_unlimited)
+                .map_err(|e| invalid("conntrack.max".into(), e.to_string()))?;
+        }
+        if let Some(buckets) = self.conntrack.buckets {
+            limits::parse_buckets(&buckets.to_string())
+                .map_err(|e| invalid("conntrack.buckets".into(), e.to_string()))?;
+            if let Some(hashsize) = self
+                .modules
+                .options
+                .get("nf_conntrack")
+                .and_then(|o| o.get("hashsize"))
+                && hashsize.render() != buckets.to_string()
+            {
+                return Err(invalid(
+                    "modules.options.nf_conntrack.hashsize".into(),
+                    format!("contradicts conntrack.buckets = {buckets}; set only one"),
+                ));
+            }
+        }
+        for key in self.sysctl.keys() {
+            let normalised = key.replace('/', ".");
+            if limits::limit_for_key(key).is_some() {
+                return Err(invalid(
+                    format!("sysctl.\"{key}\""),
+                    "set it as conntrack.max / conntrack.buckets".into(),
+                ));
+            }
+            if !normalised.starts_with("net.netfilter.") {
+                return Err(invalid(
+                    format!("sysctl.\"{key}\""),
+                    "only net.netfilter.* keys are managed by nfkit".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Options for each module as `key=value` words, with the conntrack
+    /// bucket count as `nf_conntrack hashsize=` (so the size holds from the
+    /// first load).
+    pub fn module_options(&self) -> Vec<(String, Vec<String>)> {
+        let mut options: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (module, opts) in &self.modules.options {
+            let entry = options.entry(module.replace('-', "_")).or_default();
+            for (key, value) in opts {
+                entry.push(format!("{key}={}", value.render()));
+            }
+        }
+        if let Some(buckets) = self.conntrack.buckets {
+            let entry = options.entry("nf_conntrack".into()).or_default();
+            if !entry.iter().any(|o| o.starts_with("hashsize=")) {
+                entry.push(format!("hashsize={buckets}"));
+            }
+        }
+        options.into_iter().collect()
+    }
+
+    /// The modules to load, with `nf_conntrack` added when conntrack keys are
+    /// set: systemd-sysctl silently skips `net.netfilter.nf_conntrack_*` when
+    /// the module is not loaded yet (the boot-order trap).
+    pub fn load_list(&self) -> Vec<String> {
+        let mut list: Vec<String> = Vec::new();
+        for m in &self.modules.load {
+            if !list.contains(m) {
+                list.push(m.clone());
+            }
+        }
+        let needs_conntrack = self.conntrack.max.is_some()
+            || self.conntrack.buckets.is_some()
+            || self.sysctl.keys().any(|k| {
+                k.replace('/', ".")
+                    .starts_with("net.netfilter.nf_conntrack")
+            });
+        if needs_conntrack && !list.iter().any(|m| m == "nf_conntrack") {
+            list.insert(0, "nf_conntrack".into());
+        }
+        list
+    }
+
+    /// sysctl settings to persist (`key`, `value`), conntrack max first.
+    pub fn sysctl_settings(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(max) = self.conntrack.max {
+            out.push((
+                "net.netfilter.nf_conntrack_max".to_string(),
+                max.to_string(),
+            ));
+        }
+        for (key, value) in &self.sysctl {
+            out.push((key.replace('/', "."), value.render()));
+        }
+        out
+    }
+
+    /// Renders the state as nfkit.toml text, with optional comment lines
+    /// before sections (used by `import`).
+    pub fn render(&self, comments: &[String]) -> String {
+        let mut out = String::new();
+        for c in comments {
+            let _ = writeln!(out, "# {c}");
+        }
+        if !comments.is_empty() {
+            out.push('\n');
+        }
+        let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+        let value = |v: &OptionValue| match v {
+            OptionValue::Integer(n) => n.to_string(),
+            OptionValue::Bool(b) => b.to_string(),
+            OptionValue::Text(t) => quote(t),
+        };
+        if !self.modules.load.is_empty() || !self.modules.options.is_empty() {
+            let _ = writeln!(out, "[modules]");
+            let names: Vec<String> = self.modules.load.iter().map(|m| quote(m)).collect();
+            let _ = writeln!(out, "load = [{}]", names.join(", "));
+            for (module, opts) in &self.modules.options {
+                let _ = writeln!(out, "\n[modules.options.{module}]");
+                for (k, v) in opts {
+                    let _ = writeln!(out, "{k} = {}", value(v));
+                }
+            }
+            out.push('\n');
+        }
+        if self.conntrack != ConntrackSection::default() {
+            let _ = writeln!(out, "[conntrack]");
+            if let Some(max) = self.conntrack.max {
+                let _ = writeln!(out, "max = {max}");
+            }
+            if let Some(b) = self.conntrack.buckets {
+                let _ = writeln!(out, "buckets = {b}");
+            }
+            if self.conntrack.allow_unlimited {
+                let _ = writeln!(out, "allow_unlimited = true");
+            }
+            out.push('\n');
+        }
+        if !self.sysctl.is_empty() {
+            let _ = writeln!(out, "[sysctl]");
+            for (k, v) in &self.sysctl {
+                let _ = writeln!(out, "{} = {}", quote(k), value(v));
+            }
+            out.push('\n');
+        }
+        if let Some(targets) = &self.persist.targets {
+            let _ = writeln!(out, "[persist]");
+            let names: Vec<String> = targets.iter().map(|t| quote(t.name())).collect();
+            let _ = writeln!(out, "targets = [{}]", names.join(", "));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = r#"
+[modules]
+load = ["nf_conntrack", "xt_state", "iptable_nat"]
+
+[modules.options.nf_conntrack]
+expect_hashsize = 1024
+
+[conntrack]
+max = 500000
+buckets = 131072
+
+[sysctl]
+"net.netfilter.nf_conntrack_tcp_timeout_established" = 86400
+
+[persist]
+targets = ["modules-load.d", "modprobe.d", "sysctl.d"]
+"#;
+
+    #[test]
+    fn parses_and_derives_files_content() {
+        let d = Desired::parse("nfkit.toml", SEED).unwrap();
+        assert_eq!(
+            d.load_list(),
+            vec!["nf_conntrack", "xt_state", "iptable_nat"]
+        );
+        assert_eq!(
+            d.module_options(),
+            vec![(
+                "nf_conntrack".to_string(),
+                vec![
+                    "expect_hashsize=1024".to_string(),
+                    "hashsize=131072".to_string()
+                ]
+            )]
+        );
+        assert_eq!(
+            d.sysctl_settings(),
+            vec![
+                (
+                    "net.netfilter.nf_conntrack_max".to_string(),
+                    "500000".to_string()
+                ),
+                (
+                    "net.netfilter.nf_conntrack_tcp_timeout_established".to_string(),
+                    "86400".to_string()
+                )
+            ]
+        );
+        // Render → parse gives the same state.
+        assert_eq!(
+            Desired::parse("x", &d.render(&["imported".into()])).unwrap(),
+            d
+        );
+    }
+
+    #[test]
+    fn conntrack_keys_put_the_module_in_the_load_list() {
+        let d = Desired::parse("x", "[conntrack]\nmax = 1000\n").unwrap();
+        assert_eq!(d.load_list(), vec!["nf_conntrack"]);
+    }
+
+    #[test]
+    fn errors_name_file_field_and_line() {
+        let e = Desired::parse("/etc/nfkit/nfkit.toml", "[conntrack]\nmax = 0\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/nfkit/nfkit.toml: conntrack.max: conntrack max 0 would remove the limit entirely"
+        );
+        let e = Desired::parse("f", "[conntrack]\nmaxx = 1\n").unwrap_err();
+        assert!(
+            e.to_string().contains("line 2") && e.to_string().contains("maxx"),
+            "{e}"
+        );
+        let e = Desired::parse("f", "[modules]\nload = [\"a/b\"]\n").unwrap_err();
+        assert!(e.to_string().contains("modules.load[0]"), "{e}");
+        let e = Desired::parse("f", "[sysctl]\n\"net.ipv4.ip_forward\" = 1\n").unwrap_err();
+        assert!(e.to_string().contains("net.netfilter"), "{e}");
+        let e = Desired::parse("f", "[sysctl]\n\"net.nf_conntrack_max\" = 1\n").unwrap_err();
+        assert!(e.to_string().contains("conntrack.max"), "{e}");
+        let e = Desired::parse(
+            "f",
+            "[conntrack]\nbuckets = 1024\n[modules.options.nf_conntrack]\nhashsize = 2048\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("contradicts"), "{e}");
+        let e = Desired::parse("f", "[persist]\ntargets = [\"floppy\"]\n").unwrap_err();
+        assert!(e.to_string().contains("floppy"), "{e}");
+    }
+
+    #[test]
+    fn empty_file_is_an_empty_state() {
+        assert_eq!(Desired::parse("x", "").unwrap(), Desired::default());
+    }
+}
