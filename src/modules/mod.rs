@@ -1,0 +1,1 @@
+//! Kernel modules: pure logic and the high-level operations.
