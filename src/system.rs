@@ -1,1 +1,169 @@
-//! TODO
+//! Facts about the host: where its `/proc` and `/sys` are, the kernel
+//! release, module support, network namespace, libkmod availability.
+//!
+//! Every reader goes through [`Host`], so tests and `--root DIR` point them at
+//! another tree. A `Host` made with [`Host::offline`] never touches the
+//! running kernel (no netlink, no sockets).
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::sysctl::Sysctl;
+
+/// Where the kernel's interfaces are and whether the kernel may be used.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Root of the file tree (`/`, or `--root DIR`).
+    pub root: PathBuf,
+    /// The procfs mount (`/proc`, or `DIR/proc`).
+    pub proc_root: PathBuf,
+    /// The sysfs mount (`/sys`, or `DIR/sys`).
+    pub sys_root: PathBuf,
+    /// `true` with `--root`: files only, no netlink, no writes to /proc.
+    pub offline: bool,
+}
+
+impl Host {
+    /// The running system.
+    pub fn live() -> Self {
+        Self {
+            root: PathBuf::from("/"),
+            proc_root: PathBuf::from("/proc"),
+            sys_root: PathBuf::from("/sys"),
+            offline: false,
+        }
+    }
+
+    /// A tree under `root`, used offline.
+    pub fn offline(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        Self {
+            proc_root: root.join("proc"),
+            sys_root: root.join("sys"),
+            root,
+            offline: true,
+        }
+    }
+
+    /// A path below `/proc`.
+    pub fn proc(&self, relative: impl AsRef<Path>) -> PathBuf {
+        self.proc_root.join(relative)
+    }
+
+    /// A path below `/sys`.
+    pub fn sys(&self, relative: impl AsRef<Path>) -> PathBuf {
+        self.sys_root.join(relative)
+    }
+
+    /// The `/proc/sys` tree.
+    pub fn sysctl(&self) -> Sysctl {
+        Sysctl::at(self.proc("sys"))
+    }
+
+    /// `uname -r`, from `/proc/sys/kernel/osrelease`.
+    pub fn kernel_release(&self) -> Option<String> {
+        read_trimmed(&self.proc("sys/kernel/osrelease"))
+    }
+
+    /// Whether the kernel supports loadable modules (`/proc/modules` exists
+    /// only with `CONFIG_MODULES`).
+    pub fn has_module_support(&self) -> bool {
+        self.proc("modules").exists()
+    }
+
+    /// Whether a kernel component is present without needing to be loaded:
+    /// always true on a kernel without module support (then it is either
+    /// built in or absent, and asking is harmless); otherwise true when
+    /// `/sys/module/NAME` exists or `modules.builtin` lists it.
+    ///
+    /// Used to avoid netlink requests that would make the kernel autoload a
+    /// module (`request_module("nfnetlink-subsys-N")`) as a side effect of a
+    /// read-only command.
+    pub fn component_present(&self, module: &str) -> bool {
+        if !self.has_module_support() {
+            return true;
+        }
+        if self.sys("module").join(module).exists() {
+            return true;
+        }
+        let Some(release) = self.kernel_release() else {
+            return false;
+        };
+        let builtin = self
+            .root
+            .join("lib/modules")
+            .join(release)
+            .join("modules.builtin");
+        match fs::read_to_string(builtin) {
+            Ok(text) => text.lines().any(|line| {
+                Path::new(line)
+                    .file_name()
+                    .and_then(|f| f.to_str())
+                    .and_then(|f| f.split('.').next())
+                    .is_some_and(|stem| stem.replace('-', "_") == module)
+            }),
+            Err(_) => false,
+        }
+    }
+
+    /// The network namespace this process is in.
+    pub fn network_namespace(&self) -> NetnsInfo {
+        let inode = |p: &Path| fs::metadata(p).ok().map(|m| m.ino());
+        let own = inode(&self.proc("self/ns/net"));
+        let init = inode(&self.proc("1/ns/net"));
+        // Global netfilter limits are 0444 outside the initial namespace
+        // (nf_conntrack_standalone_init_sysctl) and the legacy
+        // net.nf_conntrack_max is registered for init_net only.
+        let limits_read_only = self
+            .sysctl()
+            .is_read_only("net/netfilter/nf_conntrack_max")
+            .ok()
+            .flatten();
+        let initial = match (limits_read_only, own, init) {
+            (Some(read_only), _, _) => Some(!read_only),
+            (None, Some(a), Some(b)) => Some(a == b),
+            _ => None,
+        };
+        NetnsInfo {
+            inode: own,
+            initial,
+        }
+    }
+}
+
+/// The process's network namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct NetnsInfo {
+    /// Inode of `/proc/self/ns/net`.
+    pub inode: Option<u64>,
+    /// Whether it is the initial namespace (`None`: cannot tell).
+    pub initial: Option<bool>,
+}
+
+fn read_trimmed(path: &Path) -> Option<String> {
+    fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+/// Whether `libkmod.so.2` can be loaded on this host.
+pub fn libkmod_loadable() -> Result<(), String> {
+    // SAFETY: loading libkmod runs its ELF initialisers; libkmod has none
+    // with side effects beyond its own state (it is loaded the same way by
+    // systemd and by our module binding).
+    match unsafe { libloading::Library::new("libkmod.so.2") } {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Reads a whole small file, mapping "not found" to `None`.
+pub fn read_optional(path: &Path) -> io::Result<Option<String>> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}

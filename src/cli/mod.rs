@@ -1,6 +1,202 @@
-//! Command-line interface.
+//! Command-line interface: clap definitions, dispatch, error reporting and
+//! exit codes. Rendering lives in [`render`]; each command's logic lives in
+//! the library modules.
+//!
+//! Exit codes (stable, documented in the README):
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | error (the message names the operation, the object and the cause) |
+//! | 2 | usage error (bad flags or arguments) |
+//! | 3 | the state differs from what was asked (`--check`, `verify`) |
 
-/// Runs the CLI and returns the process exit status.
+mod conntrack;
+mod render;
+mod status;
+mod tables;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use crate::system::Host;
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: an operation failed.
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code: bad command line.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: the state differs from what was asked (check/verify).
+pub const EXIT_DIFFERS: u8 = 3;
+
+/// nfkit: set up a Linux host's netfilter layer natively (modules, conntrack
+/// limits, tables) without running any other program.
+#[derive(Debug, Parser)]
+#[command(name = "nfkit", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Print machine-readable JSON on stdout (schema in the README).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print nothing but errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more detail (sources of each figure, notes).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Work offline on the file tree under DIR (DIR/proc, DIR/sys, DIR/etc,
+    /// DIR/lib/modules); the running kernel is not used.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One view of kernel, module support, conntrack and tables.
+    Status,
+    /// Conntrack entries, limits and counters; `set` changes limits.
+    Conntrack(conntrack::ConntrackArgs),
+    /// Netfilter table names per family; `show TABLE` lists its chains.
+    Tables(tables::TablesArgs),
+}
+
+/// Output settings shared by all commands.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    /// JSON instead of text.
+    pub json: bool,
+    /// Only errors.
+    pub quiet: bool,
+    /// Verbosity level.
+    pub verbose: u8,
+}
+
+impl Output {
+    /// Prints `report` as JSON, or the text `human` renders, to stdout.
+    pub fn emit<T: Serialize>(
+        &self,
+        report: &T,
+        human: impl FnOnce(&mut String),
+    ) -> anyhow::Result<()> {
+        let mut text = String::new();
+        if self.json {
+            text = serde_json::to_string_pretty(report)?;
+            text.push('\n');
+        } else if !self.quiet {
+            human(&mut text);
+        }
+        write_stdout(&text)
+    }
+}
+
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        // A closed pipe (`nfkit ... | head`) is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Parses the command line, runs the command and returns the exit code.
 pub fn main() -> u8 {
-    0
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        }
+    };
+    let output = Output {
+        json: cli.json,
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+    };
+    match run(cli, output) {
+        Ok(code) => code,
+        Err(err) => {
+            report_error(&err, output);
+            EXIT_ERROR
+        }
+    }
+}
+
+fn host_for(root: &Option<PathBuf>) -> Host {
+    match root {
+        Some(dir) => Host::offline(dir),
+        None => Host::live(),
+    }
+}
+
+fn run(cli: Cli, output: Output) -> anyhow::Result<u8> {
+    let host = host_for(&cli.root);
+    match cli.command {
+        Command::Status => status::run(&host, output),
+        Command::Conntrack(args) => conntrack::run(&host, args, output),
+        Command::Tables(args) => tables::run(&host, args, output),
+    }
+}
+
+/// The hint attached to the first error in the chain that has one.
+pub fn hint_for(err: &anyhow::Error) -> Option<String> {
+    for cause in err.chain() {
+        let hint = if let Some(e) = cause.downcast_ref::<crate::conntrack::set::SetError>() {
+            e.hint()
+        } else if let Some(e) = cause.downcast_ref::<crate::conntrack::limits::LimitError>() {
+            e.hint()
+        } else if let Some(e) = cause.downcast_ref::<crate::tables::ShowError>() {
+            e.hint()
+        } else if let Some(e) = cause.downcast_ref::<crate::tables::xtables::ReadError>() {
+            e.hint()
+        } else if let Some(e) = cause.downcast_ref::<crate::netlink::Error>() {
+            e.hint()
+        } else if let Some(e) = cause.downcast_ref::<crate::sysctl::Error>() {
+            e.hint()
+        } else {
+            None
+        };
+        if let Some(h) = hint {
+            return Some(h.to_string());
+        }
+    }
+    None
+}
+
+#[derive(Serialize)]
+struct JsonError {
+    error: JsonErrorBody,
+}
+
+#[derive(Serialize)]
+struct JsonErrorBody {
+    message: String,
+    hint: Option<String>,
+}
+
+fn report_error(err: &anyhow::Error, output: Output) {
+    let hint = hint_for(err);
+    if output.json {
+        let body = JsonError {
+            error: JsonErrorBody {
+                message: format!("{err:#}"),
+                hint: hint.clone(),
+            },
+        };
+        if let Ok(text) = serde_json::to_string_pretty(&body) {
+            let _ = write_stdout(&(text + "\n"));
+        }
+    }
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "nfkit: error: {err:#}");
+    if let Some(h) = hint {
+        let _ = writeln!(stderr, "hint: {h}");
+    }
 }

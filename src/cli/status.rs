@@ -1,0 +1,57 @@
+//! `nfkit status`.
+
+use serde::Serialize;
+
+use super::{EXIT_OK, Output, render};
+use crate::conntrack::{self, ConntrackStatus, ReadOptions};
+use crate::system::{self, Host, NetnsInfo};
+use crate::tables::{self, TablesReport};
+
+/// Everything `nfkit status` reports.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    /// `uname -r`.
+    pub kernel_release: Option<String>,
+    /// Whether the kernel has loadable-module support.
+    pub module_support: bool,
+    /// Whether libkmod.so.2 can be loaded.
+    pub libkmod: Libkmod,
+    /// The network namespace nfkit runs in.
+    pub network_namespace: NetnsInfo,
+    /// Conntrack figures.
+    pub conntrack: ConntrackStatus,
+    /// Table names.
+    pub tables: TablesReport,
+}
+
+/// libkmod availability.
+#[derive(Debug, Serialize)]
+pub struct Libkmod {
+    /// Whether `libkmod.so.2` loaded.
+    pub loadable: bool,
+    /// Why not.
+    pub error: Option<String>,
+}
+
+pub(super) fn run(host: &Host, output: Output) -> anyhow::Result<u8> {
+    let libkmod = match system::libkmod_loadable() {
+        Ok(()) => Libkmod {
+            loadable: true,
+            error: None,
+        },
+        Err(e) => Libkmod {
+            loadable: false,
+            error: Some(e),
+        },
+    };
+    let report = StatusReport {
+        kernel_release: host.kernel_release(),
+        module_support: host.has_module_support(),
+        libkmod,
+        network_namespace: host.network_namespace(),
+        conntrack: conntrack::read_status(host, ReadOptions::default()),
+        tables: tables::read_tables(host),
+    };
+    output.emit(&report, |out| render::status(out, &report, output.verbose))?;
+    Ok(EXIT_OK)
+}
