@@ -377,13 +377,18 @@ mod tests {
             1,
         );
         assert_eq!(cpu, hex(CPU_REQUEST));
-        let global = crate::conntrack::encoded_stats_request(IPCTNL_MSG_CT_GET_STATS, NLM_F_REQUEST, 1);
+        let global =
+            crate::conntrack::encoded_stats_request(IPCTNL_MSG_CT_GET_STATS, NLM_F_REQUEST, 1);
         assert_eq!(global, hex(GLOBAL_REQUEST));
         // With NLM_F_ACK, as nfkit sends it, only the flags differ.
         let mut with_ack = hex(GLOBAL_REQUEST);
         with_ack[6] = 0x05;
         assert_eq!(
-            crate::conntrack::encoded_stats_request(IPCTNL_MSG_CT_GET_STATS, NLM_F_REQUEST | NLM_F_ACK, 1),
+            crate::conntrack::encoded_stats_request(
+                IPCTNL_MSG_CT_GET_STATS,
+                NLM_F_REQUEST | NLM_F_ACK,
+                1
+            ),
             with_ack
         );
     }
@@ -400,15 +405,31 @@ mod tests {
         assert_eq!(
             names,
             [
-                "found", "invalid", "insert", "insert_failed", "drop", "early_drop", "error",
-                "search_restart", "clash_resolve", "chaintoolong"
+                "found",
+                "invalid",
+                "insert",
+                "insert_failed",
+                "drop",
+                "early_drop",
+                "error",
+                "search_restart",
+                "clash_resolve",
+                "chaintoolong"
             ]
         );
         assert_eq!(counters.get(CpuCounter::Insert), Some(1));
         assert_eq!(counters.get(CpuCounter::Drop), Some(1));
         assert_eq!(counters.get(CpuCounter::Found), Some(0));
         // Our encoder gives back the kernel's bytes, and so does the crate.
-        assert_eq!(encode_frame(&raw, IPCTNL_MSG_CT_GET_STATS_CPU, 1, encode_cpu_counters(&counters)), raw);
+        assert_eq!(
+            encode_frame(
+                &raw,
+                IPCTNL_MSG_CT_GET_STATS_CPU,
+                1,
+                encode_cpu_counters(&counters)
+            ),
+            raw
+        );
         assert_eq!(reemit(&raw), raw);
         let done = hex(DONE);
         assert_eq!(reemit(&done), done);
@@ -421,7 +442,10 @@ mod tests {
         let stats = decode_global(&frames[0].payload[4..]).unwrap();
         assert_eq!(stats.entries, 4);
         assert_eq!(stats.max_entries, Some(4));
-        assert_eq!(encode_frame(&raw, IPCTNL_MSG_CT_GET_STATS, 0, encode_global(&stats)), raw);
+        assert_eq!(
+            encode_frame(&raw, IPCTNL_MSG_CT_GET_STATS, 0, encode_global(&stats)),
+            raw
+        );
         let ack = hex(ACK);
         assert_eq!(reemit(&ack), ack);
     }
@@ -453,7 +477,11 @@ mod tests {
     fn bad_lengths_are_errors() {
         assert!(matches!(
             decode_cpu_counters(&hex("06 00 02 00 00 05 00 00")),
-            Err(DecodeError::BadValueLength { kind: 2, len: 2, .. })
+            Err(DecodeError::BadValueLength {
+                kind: 2,
+                len: 2,
+                ..
+            })
         ));
         assert!(decode_cpu_counters(&hex("ff 00 02 00 00 00 00 05")).is_err());
     }
@@ -481,7 +509,11 @@ mod tests {
         let total = Counters::sum([&a, &b]);
         assert_eq!(
             total,
-            Counters(vec![(CpuCounter::Found, 1), (CpuCounter::Drop, 5), (CpuCounter::Other(20), 4)])
+            Counters(vec![
+                (CpuCounter::Found, 1),
+                (CpuCounter::Drop, 5),
+                (CpuCounter::Other(20), 4)
+            ])
         );
     }
 }

@@ -225,6 +225,15 @@ pub fn known_module_names(moddir: &Path) -> Vec<String> {
     out
 }
 
+/// Module names in a modules.builtin text (`kernel/net/ipv4/tcp_cubic.ko`).
+pub fn known_module_names_from_builtin(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.rsplit('/').next()?.split(".ko").next())
+        .filter(|n| !n.is_empty())
+        .map(|n| n.replace('-', "_"))
+        .collect()
+}
+
 /// Kernel releases with a module directory under `<root>/lib/modules`.
 pub fn releases(root: &Path) -> Vec<String> {
     dir_names(&root.join("lib/modules"))
