@@ -1,12 +1,13 @@
 //! The libkmod binding against a real module tree (no kernel changes).
 
-mod support;
+#[path = "support/tree.rs"]
+mod tree;
 
 use nfkit::kmod::{Context, probe_flags};
 
 #[test]
 fn lookup_alias_resolves_to_real_module() {
-    let t = support::kernel_tree();
+    let t = tree::kernel_tree();
     let ctx = Context::new(Some(&t.moddir()), Some(&[t.root.join("etc/modprobe.d")])).unwrap();
     ctx.load_resources().unwrap();
     assert_eq!(ctx.dirname(), t.moddir());
@@ -19,7 +20,7 @@ fn lookup_alias_resolves_to_real_module() {
 
 #[test]
 fn dry_run_probe_reports_sequence_and_never_installs() {
-    let t = support::kernel_tree();
+    let t = tree::kernel_tree();
     let ctx = Context::new(Some(&t.moddir()), Some(&[t.root.join("etc/modprobe.d")])).unwrap();
     let m = ctx.module("xt_state").unwrap();
     let mut calls = 0;

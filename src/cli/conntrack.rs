@@ -36,10 +36,10 @@ enum ConntrackAction {
 struct SetArgs {
     /// New maximum number of entries (1..=2147483647; 0 = no limit, needs
     /// --allow-unlimited).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     max: Option<String>,
     /// New number of hash buckets (rounded up to a multiple of 512).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     buckets: Option<String>,
     /// Allow --max 0 (no limit at all).
     #[arg(long)]

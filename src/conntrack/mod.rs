@@ -10,6 +10,7 @@
 //!
 //! Every figure in a [`ConntrackStatus`] carries its [`Source`].
 
+pub mod fixtures;
 pub mod limits;
 pub mod procstat;
 pub mod set;

@@ -91,7 +91,7 @@ pub enum SetError {
     Write {
         limit: Limit,
         #[source]
-        source: sysctl::Error,
+        source: Box<sysctl::Error>,
         rolled_back: Vec<&'static str>,
         rollback_failed: Option<String>,
     },
@@ -125,7 +125,8 @@ impl SetError {
                  per-container limits are bounded by the host's \
                  net.nf_conntrack_max",
             ),
-            SetError::Read(e) | SetError::Write { source: e, .. } => e.hint(),
+            SetError::Read(e) => e.hint(),
+            SetError::Write { source, .. } => source.hint(),
             SetError::NothingRequested => Some("pass --max N and/or --buckets N"),
         }
     }
@@ -223,7 +224,7 @@ pub fn set_limits(host: &Host, request: SetRequest, dry_run: bool) -> Result<Set
             let (rolled_back, rollback_failed) = roll_back(&sysctl, &changes[..index]);
             return Err(SetError::Write {
                 limit: step.limit,
-                source,
+                source: Box::new(source),
                 rolled_back,
                 rollback_failed,
             });

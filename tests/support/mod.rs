@@ -1,52 +1,95 @@
-//! Shared helpers for host tests. Tests may run tools (the product never does).
-#![allow(dead_code, reason = "each test binary uses a subset")]
+//! Shared helpers for the root integration tests: a fresh network namespace
+//! per test, running nfkit and the real tools (oracles) inside it.
+#![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::ffi::OsStr;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output};
 
-/// A real kernel module tree prepared by `tests/support/kernel-tree`.
-#[derive(Debug, Clone)]
-pub struct KernelTree {
-    pub root: PathBuf,
-    pub release: String,
+/// Fails loudly when not root: these tests must run, never silently skip.
+pub fn require_root() {
+    let uid = nix::unistd::geteuid();
+    assert!(
+        uid.is_root(),
+        "this test needs root (it creates network namespaces and talks to netfilter); \
+         run the suite as root, as .ci/run does"
+    );
 }
 
-/// Runs `tests/support/kernel-tree` once per test binary. Panics (fails the
-/// test loudly) when the fixture cannot be had: never a silent skip.
-pub fn kernel_tree() -> &'static KernelTree {
-    static TREE: OnceLock<KernelTree> = OnceLock::new();
-    TREE.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/kernel-tree");
-        let out = Command::new("bash")
-            .arg(&script)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "FIXTURE UNAVAILABLE: {} failed ({}):\n{}{}",
-            script.display(),
-            out.status,
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let field = |k: &str| {
-            stdout
-                .lines()
-                .find_map(|l| l.strip_prefix(k))
-                .unwrap_or_else(|| panic!("kernel-tree printed no {k}: {stdout}"))
-                .to_owned()
-        };
-        KernelTree {
-            root: PathBuf::from(field("root=")),
-            release: field("release="),
-        }
-    })
+/// Fails loudly when an oracle tool is missing.
+pub fn require_tool(tool: &str) {
+    let found = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        .iter()
+        .any(|dir| std::path::Path::new(dir).join(tool).exists());
+    assert!(
+        found,
+        "oracle tool `{tool}` is missing: install it (.ci/run installs it)"
+    );
 }
 
-impl KernelTree {
-    pub fn moddir(&self) -> PathBuf {
-        self.root.join("lib/modules").join(&self.release)
+/// Runs `body` on a new thread that has its own, fresh network namespace
+/// (with `lo` down, no tables, no conntrack entries). Commands spawned from
+/// the body inherit that namespace. The namespace disappears with the thread.
+pub fn in_fresh_netns<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    require_root();
+    let handle = std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .expect("unshare(CLONE_NEWNET) failed: network namespaces are required");
+        body()
+    });
+    match handle.join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
     }
+}
+
+/// The nfkit binary under test.
+pub fn nfkit() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nfkit"))
+}
+
+/// Runs a command and returns its output; panics if it cannot start.
+pub fn run(command: &mut Command) -> Output {
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
+}
+
+/// Runs a command that must succeed and returns its stdout.
+pub fn ok(command: &mut Command) -> String {
+    let output = run(command);
+    assert!(
+        output.status.success(),
+        "{command:?} failed with {}:\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("stdout is not UTF-8")
+}
+
+/// A real tool as a command.
+pub fn tool<I, S>(name: &str, args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    require_tool(name);
+    let mut command = Command::new(name);
+    command.args(args);
+    command
+}
+
+/// `nfkit --json ARGS` parsed.
+pub fn nfkit_json(args: &[&str]) -> serde_json::Value {
+    let text = ok(nfkit().arg("--json").args(args));
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("nfkit printed invalid JSON ({e}):\n{text}"))
+}
+
+/// Runs nfkit as user `nobody` (uid/gid 65534).
+pub fn nfkit_as_nobody(args: &[&str]) -> Output {
+    let mut command = nfkit();
+    command.args(args).uid(65534).gid(65534);
+    run(&mut command)
 }
