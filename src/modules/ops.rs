@@ -797,7 +797,14 @@ fn load_module(
     let loaded = t.live && matches!(m.initstate(), Ok(InitState::Live | InitState::Coming));
 
     if is_builtin || loaded {
-        if !unknown.is_empty() {
+        // Only sysfs can tell for sure (modinfo misses module_param_call
+        // parameters such as nf_conntrack's hashsize).
+        if !unknown.is_empty() && !(t.live && sysfs::in_sysfs(&t.sys_root, &module)) {
+            notes.push(format!(
+                "cannot verify parameter(s) {}: not declared in modinfo and {module} is not in /sys/module",
+                unknown.join(", ")
+            ));
+        } else if !unknown.is_empty() {
             return Err(fail(ModuleError::UnknownParameter {
                 op,
                 module: module.clone(),
@@ -826,12 +833,13 @@ fn load_module(
         });
     }
     if !unknown.is_empty() {
-        return Err(fail(ModuleError::UnknownParameter {
-            op,
-            module: module.clone(),
-            unknown,
-            accepted: known,
-        }));
+        // modinfo lists every module_param but not module_param_call ones
+        // (e.g. nf_conntrack hashsize): the real check is after loading.
+        notes.push(format!(
+            "parameter(s) {} not declared in modinfo: {} against /sys/module/{module}/parameters after loading",
+            unknown.join(", "),
+            if flags.dry_run { "will be checked" } else { "checked" }
+        ));
     }
 
     let mut pflags = probe_flags::APPLY_BLACKLIST_ALIAS_ONLY;
@@ -942,13 +950,31 @@ fn load_module(
     }
     // Post-load check: current kernels ignore unknown parameters silently.
     let in_sysfs = sysfs::sys_parameters(&t.sys_root, &module);
+    let mut ignored = Vec::new();
     for o in &req.options {
-        if !in_sysfs.iter().any(|p| p.replace('-', "_") == o.key()) {
+        if in_sysfs.iter().any(|p| p.replace('-', "_") == o.key()) {
+            continue;
+        }
+        if known.iter().any(|p| p.replace('-', "_") == o.key()) {
             notes.push(format!(
                 "parameter {} is not visible in /sys/module/{module}/parameters (declared without sysfs permissions)",
                 o.name
             ));
+        } else {
+            ignored.push(o.name.clone());
         }
+    }
+    if !ignored.is_empty() {
+        let mut accepted = in_sysfs;
+        accepted.extend(known);
+        accepted.sort();
+        accepted.dedup();
+        return Err(fail(ModuleError::UnknownParameter {
+            op,
+            module: module.clone(),
+            unknown: ignored,
+            accepted,
+        }));
     }
     Ok(LoadedModule {
         module,
