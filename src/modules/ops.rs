@@ -799,7 +799,8 @@ fn load_module(
     if is_builtin || loaded {
         // Only sysfs can tell for sure (modinfo misses module_param_call
         // parameters such as nf_conntrack's hashsize).
-        if !unknown.is_empty() && !(t.live && sysfs::in_sysfs(&t.sys_root, &module)) {
+        let verifiable = t.live && sysfs::in_sysfs(&t.sys_root, &module);
+        if !unknown.is_empty() && !verifiable {
             notes.push(format!(
                 "cannot verify parameter(s) {}: not declared in modinfo and {module} is not in /sys/module",
                 unknown.join(", ")
