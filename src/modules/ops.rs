@@ -1046,12 +1046,18 @@ fn names_of(l: kmod::ModuleList<'_>) -> Vec<String> {
     l.names()
 }
 
-fn live_facts(ctx: &Context, name: &str) -> Result<Facts, Errno> {
+fn live_facts(ctx: &Context, sys_root: &Path, name: &str) -> Result<Facts, Errno> {
     let m = ctx
         .module(name)
         .map_err(|e| e.errno().unwrap_or(Errno::ENOENT))?;
+    // A /sys/module directory without `initstate` is a built-in module that
+    // modules.builtin does not list (libkmod >= 20 calls it "coming"): the
+    // case on kernels without module support and without a module tree.
+    let sysfs_builtin =
+        || sysfs::read_sys_module(sys_root, name).is_some_and(|s| s.initstate.is_none());
     let state = match m.initstate() {
         Ok(InitState::Builtin) => State::Builtin,
+        Ok(InitState::Coming) if sysfs_builtin() => State::Builtin,
         Ok(_) => State::Loaded,
         Err(_) => State::NotLoaded,
     };
@@ -1082,11 +1088,12 @@ fn live_facts(ctx: &Context, name: &str) -> Result<Facts, Errno> {
 /// The real backend: libkmod, re-reading the kernel's state every time.
 struct Live<'c> {
     ctx: &'c Context,
+    sys_root: &'c Path,
 }
 
 impl Backend for Live<'_> {
     fn facts(&mut self, name: &str) -> Result<Facts, Errno> {
-        live_facts(self.ctx, name)
+        live_facts(self.ctx, self.sys_root, name)
     }
 
     fn remove(&mut self, name: &str) -> Result<(), Errno> {
@@ -1201,19 +1208,14 @@ pub fn unload(
                     continue;
                 }
                 let outcome = if flags.dry_run {
-                    let mut sim = unload::Simulated::new(|n: &str| {
-                        let mut f = live_facts(&ctx, n)?;
-                        if f.state == State::NotLoaded
-                            && sysfs::read_sys_module(&t.sys_root, n)
-                                .is_some_and(|s| s.initstate.is_none())
-                        {
-                            f.state = State::Builtin;
-                        }
-                        Ok(f)
-                    });
+                    let mut sim =
+                        unload::Simulated::new(|n: &str| live_facts(&ctx, &t.sys_root, n));
                     unload::unload(&mut sim, &module, flags.ignore_install)
                 } else {
-                    let mut live = Live { ctx: &ctx };
+                    let mut live = Live {
+                        ctx: &ctx,
+                        sys_root: &t.sys_root,
+                    };
                     unload::unload(&mut live, &module, flags.ignore_install)
                 };
                 let (kind, error) = match outcome.result {
