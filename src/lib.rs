@@ -15,6 +15,8 @@
 
 pub mod cli;
 pub mod conntrack;
+pub mod kmod;
+pub mod modules;
 pub mod netlink;
 pub mod persist;
 pub mod sysctl;

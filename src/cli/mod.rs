@@ -12,6 +12,7 @@
 //! | 3 | the state differs from what was asked (`--check`, `verify`) |
 
 mod conntrack;
+mod modules;
 mod render;
 mod status;
 mod tables;
@@ -65,6 +66,9 @@ pub enum Command {
     Conntrack(conntrack::ConntrackArgs),
     /// Netfilter table names per family; `show TABLE` lists its chains.
     Tables(tables::TablesArgs),
+    /// Kernel modules through libkmod: list, resolve, load, unload
+    /// (modprobe semantics; never runs modprobe or any command).
+    Modules(modules::ModulesArgs),
 }
 
 /// Output settings shared by all commands.
@@ -142,6 +146,7 @@ fn run(cli: Cli, output: Output) -> anyhow::Result<u8> {
         Command::Status => status::run(&host, output),
         Command::Conntrack(args) => conntrack::run(&host, args, output),
         Command::Tables(args) => tables::run(&host, args, output),
+        Command::Modules(args) => modules::run(&host, args, output),
     }
 }
 
@@ -158,6 +163,8 @@ pub fn hint_for(err: &anyhow::Error) -> Option<String> {
             e.hint()
         } else if let Some(e) = cause.downcast_ref::<crate::netlink::Error>() {
             e.hint()
+        } else if let Some(e) = cause.downcast_ref::<crate::modules::error::ModuleError>() {
+            return e.hint();
         } else if let Some(e) = cause.downcast_ref::<crate::sysctl::Error>() {
             e.hint()
         } else {

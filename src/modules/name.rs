@@ -1,0 +1,152 @@
+//! Module name validation and normalisation (pure).
+
+use std::fmt;
+
+/// Longest module name the kernel accepts: `MODULE_NAME_LEN` is
+/// `64 - sizeof(unsigned long)` = 56 bytes with the NUL on 64-bit.
+pub const MODULE_NAME_MAX: usize = 55;
+
+/// Longest alias nfkit looks up. Modaliases (`pci:v…d…`, with a `:`) are
+/// longer than module names; this is `NAME_MAX`.
+pub const ALIAS_MAX: usize = 255;
+
+/// Why a name was refused before any lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameProblem {
+    /// The empty string.
+    Empty,
+    /// Longer than the limit (the limit is given).
+    TooLong(usize),
+    /// Contains `/` or `\`: nfkit loads by name, never by path.
+    PathSeparator,
+    /// Contains `..`.
+    DotDot,
+    /// Contains a control, space, non-ASCII or quote character (given).
+    BadChar(char),
+    /// Starts with `-` (looks like a command-line option).
+    LeadingDash,
+    /// Contains `=` (looks like an OPTION=VALUE).
+    Assignment,
+}
+
+impl fmt::Display for NameProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameProblem::Empty => f.write_str("empty name"),
+            NameProblem::TooLong(max) => write!(f, "longer than {max} characters"),
+            NameProblem::PathSeparator => {
+                f.write_str("contains a path separator (nfkit loads modules by name, not by file)")
+            }
+            NameProblem::DotDot => f.write_str("contains '..'"),
+            NameProblem::BadChar(c) => write!(
+                f,
+                "contains the character {c:?}, not allowed in module names"
+            ),
+            NameProblem::LeadingDash => {
+                f.write_str("starts with '-' (an option, not a module name?)")
+            }
+            NameProblem::Assignment => {
+                f.write_str("contains '=' (an OPTION=VALUE must follow a module name)")
+            }
+        }
+    }
+}
+
+/// Checks a name or alias given by the user. Accepts what libkmod can look
+/// up (module names, aliases such as `ip_conntrack`, `net-pf-10`, modaliases
+/// with `:` and `*`) and refuses what can only be a mistake or an attack.
+pub fn validate(name: &str) -> Result<(), NameProblem> {
+    if name.is_empty() {
+        return Err(NameProblem::Empty);
+    }
+    let max = if name.contains(':') {
+        ALIAS_MAX
+    } else {
+        MODULE_NAME_MAX
+    };
+    if name.len() > max {
+        return Err(NameProblem::TooLong(max));
+    }
+    if name.contains('/') || name.contains('\\') {
+        return Err(NameProblem::PathSeparator);
+    }
+    if name.contains("..") {
+        return Err(NameProblem::DotDot);
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !c.is_ascii_graphic() || matches!(c, '"' | '\'' | '`' | '$' | ';'))
+    {
+        return Err(NameProblem::BadChar(c));
+    }
+    if name.starts_with('-') {
+        return Err(NameProblem::LeadingDash);
+    }
+    if name.contains('=') {
+        return Err(NameProblem::Assignment);
+    }
+    Ok(())
+}
+
+/// libkmod's `alias_normalize` for plain names: `-` and `_` are the same in
+/// module names; the canonical form uses `_`. Bracket patterns are left as is.
+pub fn normalize(name: &str) -> String {
+    match name.find('[') {
+        Some(i) => format!("{}{}", name[..i].replace('-', "_"), &name[i..]),
+        None => name.replace('-', "_"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_names_and_aliases() {
+        for ok in [
+            "nf_conntrack",
+            "ip_conntrack",
+            "xt_TCPMSS",
+            "net-pf-10",
+            "crc32c-intel",
+            "pci:v00008086d*sv*sd*bc*sc*i*",
+            "nf-ct-proto-132",
+        ] {
+            assert_eq!(validate(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_names() {
+        assert_eq!(validate(""), Err(NameProblem::Empty));
+        assert_eq!(
+            validate("../../etc/passwd"),
+            Err(NameProblem::PathSeparator)
+        );
+        assert_eq!(
+            validate("/lib/modules/x.ko"),
+            Err(NameProblem::PathSeparator)
+        );
+        assert_eq!(validate("a\\b"), Err(NameProblem::PathSeparator));
+        assert_eq!(validate("a..b"), Err(NameProblem::DotDot));
+        assert_eq!(validate("nf conntrack"), Err(NameProblem::BadChar(' ')));
+        assert_eq!(validate("nf\u{7}x"), Err(NameProblem::BadChar('\u{7}')));
+        assert_eq!(validate("nf_conntrack\n"), Err(NameProblem::BadChar('\n')));
+        assert_eq!(validate("nfé"), Err(NameProblem::BadChar('é')));
+        assert_eq!(validate("x$(reboot)"), Err(NameProblem::BadChar('$')));
+        assert_eq!(validate("-r"), Err(NameProblem::LeadingDash));
+        assert_eq!(validate("hashsize=1"), Err(NameProblem::Assignment));
+        let long = "x".repeat(56);
+        assert_eq!(validate(&long), Err(NameProblem::TooLong(55)));
+        assert_eq!(validate(&"x".repeat(55)), Ok(()));
+        let alias = format!("pci:{}", "v".repeat(300));
+        assert_eq!(validate(&alias), Err(NameProblem::TooLong(255)));
+    }
+
+    #[test]
+    fn normalizes_dashes() {
+        assert_eq!(normalize("crc32c-intel"), "crc32c_intel");
+        assert_eq!(normalize("nf_conntrack"), "nf_conntrack");
+        assert_eq!(normalize("a-b[x-y]"), "a_b[x-y]");
+    }
+}

@@ -1,0 +1,52 @@
+//! The kernel-tree fixture for module host tests. Tests may run tools (the product never does).
+#![allow(dead_code, reason = "each test binary uses a subset")]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// A real kernel module tree prepared by `tests/support/kernel-tree`.
+#[derive(Debug, Clone)]
+pub struct KernelTree {
+    pub root: PathBuf,
+    pub release: String,
+}
+
+/// Runs `tests/support/kernel-tree` once per test binary. Panics (fails the
+/// test loudly) when the fixture cannot be had: never a silent skip.
+pub fn kernel_tree() -> &'static KernelTree {
+    static TREE: OnceLock<KernelTree> = OnceLock::new();
+    TREE.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/kernel-tree");
+        let out = Command::new("bash")
+            .arg(&script)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "FIXTURE UNAVAILABLE: {} failed ({}):\n{}{}",
+            script.display(),
+            out.status,
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let field = |k: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .unwrap_or_else(|| panic!("kernel-tree printed no {k}: {stdout}"))
+                .to_owned()
+        };
+        KernelTree {
+            root: PathBuf::from(field("root=")),
+            release: field("release="),
+        }
+    })
+}
+
+impl KernelTree {
+    pub fn moddir(&self) -> PathBuf {
+        self.root.join("lib/modules").join(&self.release)
+    }
+}
