@@ -148,15 +148,12 @@ fn read_trimmed(path: &Path) -> Option<String> {
     fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
 
-/// Whether `libkmod.so.2` can be loaded on this host.
+/// Whether `libkmod.so.2` can be loaded on this host (and has every symbol
+/// nfkit uses). The library is loaded once per process and kept.
 pub fn libkmod_loadable() -> Result<(), String> {
-    // SAFETY: loading libkmod runs its ELF initialisers; libkmod has none
-    // with side effects beyond its own state (it is loaded the same way by
-    // systemd and by our module binding).
-    match unsafe { libloading::Library::new("libkmod.so.2") } {
-        Ok(_) => Ok(()),
-        Err(e) => Err(e.to_string()),
-    }
+    crate::kmod::ffi::api()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Reads a whole small file, mapping "not found" to `None`.
