@@ -1,0 +1,413 @@
+//! What the persistent files should contain for a desired state: host
+//! detection, target selection, and per-file before/after (reads files, writes
+//! nothing).
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::desired::{Desired, Target};
+use super::files::{self, FileError};
+use super::{modprobe_d, module_list, shell_vars, sysctl_d};
+
+/// First line of every file nfkit owns.
+pub const HEADER: &str =
+    "# Managed by nfkit from /etc/nfkit/nfkit.toml: `nfkit apply` replaces this file.\n";
+/// nfkit's modules-load.d file.
+pub const MODULES_LOAD_FILE: &str = "/etc/modules-load.d/nfkit.conf";
+/// Debian's module list.
+pub const ETC_MODULES: &str = "/etc/modules";
+/// nfkit's modprobe.d file.
+pub const MODPROBE_FILE: &str = "/etc/modprobe.d/nfkit.conf";
+/// Default sysctl.d file name.
+pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-nfkit.conf";
+/// Name used when a later file would override 90-nfkit.conf.
+pub const SYSCTL_FILE_LATE: &str = "/etc/sysctl.d/99-zz-nfkit.conf";
+/// EL / Virtuozzo / PCS iptables service configuration.
+pub const IPTABLES_CONFIG: &str = "/etc/sysconfig/iptables-config";
+/// The variable nfkit manages in it.
+pub const IPTABLES_MODULES: &str = "IPTABLES_MODULES";
+
+/// What kind of host a root is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Layout {
+    /// Boots with systemd (modules-load.d, systemd-sysctl).
+    pub systemd: bool,
+    /// Debian-like (`/etc/debian_version`).
+    pub debian: bool,
+    /// `/etc/modules` exists.
+    pub etc_modules: bool,
+    /// `/etc/sysconfig/iptables-config` exists.
+    pub iptables_config: bool,
+    /// `/etc/modprobe.d` exists.
+    pub modprobe_d: bool,
+    /// `/etc/sysctl.d` exists.
+    pub sysctl_d: bool,
+}
+
+fn exists(root: &Path, path: &str) -> bool {
+    files::resolve_under(root, Path::new(path)).is_ok_and(|p| p.exists())
+}
+
+/// Detects the layout of the tree under `root`.
+pub fn detect(root: &Path) -> Layout {
+    // systemd is the init when it runs now (/run/systemd/system), or when
+    // /sbin/init is systemd (an image being prepared).
+    let init_is_systemd = files::resolve_under(root, Path::new("/sbin/init"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n == "systemd"))
+        .unwrap_or(false);
+    Layout {
+        systemd: exists(root, "/run/systemd/system") || init_is_systemd,
+        debian: exists(root, "/etc/debian_version"),
+        etc_modules: exists(root, ETC_MODULES),
+        iptables_config: exists(root, IPTABLES_CONFIG),
+        modprobe_d: exists(root, "/etc/modprobe.d"),
+        sysctl_d: exists(root, "/etc/sysctl.d"),
+    }
+}
+
+/// The targets nfkit manages on this layout when nfkit.toml does not say.
+pub fn default_targets(layout: &Layout) -> Vec<Target> {
+    let mut targets = Vec::new();
+    if layout.systemd {
+        targets.push(Target::ModulesLoadD);
+    } else if layout.etc_modules || layout.debian {
+        targets.push(Target::EtcModules);
+    }
+    if layout.modprobe_d || layout.systemd {
+        targets.push(Target::ModprobeD);
+    }
+    if layout.sysctl_d || layout.systemd {
+        targets.push(Target::SysctlD);
+    }
+    if layout.iptables_config {
+        targets.push(Target::IptablesConfig);
+    }
+    targets
+}
+
+/// One file's planned change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileChange {
+    /// Which target it serves.
+    pub target: Target,
+    /// The path as seen inside the root.
+    pub path: PathBuf,
+    /// Current contents (`None`: absent).
+    #[serde(skip)]
+    pub before: Option<String>,
+    /// Wanted contents (`None`: remove nfkit's file).
+    #[serde(skip)]
+    pub after: Option<String>,
+    /// Whether anything changes.
+    pub changed: bool,
+}
+
+/// Errors while planning: unreadable or unparsable files are never
+/// rewritten blindly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// A file could not be read.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// A file has a syntax error nfkit will not write over.
+    #[error("{}:{line}: {reason} (the file is left unchanged; fix it by hand)", path.display())]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+}
+
+fn change(target: Target, path: &str, before: Option<String>, after: Option<String>) -> FileChange {
+    let changed = before != after;
+    FileChange {
+        target,
+        path: PathBuf::from(path),
+        before,
+        after,
+        changed,
+    }
+}
+
+/// Whether some sysctl file applied after `name` (systemd's lexical order)
+/// sets one of `keys` (relative /proc/sys paths).
+fn later_file_sets(root: &Path, name: &str, keys: &[String]) -> bool {
+    sysctl_files(root).iter().any(|f| {
+        let base = f
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if base.as_str() <= name || base.ends_with("-nfkit.conf") {
+            return false;
+        }
+        let (assignments, _) = sysctl_d::parse(&f.path, &f.text);
+        assignments.iter().any(|a| keys.contains(&a.path))
+    })
+}
+
+/// sysctl.d files under `root` in systemd's order (paths shown as inside the
+/// root).
+pub fn sysctl_files(root: &Path) -> Vec<sysctl_d::ConfigFile> {
+    conf_dir_files(root, &sysctl_d::SYSCTL_DIRS)
+}
+
+/// `*.conf` files of a set of directories in systemd/libkmod order.
+pub fn conf_dir_files(root: &Path, dirs: &[&str]) -> Vec<sysctl_d::ConfigFile> {
+    let mut found = Vec::new();
+    for (index, dir) in dirs.iter().enumerate() {
+        let Ok(real_dir) = files::resolve_under(root, &Path::new("/").join(dir)) else {
+            continue;
+        };
+        let Ok(entries) = std::fs::read_dir(&real_dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let shown = Path::new("/").join(dir).join(&name);
+            // A symlink to /dev/null masks the name.
+            let masked =
+                std::fs::read_link(entry.path()).is_ok_and(|t| t == Path::new("/dev/null"));
+            let text = if masked {
+                None
+            } else {
+                files::read_under(root, &shown).ok().flatten()
+            };
+            found.push((index, name, shown, text));
+        }
+    }
+    sysctl_d::effective_order(found)
+}
+
+/// Plans every file of `targets` for `desired` under `root`.
+pub fn plan_files(
+    root: &Path,
+    desired: &Desired,
+    targets: &[Target],
+) -> Result<Vec<FileChange>, PlanError> {
+    let load_list = desired.load_list();
+    let mut changes = Vec::new();
+    for &target in targets {
+        match target {
+            Target::ModulesLoadD => {
+                let before = files::read_under(root, Path::new(MODULES_LOAD_FILE))?;
+                let after =
+                    (!load_list.is_empty()).then(|| module_list::render(HEADER, &load_list));
+                changes.push(change(target, MODULES_LOAD_FILE, before, after));
+            }
+            Target::EtcModules => {
+                let before = files::read_under(root, Path::new(ETC_MODULES))?;
+                let text = before.clone().unwrap_or_default();
+                let after = module_list::with_block(&text, &load_list).map_err(|e| match e {
+                    module_list::BlockError::Markers { line, .. } => PlanError::Syntax {
+                        path: ETC_MODULES.into(),
+                        line,
+                        reason: e.to_string(),
+                    },
+                })?;
+                let after = if before.is_none() && after.is_empty() {
+                    None
+                } else {
+                    Some(after)
+                };
+                changes.push(change(target, ETC_MODULES, before, after));
+            }
+            Target::ModprobeD => {
+                let before = files::read_under(root, Path::new(MODPROBE_FILE))?;
+                let options = desired.module_options();
+                let after = (!options.is_empty())
+                    .then(|| modprobe_d::render_options_file(HEADER, &options));
+                changes.push(change(target, MODPROBE_FILE, before, after));
+            }
+            Target::SysctlD => {
+                let settings = desired.sysctl_settings();
+                let keys: Vec<String> = settings
+                    .iter()
+                    .filter_map(|(k, _)| crate::sysctl::key_to_relative_path(k).ok())
+                    .collect();
+                let early = files::read_under(root, Path::new(SYSCTL_FILE))?;
+                let late = files::read_under(root, Path::new(SYSCTL_FILE_LATE))?;
+                // Keep the name in use; move to the late name only when a
+                // later file would override the default one.
+                let use_late = late.is_some() || later_file_sets(root, "90-nfkit.conf", &keys);
+                let after = (!settings.is_empty()).then(|| sysctl_d::render(HEADER, &settings));
+                if use_late {
+                    changes.push(change(target, SYSCTL_FILE_LATE, late, after));
+                    if early.is_some() {
+                        changes.push(change(target, SYSCTL_FILE, early, None));
+                    }
+                } else {
+                    changes.push(change(target, SYSCTL_FILE, early, after));
+                }
+            }
+            Target::IptablesConfig => {
+                let Some(before) = files::read_under(root, Path::new(IPTABLES_CONFIG))? else {
+                    continue; // only managed where it exists
+                };
+                let after =
+                    shell_vars::set_words(&before, IPTABLES_MODULES, &load_list).map_err(|e| {
+                        PlanError::Syntax {
+                            path: IPTABLES_CONFIG.into(),
+                            line: e.line,
+                            reason: e.reason.clone(),
+                        }
+                    })?;
+                // Same words already there: keep the bytes as they are.
+                let current = shell_vars::parse(&before).ok().and_then(|a| {
+                    shell_vars::find(&a, IPTABLES_MODULES).map(|v| shell_vars::words(&v.value))
+                });
+                let after = if current.as_deref() == Some(&load_list[..]) {
+                    before.clone()
+                } else {
+                    after
+                };
+                changes.push(change(target, IPTABLES_CONFIG, Some(before), Some(after)));
+            }
+        }
+    }
+    Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let p = root.join(rel.trim_start_matches('/'));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    fn seed() -> Desired {
+        Desired::parse(
+            "t",
+            "[modules]\nload = [\"xt_state\", \"iptable_nat\"]\n[conntrack]\nmax = 500000\nbuckets = 65536\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn detects_systemd_debian_and_el() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("lib/systemd")).unwrap();
+        fs::write(root.path().join("lib/systemd/systemd"), "").unwrap();
+        fs::create_dir_all(root.path().join("sbin")).unwrap();
+        std::os::unix::fs::symlink("/lib/systemd/systemd", root.path().join("sbin/init")).unwrap();
+        write(root.path(), "/etc/debian_version", "12.0\n");
+        let layout = detect(root.path());
+        assert!(layout.systemd && layout.debian);
+        assert_eq!(
+            default_targets(&layout),
+            vec![Target::ModulesLoadD, Target::ModprobeD, Target::SysctlD]
+        );
+        let el = tempfile::tempdir().unwrap();
+        write(el.path(), IPTABLES_CONFIG, "IPTABLES_MODULES=\"\"\n");
+        write(el.path(), "/etc/modprobe.d/dist.conf", "");
+        let layout = detect(el.path());
+        assert!(!layout.systemd && layout.iptables_config);
+        assert_eq!(
+            default_targets(&layout),
+            vec![Target::ModprobeD, Target::IptablesConfig]
+        );
+        let busybox = tempfile::tempdir().unwrap();
+        write(busybox.path(), ETC_MODULES, "");
+        assert_eq!(
+            default_targets(&detect(busybox.path())),
+            vec![Target::EtcModules]
+        );
+    }
+
+    #[test]
+    fn plans_all_files_then_nothing_once_written() {
+        let root = tempfile::tempdir().unwrap();
+        write(
+            root.path(),
+            IPTABLES_CONFIG,
+            "# keep me\nIPTABLES_MODULES=\"\"\nIPTABLES_MODULES_UNLOAD=\"yes\"\n",
+        );
+        write(root.path(), ETC_MODULES, "loop\n");
+        for d in ["etc/modules-load.d", "etc/modprobe.d", "etc/sysctl.d"] {
+            fs::create_dir_all(root.path().join(d)).unwrap();
+        }
+        let targets = [
+            Target::ModulesLoadD,
+            Target::EtcModules,
+            Target::ModprobeD,
+            Target::SysctlD,
+            Target::IptablesConfig,
+        ];
+        let plan = plan_files(root.path(), &seed(), &targets).unwrap();
+        assert!(plan.iter().all(|c| c.changed), "{plan:?}");
+        let by_path = |p: &str| {
+            plan.iter()
+                .find(|c| c.path == Path::new(p))
+                .unwrap()
+                .after
+                .clone()
+                .unwrap()
+        };
+        assert_eq!(
+            by_path(MODULES_LOAD_FILE),
+            format!("{HEADER}nf_conntrack\nxt_state\niptable_nat\n")
+        );
+        assert_eq!(
+            by_path(MODPROBE_FILE),
+            format!("{HEADER}options nf_conntrack hashsize=65536\n")
+        );
+        assert_eq!(
+            by_path(SYSCTL_FILE),
+            format!("{HEADER}net.netfilter.nf_conntrack_max = 500000\n")
+        );
+        assert_eq!(
+            by_path(IPTABLES_CONFIG),
+            "# keep me\nIPTABLES_MODULES=\"nf_conntrack xt_state iptable_nat\"\nIPTABLES_MODULES_UNLOAD=\"yes\"\n"
+        );
+        assert!(by_path(ETC_MODULES).starts_with("loop\n# BEGIN nfkit"));
+        for c in &plan {
+            files::write_atomic(root.path(), &c.path, c.after.as_ref().unwrap().as_bytes())
+                .unwrap();
+        }
+        let again = plan_files(root.path(), &seed(), &targets).unwrap();
+        assert!(again.iter().all(|c| !c.changed), "{again:?}");
+    }
+
+    #[test]
+    fn a_later_sysctl_file_moves_ours_after_it() {
+        let root = tempfile::tempdir().unwrap();
+        write(
+            root.path(),
+            "/etc/sysctl.d/95-tuning.conf",
+            "net.netfilter.nf_conntrack_max = 1\n",
+        );
+        let plan = plan_files(root.path(), &seed(), &[Target::SysctlD]).unwrap();
+        assert_eq!(plan[0].path, Path::new(SYSCTL_FILE_LATE));
+        // Unrelated later files do not matter.
+        let other = tempfile::tempdir().unwrap();
+        write(
+            other.path(),
+            "/etc/sysctl.d/95-tuning.conf",
+            "vm.swappiness = 1\n",
+        );
+        let plan = plan_files(other.path(), &seed(), &[Target::SysctlD]).unwrap();
+        assert_eq!(plan[0].path, Path::new(SYSCTL_FILE));
+    }
+
+    #[test]
+    fn broken_iptables_config_is_not_rewritten() {
+        let root = tempfile::tempdir().unwrap();
+        write(
+            root.path(),
+            IPTABLES_CONFIG,
+            "IPTABLES_MODULES=\"$(cat /x)\"\n",
+        );
+        let err = plan_files(root.path(), &seed(), &[Target::IptablesConfig]).unwrap_err();
+        assert_eq!(
+            err.to_string().split(": ").next().unwrap(),
+            "/etc/sysconfig/iptables-config:1"
+        );
+    }
+}
