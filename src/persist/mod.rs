@@ -6,6 +6,7 @@ pub mod diff;
 pub mod files;
 pub mod modprobe_d;
 pub mod module_list;
+pub mod nextboot;
 pub mod plan;
 pub mod shell_vars;
 pub mod sysctl_d;

@@ -1,0 +1,258 @@
+//! What the next boot will apply, computed from **all** configuration files
+//! with the real precedence rules, not just nfkit's own (reads files only).
+//!
+//! - Modules loaded at boot: modules-load.d (`/etc`, `/run`,
+//!   `/usr/local/lib`, `/usr/lib`, `/lib`; basename masking, lexical order);
+//!   on hosts without systemd also `/etc/modules` (Debian's kmod init script);
+//!   and `IPTABLES_MODULES` from `/etc/sysconfig/iptables-config`, which the
+//!   iptables service loads only when `/etc/sysconfig/iptables` exists.
+//! - Module options: every `options` line of modprobe.d for the module's
+//!   real name (lines keyed by an alias apply only when loading by that alias).
+//! - sysctls: sysctl.d with systemd's order, plus `/etc/sysctl.conf` applied
+//!   last on hosts without systemd (procps `sysctl --system`).
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::files;
+use super::modprobe_d::{self, Directive};
+use super::plan::{self, Layout};
+use super::{module_list, shell_vars, sysctl_d};
+
+/// modules-load.d directories, highest precedence first.
+pub const MODULES_LOAD_DIRS: [&str; 5] = [
+    "etc/modules-load.d",
+    "run/modules-load.d",
+    "usr/local/lib/modules-load.d",
+    "usr/lib/modules-load.d",
+    "lib/modules-load.d",
+];
+
+/// modprobe.d directories, highest precedence first (libkmod).
+pub const MODPROBE_DIRS: [&str; 5] = [
+    "etc/modprobe.d",
+    "run/modprobe.d",
+    "usr/local/lib/modprobe.d",
+    "usr/lib/modprobe.d",
+    "lib/modprobe.d",
+];
+
+/// A value and the file line that sets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FromFile {
+    /// The value.
+    pub value: String,
+    /// The file (as seen inside the root).
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+}
+
+/// The boot-time view of a root.
+#[derive(Debug, Clone, Default)]
+pub struct NextBoot {
+    /// Module names that will be loaded at boot, with where they are listed.
+    pub modules: Vec<FromFile>,
+    /// modprobe.d directives in libkmod's order.
+    pub modprobe: Vec<modprobe_d::Located>,
+    /// Syntax errors found on the way (file and line).
+    pub problems: Vec<String>,
+    sysctl_files: Vec<sysctl_d::ConfigFile>,
+    sysctl_conf_last: Option<sysctl_d::ConfigFile>,
+}
+
+impl NextBoot {
+    /// Reads the configuration under `root`.
+    pub fn read(root: &Path, layout: &Layout) -> Self {
+        let mut view = NextBoot::default();
+        let mut lists = plan::conf_dir_files(root, &MODULES_LOAD_DIRS);
+        if !layout.systemd
+            && let Ok(Some(text)) = files::read_under(root, Path::new(plan::ETC_MODULES))
+        {
+            // Debian's /etc/modules-load.d/modules.conf links here; do not count it twice.
+            lists.retain(|f| files::resolve_under(root, &f.path).ok() != files::resolve_under(root, Path::new(plan::ETC_MODULES)).ok());
+            lists.push(sysctl_d::ConfigFile {
+                path: plan::ETC_MODULES.into(),
+                text,
+            });
+        }
+        for file in &lists {
+            for entry in module_list::parse(&file.text) {
+                view.modules.push(FromFile {
+                    value: modprobe_d::normalize_module(&entry.module),
+                    file: file.path.clone(),
+                    line: entry.line,
+                });
+            }
+        }
+        let iptables_rules = files::resolve_under(root, Path::new("/etc/sysconfig/iptables")).is_ok_and(|p| p.exists());
+        if let Ok(Some(text)) = files::read_under(root, Path::new(plan::IPTABLES_CONFIG)) {
+            match shell_vars::parse(&text) {
+                Ok(assignments) => {
+                    if let Some(a) = shell_vars::find(&assignments, plan::IPTABLES_MODULES) {
+                        if iptables_rules {
+                            for word in shell_vars::words(&a.value) {
+                                view.modules.push(FromFile {
+                                    value: modprobe_d::normalize_module(&word),
+                                    file: plan::IPTABLES_CONFIG.into(),
+                                    line: a.line,
+                                });
+                            }
+                        } else if !a.value.trim().is_empty() {
+                            view.problems.push(format!(
+                                "{}:{}: IPTABLES_MODULES is not loaded at boot: the iptables service \
+                                 loads it only when /etc/sysconfig/iptables exists",
+                                plan::IPTABLES_CONFIG,
+                                a.line
+                            ));
+                        }
+                    }
+                }
+                Err(e) => view.problems.push(format!("{}:{e}", plan::IPTABLES_CONFIG)),
+            }
+        }
+        for file in plan::conf_dir_files(root, &MODPROBE_DIRS) {
+            let (directives, errors) = modprobe_d::parse(&file.path, &file.text);
+            view.modprobe.extend(directives);
+            view.problems.extend(errors.iter().map(ToString::to_string));
+        }
+        view.sysctl_files = plan::sysctl_files(root);
+        for file in &view.sysctl_files {
+            let (_, errors) = sysctl_d::parse(&file.path, &file.text);
+            view.problems.extend(errors.iter().map(ToString::to_string));
+        }
+        if !layout.systemd
+            && let Ok(Some(text)) = files::read_under(root, Path::new("/etc/sysctl.conf"))
+        {
+            view.sysctl_conf_last = Some(sysctl_d::ConfigFile {
+                path: "/etc/sysctl.conf".into(),
+                text,
+            });
+        }
+        view
+    }
+
+    /// Where a module is listed for loading at boot.
+    pub fn module_listed(&self, module: &str) -> Vec<&FromFile> {
+        let wanted = modprobe_d::normalize_module(module);
+        self.modules.iter().filter(|m| m.value == wanted).collect()
+    }
+
+    /// `options` lines that apply to `module` when loaded by name, in order;
+    /// and lines keyed by `aliases` (which do not apply then).
+    pub fn options_for(&self, module: &str, aliases: &[&str]) -> (Vec<FromFile>, Vec<FromFile>) {
+        let mut by_name = Vec::new();
+        let mut by_alias = Vec::new();
+        for located in &self.modprobe {
+            if let Directive::Options { module: key, options } = &located.directive {
+                let entry = FromFile {
+                    value: options.join(" "),
+                    file: located.file.clone(),
+                    line: located.line,
+                };
+                if key == module {
+                    by_name.push(entry);
+                } else if aliases.contains(&key.as_str()) {
+                    by_alias.push(entry);
+                }
+            }
+        }
+        (by_name, by_alias)
+    }
+
+    /// The value of one module parameter at boot (last `options` word wins).
+    pub fn option_value(&self, module: &str, parameter: &str) -> Option<FromFile> {
+        let (lines, _) = self.options_for(module, &[]);
+        let mut found = None;
+        for line in lines {
+            for word in line.value.split_whitespace() {
+                if let Some((k, v)) = word.split_once('=')
+                    && k.replace('-', "_") == parameter
+                {
+                    found = Some(FromFile {
+                        value: v.to_string(),
+                        file: line.file.clone(),
+                        line: line.line,
+                    });
+                }
+            }
+        }
+        found
+    }
+
+    /// Every assignment of a sysctl key at boot, in application order (the
+    /// last one wins).
+    pub fn sysctl_setters(&self, key: &str) -> Vec<FromFile> {
+        let Ok(path) = crate::sysctl::key_to_relative_path(key) else {
+            return Vec::new();
+        };
+        sysctl_d::setters_of(&path, &self.sysctl_files, self.sysctl_conf_last.as_ref())
+            .all
+            .into_iter()
+            .map(|(file, line, value)| FromFile { value, file, line })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let p = root.join(rel.trim_start_matches('/'));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn collects_modules_options_and_sysctls_with_precedence() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        write(r, "/usr/lib/modules-load.d/a.conf", "nf_conntrack\n");
+        write(r, "/etc/modules-load.d/a.conf", "xt_state\n"); // masks /usr/lib's a.conf
+        write(r, "/lib/modprobe.d/dist.conf", "options nf_conntrack hashsize=1024\n");
+        write(r, "/etc/modprobe.d/vz.conf", "options ip_conntrack ip_conntrack_disable_ve0=0\noptions nf_conntrack hashsize=4096\nbogus\n");
+        write(r, "/etc/sysctl.d/10-a.conf", "net.netfilter.nf_conntrack_max = 100\n");
+        write(r, "/usr/lib/sysctl.d/50-b.conf", "net.netfilter.nf_conntrack_max = 200\n");
+        write(r, "/etc/sysctl.conf", "net.netfilter.nf_conntrack_max = 300\n");
+        let systemd = Layout { systemd: true, debian: true, etc_modules: false, iptables_config: false, modprobe_d: true, sysctl_d: true };
+        let view = NextBoot::read(r, &systemd);
+        assert!(view.module_listed("xt_state").len() == 1);
+        assert!(view.module_listed("nf_conntrack").is_empty(), "masked by /etc's a.conf");
+        // /etc/modprobe.d sorts after /lib's dist.conf by basename: vz.conf wins.
+        let hashsize = view.option_value("nf_conntrack", "hashsize").unwrap();
+        assert_eq!((hashsize.value.as_str(), hashsize.file.to_str().unwrap(), hashsize.line), ("4096", "/etc/modprobe.d/vz.conf", 2));
+        let (_, by_alias) = view.options_for("nf_conntrack", &["ip_conntrack"]);
+        assert_eq!(by_alias.len(), 1);
+        assert_eq!(view.problems.len(), 1, "{:?}", view.problems);
+        let setters = view.sysctl_setters("net.netfilter.nf_conntrack_max");
+        assert_eq!(setters.last().unwrap().value, "200", "systemd: lexically last file wins, sysctl.conf not read");
+        let sysv = Layout { systemd: false, ..systemd };
+        let view = NextBoot::read(r, &sysv);
+        assert_eq!(view.sysctl_setters("net.netfilter.nf_conntrack_max").last().unwrap().value, "300");
+    }
+
+    #[test]
+    fn iptables_modules_count_only_with_a_rules_file() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        write(r, plan::IPTABLES_CONFIG, "IPTABLES_MODULES=\"ip_conntrack ipt_state\"\n");
+        let layout = plan::detect(r);
+        let view = NextBoot::read(r, &layout);
+        assert!(view.module_listed("ipt_state").is_empty());
+        assert!(view.problems[0].contains("/etc/sysconfig/iptables exists"));
+        write(r, "/etc/sysconfig/iptables", "*filter\nCOMMIT\n");
+        let view = NextBoot::read(r, &layout);
+        assert_eq!(view.module_listed("ipt_state")[0].line, 1);
+    }
+
+    #[test]
+    fn etc_modules_without_systemd() {
+        let root = tempfile::tempdir().unwrap();
+        write(root.path(), "/etc/modules", "# c\nnf_conntrack\n");
+        let view = NextBoot::read(root.path(), &plan::detect(root.path()));
+        assert_eq!(view.module_listed("nf_conntrack")[0].file, Path::new("/etc/modules"));
+    }
+}
