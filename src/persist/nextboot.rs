@@ -71,7 +71,10 @@ impl NextBoot {
             && let Ok(Some(text)) = files::read_under(root, Path::new(plan::ETC_MODULES))
         {
             // Debian's /etc/modules-load.d/modules.conf links here; do not count it twice.
-            lists.retain(|f| files::resolve_under(root, &f.path).ok() != files::resolve_under(root, Path::new(plan::ETC_MODULES)).ok());
+            lists.retain(|f| {
+                files::resolve_under(root, &f.path).ok()
+                    != files::resolve_under(root, Path::new(plan::ETC_MODULES)).ok()
+            });
             lists.push(sysctl_d::ConfigFile {
                 path: plan::ETC_MODULES.into(),
                 text,
@@ -86,7 +89,8 @@ impl NextBoot {
                 });
             }
         }
-        let iptables_rules = files::resolve_under(root, Path::new("/etc/sysconfig/iptables")).is_ok_and(|p| p.exists());
+        let iptables_rules = files::resolve_under(root, Path::new("/etc/sysconfig/iptables"))
+            .is_ok_and(|p| p.exists());
         if let Ok(Some(text)) = files::read_under(root, Path::new(plan::IPTABLES_CONFIG)) {
             match shell_vars::parse(&text) {
                 Ok(assignments) => {
@@ -145,7 +149,11 @@ impl NextBoot {
         let mut by_name = Vec::new();
         let mut by_alias = Vec::new();
         for located in &self.modprobe {
-            if let Directive::Options { module: key, options } = &located.directive {
+            if let Directive::Options {
+                module: key,
+                options,
+            } = &located.directive
+            {
                 let entry = FromFile {
                     value: options.join(" "),
                     file: located.file.clone(),
@@ -212,33 +220,87 @@ mod tests {
         let r = root.path();
         write(r, "/usr/lib/modules-load.d/a.conf", "nf_conntrack\n");
         write(r, "/etc/modules-load.d/a.conf", "xt_state\n"); // masks /usr/lib's a.conf
-        write(r, "/lib/modprobe.d/dist.conf", "options nf_conntrack hashsize=1024\n");
-        write(r, "/etc/modprobe.d/vz.conf", "options ip_conntrack ip_conntrack_disable_ve0=0\noptions nf_conntrack hashsize=4096\nbogus\n");
-        write(r, "/etc/sysctl.d/10-a.conf", "net.netfilter.nf_conntrack_max = 100\n");
-        write(r, "/usr/lib/sysctl.d/50-b.conf", "net.netfilter.nf_conntrack_max = 200\n");
-        write(r, "/etc/sysctl.conf", "net.netfilter.nf_conntrack_max = 300\n");
-        let systemd = Layout { systemd: true, debian: true, etc_modules: false, iptables_config: false, modprobe_d: true, sysctl_d: true };
+        write(
+            r,
+            "/lib/modprobe.d/dist.conf",
+            "options nf_conntrack hashsize=1024\n",
+        );
+        write(
+            r,
+            "/etc/modprobe.d/vz.conf",
+            "options ip_conntrack ip_conntrack_disable_ve0=0\noptions nf_conntrack hashsize=4096\nbogus\n",
+        );
+        write(
+            r,
+            "/etc/sysctl.d/10-a.conf",
+            "net.netfilter.nf_conntrack_max = 100\n",
+        );
+        write(
+            r,
+            "/usr/lib/sysctl.d/50-b.conf",
+            "net.netfilter.nf_conntrack_max = 200\n",
+        );
+        write(
+            r,
+            "/etc/sysctl.conf",
+            "net.netfilter.nf_conntrack_max = 300\n",
+        );
+        let systemd = Layout {
+            systemd: true,
+            debian: true,
+            etc_modules: false,
+            iptables_config: false,
+            modprobe_d: true,
+            sysctl_d: true,
+        };
         let view = NextBoot::read(r, &systemd);
         assert!(view.module_listed("xt_state").len() == 1);
-        assert!(view.module_listed("nf_conntrack").is_empty(), "masked by /etc's a.conf");
+        assert!(
+            view.module_listed("nf_conntrack").is_empty(),
+            "masked by /etc's a.conf"
+        );
         // /etc/modprobe.d sorts after /lib's dist.conf by basename: vz.conf wins.
         let hashsize = view.option_value("nf_conntrack", "hashsize").unwrap();
-        assert_eq!((hashsize.value.as_str(), hashsize.file.to_str().unwrap(), hashsize.line), ("4096", "/etc/modprobe.d/vz.conf", 2));
+        assert_eq!(
+            (
+                hashsize.value.as_str(),
+                hashsize.file.to_str().unwrap(),
+                hashsize.line
+            ),
+            ("4096", "/etc/modprobe.d/vz.conf", 2)
+        );
         let (_, by_alias) = view.options_for("nf_conntrack", &["ip_conntrack"]);
         assert_eq!(by_alias.len(), 1);
         assert_eq!(view.problems.len(), 1, "{:?}", view.problems);
         let setters = view.sysctl_setters("net.netfilter.nf_conntrack_max");
-        assert_eq!(setters.last().unwrap().value, "200", "systemd: lexically last file wins, sysctl.conf not read");
-        let sysv = Layout { systemd: false, ..systemd };
+        assert_eq!(
+            setters.last().unwrap().value,
+            "200",
+            "systemd: lexically last file wins, sysctl.conf not read"
+        );
+        let sysv = Layout {
+            systemd: false,
+            ..systemd
+        };
         let view = NextBoot::read(r, &sysv);
-        assert_eq!(view.sysctl_setters("net.netfilter.nf_conntrack_max").last().unwrap().value, "300");
+        assert_eq!(
+            view.sysctl_setters("net.netfilter.nf_conntrack_max")
+                .last()
+                .unwrap()
+                .value,
+            "300"
+        );
     }
 
     #[test]
     fn iptables_modules_count_only_with_a_rules_file() {
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
-        write(r, plan::IPTABLES_CONFIG, "IPTABLES_MODULES=\"ip_conntrack ipt_state\"\n");
+        write(
+            r,
+            plan::IPTABLES_CONFIG,
+            "IPTABLES_MODULES=\"ip_conntrack ipt_state\"\n",
+        );
         let layout = plan::detect(r);
         let view = NextBoot::read(r, &layout);
         assert!(view.module_listed("ipt_state").is_empty());
@@ -253,6 +315,9 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         write(root.path(), "/etc/modules", "# c\nnf_conntrack\n");
         let view = NextBoot::read(root.path(), &plan::detect(root.path()));
-        assert_eq!(view.module_listed("nf_conntrack")[0].file, Path::new("/etc/modules"));
+        assert_eq!(
+            view.module_listed("nf_conntrack")[0].file,
+            Path::new("/etc/modules")
+        );
     }
 }

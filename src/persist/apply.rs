@@ -1,0 +1,373 @@
+//! `nfkit apply`: converge the persistent files and the running kernel to
+//! the desired state.
+//!
+//! Order: plan everything first (files and runtime; any unreadable or
+//! unparsable file stops the run before anything is written), take the run
+//! lock, write the files (all or nothing: a failed write restores the files
+//! already written), then converge the running kernel (modules first, so
+//! that libkmod reads the new modprobe.d options, then sysctls). With
+//! `--root` only files are written. A second run finds nothing to do and
+//! writes nothing.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::desired::{Desired, Target};
+use super::diff;
+use super::files::{self, FileError};
+use super::plan::{self, FileChange, Layout, PlanError};
+use super::runtime::{self, RuntimeChange, RuntimeFailure};
+use crate::system::Host;
+
+/// Options of one apply.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// Change nothing; report what would change.
+    pub check: bool,
+}
+
+/// A file in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    /// The target it serves.
+    pub target: &'static str,
+    /// Path inside the root.
+    pub path: PathBuf,
+    /// `create`, `update`, `remove` or `unchanged`.
+    pub action: &'static str,
+    /// Unified diff (empty when unchanged).
+    pub diff: String,
+}
+
+/// Result of `apply`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyReport {
+    /// Nothing was changed on purpose.
+    pub check: bool,
+    /// The host layout detected.
+    pub layout: Layout,
+    /// The targets managed.
+    pub targets: Vec<&'static str>,
+    /// Files.
+    pub files: Vec<FileReport>,
+    /// Runtime differences (check) or changes made (apply).
+    pub runtime: Vec<RuntimeChange>,
+    /// Runtime items that could not be converged.
+    pub failures: Vec<RuntimeFailure>,
+    /// Notes (offline, warnings).
+    pub notes: Vec<String>,
+}
+
+impl ApplyReport {
+    /// Whether anything changed (or would change).
+    pub fn any_change(&self) -> bool {
+        self.files.iter().any(|f| f.action != "unchanged") || !self.runtime.is_empty()
+    }
+}
+
+/// Errors that stop an apply before or while writing files.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplyError {
+    /// Planning failed: nothing was written.
+    #[error("apply: {0} (nothing was changed)")]
+    Plan(#[from] PlanError),
+    /// Taking the lock failed.
+    #[error("apply: {0}")]
+    Lock(FileError),
+    /// Writing a file failed; the files written before were restored.
+    #[error("apply: {source}; {} restored, nothing else changed", restored_note(.restored))]
+    Write {
+        #[source]
+        source: FileError,
+        restored: Vec<PathBuf>,
+    },
+}
+
+fn restored_note(restored: &[PathBuf]) -> String {
+    if restored.is_empty() {
+        "no file had been written yet".into()
+    } else {
+        let names: Vec<String> = restored.iter().map(|p| p.display().to_string()).collect();
+        format!("earlier files ({}) were", names.join(", "))
+    }
+}
+
+impl ApplyError {
+    /// A hint for the user.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            ApplyError::Plan(PlanError::File(e))
+            | ApplyError::Lock(e)
+            | ApplyError::Write { source: e, .. } => e.hint(),
+            ApplyError::Plan(PlanError::Syntax { .. }) => Some(
+                "nfkit never rewrites a file it cannot parse; fix the line shown and run again",
+            ),
+        }
+    }
+}
+
+fn action(change: &FileChange) -> &'static str {
+    match (&change.before, &change.after, change.changed) {
+        (_, _, false) => "unchanged",
+        (None, Some(_), true) => "create",
+        (Some(_), None, true) => "remove",
+        _ => "update",
+    }
+}
+
+/// The targets for this desired state and layout.
+pub fn targets_for(desired: &Desired, layout: &Layout) -> Vec<Target> {
+    desired
+        .persist
+        .targets
+        .clone()
+        .unwrap_or_else(|| plan::default_targets(layout))
+}
+
+/// Writes every changed file; on failure restores those already written.
+fn write_files(root: &Path, changes: &[FileChange]) -> Result<(), ApplyError> {
+    write_files_with(root, changes, |root, change| match &change.after {
+        Some(text) => ensure_parent(root, &change.path)
+            .and_then(|()| files::write_atomic(root, &change.path, text.as_bytes()).map(|_| ())),
+        None => remove(root, &change.path),
+    })
+}
+
+/// [`write_files`] with the forward write step given (tests inject faults).
+fn write_files_with(
+    root: &Path,
+    changes: &[FileChange],
+    mut write: impl FnMut(&Path, &FileChange) -> Result<(), FileError>,
+) -> Result<(), ApplyError> {
+    let mut written: Vec<&FileChange> = Vec::new();
+    for change in changes.iter().filter(|c| c.changed) {
+        let result = write(root, change);
+        if let Err(source) = result {
+            let mut restored = Vec::new();
+            for done in written.iter().rev() {
+                let back = match &done.before {
+                    Some(text) => {
+                        files::write_atomic(root, &done.path, text.as_bytes()).map(|_| ())
+                    }
+                    None => remove(root, &done.path),
+                };
+                if back.is_ok() {
+                    restored.push(done.path.clone());
+                }
+            }
+            return Err(ApplyError::Write { source, restored });
+        }
+        written.push(change);
+    }
+    Ok(())
+}
+
+/// Creates the parent directory (0755) of an nfkit-owned file when missing.
+fn ensure_parent(root: &Path, path: &Path) -> Result<(), FileError> {
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    let real = files::resolve_under(root, parent)?;
+    if real.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&real).map_err(|source| FileError::Io {
+        op: "create directory",
+        path: real,
+        source,
+    })
+}
+
+fn remove(root: &Path, path: &Path) -> Result<(), FileError> {
+    let real = files::resolve_under(root, path)?;
+    match std::fs::remove_file(&real) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(FileError::Io {
+            op: "remove",
+            path: real,
+            source,
+        }),
+    }
+}
+
+/// Runs an apply (or a check) of `desired` on `host`.
+pub fn apply(
+    host: &Host,
+    desired: &Desired,
+    options: ApplyOptions,
+) -> Result<ApplyReport, ApplyError> {
+    let root = host.root.clone();
+    let layout = plan::detect(&root);
+    let targets = targets_for(desired, &layout);
+    let _lock = if options.check {
+        None
+    } else {
+        Some(files::lock_runs().map_err(ApplyError::Lock)?)
+    };
+    let changes = plan::plan_files(&root, desired, &targets)?;
+    let mut notes = Vec::new();
+    let file_reports = changes
+        .iter()
+        .map(|c| FileReport {
+            target: c.target.name(),
+            path: c.path.clone(),
+            action: action(c),
+            diff: diff::unified(
+                &c.path.display().to_string(),
+                c.before.as_deref(),
+                c.after.as_deref(),
+            ),
+        })
+        .collect();
+    if !targets.iter().any(|t| {
+        matches!(
+            t,
+            Target::ModulesLoadD | Target::EtcModules | Target::IptablesConfig
+        )
+    }) && !desired.load_list().is_empty()
+    {
+        notes.push(
+            "no module-list target on this host: modules are loaded at boot only by `nfkit boot` \
+             (see contrib/ for the init scripts)"
+                .to_string(),
+        );
+    }
+    let mut report = ApplyReport {
+        check: options.check,
+        layout,
+        targets: targets.iter().map(|t| t.name()).collect(),
+        files: file_reports,
+        runtime: Vec::new(),
+        failures: Vec::new(),
+        notes,
+    };
+    if host.offline {
+        report
+            .notes
+            .push("offline (--root): the running kernel was not used".into());
+    }
+    if options.check {
+        if !host.offline {
+            let running = runtime::read_running(host, desired);
+            report.runtime = runtime::diff_running(desired, &running);
+        }
+        return Ok(report);
+    }
+    write_files(&root, &changes)?;
+    if !host.offline {
+        let (done, failures) = runtime::converge(host, desired);
+        report.runtime = done;
+        report.failures = failures;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
+
+    fn seed() -> Desired {
+        Desired::parse(
+            "t",
+            "[modules]\nload=[\"xt_state\"]\n[conntrack]\nmax=500000\nbuckets=65536\n[persist]\ntargets=[\"modules-load.d\",\"modprobe.d\",\"sysctl.d\"]\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn offline_apply_writes_then_second_run_changes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::offline(root.path());
+        let report = apply(&host, &seed(), ApplyOptions::default()).unwrap();
+        assert!(report.any_change());
+        assert_eq!(
+            report.files.iter().map(|f| f.action).collect::<Vec<_>>(),
+            ["create", "create", "create"]
+        );
+        let conf = root.path().join("etc/modules-load.d/nfkit.conf");
+        assert_eq!(
+            fs::read_to_string(&conf).unwrap(),
+            format!("{}nf_conntrack\nxt_state\n", plan::HEADER)
+        );
+        let mtime = fs::metadata(&conf).unwrap().mtime_nsec();
+        let again = apply(&host, &seed(), ApplyOptions::default()).unwrap();
+        assert!(!again.any_change(), "{again:?}");
+        assert_eq!(fs::metadata(&conf).unwrap().mtime_nsec(), mtime);
+        let check = apply(&host, &seed(), ApplyOptions { check: true }).unwrap();
+        assert!(!check.any_change());
+    }
+
+    #[test]
+    fn check_writes_nothing_and_shows_diffs() {
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::offline(root.path());
+        let report = apply(&host, &seed(), ApplyOptions { check: true }).unwrap();
+        assert!(report.any_change());
+        assert!(report.files[0].diff.contains("+xt_state"));
+        assert!(!root.path().join("etc").exists());
+    }
+
+    #[test]
+    fn failed_write_restores_earlier_files() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("etc/modules-load.d")).unwrap();
+        fs::write(root.path().join("etc/modules-load.d/nfkit.conf"), "old\n").unwrap();
+        let changes = plan::plan_files(
+            root.path(),
+            &seed(),
+            &targets_for(&seed(), &plan::detect(root.path())),
+        )
+        .unwrap();
+        assert_eq!(changes.len(), 3);
+        // The third write fails: the first (update) and second (create) are undone.
+        let mut calls = 0;
+        let err = write_files_with(root.path(), &changes, |root, change| {
+            calls += 1;
+            if calls == 3 {
+                return Err(FileError::Io {
+                    op: "write",
+                    path: change.path.clone(),
+                    source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+                });
+            }
+            ensure_parent(root, &change.path)?;
+            files::write_atomic(
+                root,
+                &change.path,
+                change.after.as_ref().unwrap().as_bytes(),
+            )
+            .map(|_| ())
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, ApplyError::Write { ref restored, .. } if restored.len() == 2),
+            "{err}"
+        );
+        assert_eq!(
+            fs::read_to_string(root.path().join("etc/modules-load.d/nfkit.conf")).unwrap(),
+            "old\n"
+        );
+        assert!(!root.path().join("etc/modprobe.d/nfkit.conf").exists());
+        assert!(err.to_string().contains("No space left"), "{err}");
+        assert_eq!(err.hint(), Some("the file system is full"));
+    }
+
+    #[test]
+    fn unreadable_file_stops_before_writing() {
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::offline(root.path());
+        fs::create_dir_all(root.path().join("etc")).unwrap();
+        fs::write(root.path().join("etc/sysctl.d"), "not a directory").unwrap();
+        let err = apply(&host, &seed(), ApplyOptions::default()).unwrap_err();
+        assert!(matches!(err, ApplyError::Plan(_)), "{err}");
+        assert!(
+            !root.path().join("etc/modules-load.d").exists(),
+            "nothing may be written"
+        );
+    }
+}
