@@ -12,3 +12,4 @@ pub mod plan;
 pub mod runtime;
 pub mod shell_vars;
 pub mod sysctl_d;
+pub mod verify;

@@ -1,0 +1,450 @@
+//! `nfkit verify`: desired vs running kernel vs what the next boot applies,
+//! naming every file that overrides or contradicts the desired value.
+
+use serde::Serialize;
+
+use super::desired::Desired;
+use super::nextboot::{FromFile, NextBoot};
+use super::plan::{self, Layout};
+use super::runtime::{self, ModuleState, Running};
+use crate::conntrack::limits::effective_buckets;
+use crate::system::Host;
+
+/// One verified item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyRow {
+    /// What: `module xt_state`, `nf_conntrack.hashsize`, a sysctl key.
+    pub item: String,
+    /// Desired value.
+    pub desired: String,
+    /// In the running kernel (`None`: not checked, offline).
+    pub running: Option<String>,
+    /// What the next boot applies.
+    pub boot: String,
+    /// The file (and line) that decides the boot value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot_source: Option<String>,
+    /// Whether all three agree.
+    pub ok: bool,
+    /// Files that override or contradict the desired value, and other notes.
+    pub notes: Vec<String>,
+}
+
+/// The whole verification.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// Host layout.
+    pub layout: Layout,
+    /// One row per desired item.
+    pub rows: Vec<VerifyRow>,
+    /// Configuration problems found while reading (file:line: ...).
+    pub problems: Vec<String>,
+    /// Whether everything agrees.
+    pub ok: bool,
+}
+
+fn at(f: &FromFile) -> String {
+    format!("{}:{}", f.file.display(), f.line)
+}
+
+fn module_running(state: &ModuleState) -> &'static str {
+    match state {
+        ModuleState::Loaded => "loaded",
+        ModuleState::Builtin => "builtin",
+        ModuleState::NotLoaded => "not loaded",
+        ModuleState::Unknown => "unknown",
+    }
+}
+
+/// Builds the report from the three views (pure).
+pub fn compare(
+    desired: &Desired,
+    running: Option<&Running>,
+    boot: &NextBoot,
+    layout: &Layout,
+) -> VerifyReport {
+    let mut rows = Vec::new();
+    let load_list = desired.load_list();
+    let builtin = |name: &str| {
+        running
+            .and_then(|r| r.modules.get(name))
+            .is_some_and(|(_, state)| *state == ModuleState::Builtin)
+    };
+    for name in &load_list {
+        let real = running
+            .and_then(|r| r.modules.get(name))
+            .map(|(real, _)| real.clone())
+            .unwrap_or(name.clone());
+        let state = running
+            .and_then(|r| r.modules.get(name))
+            .map(|(_, s)| s.clone());
+        let mut listed = boot.module_listed(name);
+        if real != *name {
+            listed.extend(boot.module_listed(&real));
+        }
+        let is_builtin = builtin(name);
+        let running_text = state.as_ref().map(|s| module_running(s).to_string());
+        let running_ok = state.as_ref().is_none_or(|s| {
+            matches!(
+                s,
+                ModuleState::Loaded | ModuleState::Builtin | ModuleState::Unknown
+            )
+        });
+        let boot_ok = is_builtin || !listed.is_empty();
+        let mut notes = Vec::new();
+        if let Some(ModuleState::Unknown) = state {
+            notes.push(
+                "no module tree and no /sys/module entry: cannot tell whether it is built in"
+                    .into(),
+            );
+        }
+        if !boot_ok {
+            notes.push(
+                "no modules-load.d, /etc/modules or IPTABLES_MODULES entry loads it at boot".into(),
+            );
+        }
+        rows.push(VerifyRow {
+            item: format!("module {name}"),
+            desired: "loaded".into(),
+            running: running_text,
+            boot: if is_builtin {
+                "builtin".into()
+            } else if boot_ok {
+                "loaded".into()
+            } else {
+                "not loaded".into()
+            },
+            boot_source: listed.first().map(|f| at(f)),
+            ok: running_ok && boot_ok,
+            notes,
+        });
+    }
+    for (module, options) in desired.module_options() {
+        let aliases: Vec<&str> = match module.as_str() {
+            "nf_conntrack" => vec!["ip_conntrack"],
+            _ => vec![],
+        };
+        let (_, by_alias) = boot.options_for(&module, &aliases);
+        for option in options {
+            let (parameter, value) = option.split_once('=').unwrap_or((&option, ""));
+            if module == "nf_conntrack"
+                && parameter == "hashsize"
+                && desired.conntrack.buckets.is_some()
+            {
+                continue; // verified as the buckets row below
+            }
+            let boot_value = boot.option_value(&module, parameter);
+            let current = running.and_then(|r| {
+                r.parameters
+                    .get(&format!("{module}.{parameter}"))
+                    .cloned()
+                    .flatten()
+            });
+            let mut notes = Vec::new();
+            for alias_line in &by_alias {
+                notes.push(format!(
+                    "{}: `options {} {}` is keyed by an alias and applies only when loading by that name \
+                     (not when {module} is pulled in as a dependency); key it by {module}",
+                    at(alias_line),
+                    aliases.join("/"),
+                    alias_line.value
+                ));
+            }
+            if let Some(b) = &boot_value
+                && b.value != value
+            {
+                notes.push(format!(
+                    "{} sets {parameter}={} (overrides the desired value)",
+                    at(b),
+                    b.value
+                ));
+            }
+            let is_hashsize = module == "nf_conntrack" && parameter == "hashsize";
+            let running_ok = match (&current, running) {
+                (_, None) => true,
+                (Some(c), _) if is_hashsize => value
+                    .parse::<u32>()
+                    .is_ok_and(|v| c == &effective_buckets(v).to_string()),
+                (Some(c), _) => c == value,
+                (None, Some(r)) => {
+                    // Not loaded (no parameters directory): judged by the module row.
+                    !r.modules
+                        .values()
+                        .any(|(real, s)| real == &module && *s == ModuleState::Loaded)
+                }
+            };
+            let boot_ok = boot_value.as_ref().is_some_and(|b| b.value == value);
+            if !boot_ok && builtin(&module) {
+                notes.push(format!(
+                    "{module} is built in: modprobe.d options do not apply; use `{module}.{parameter}={value}` on the kernel command line"
+                ));
+            }
+            rows.push(VerifyRow {
+                item: format!("{module}.{parameter}"),
+                desired: value.to_string(),
+                running: running.map(|_| current.clone().unwrap_or_else(|| "(absent)".into())),
+                boot: boot_value
+                    .as_ref()
+                    .map_or_else(|| "(default)".into(), |b| b.value.clone()),
+                boot_source: boot_value.as_ref().map(at),
+                ok: running_ok && boot_ok,
+                notes,
+            });
+        }
+    }
+    let conntrack_at_boot =
+        builtin("nf_conntrack") || !boot.module_listed("nf_conntrack").is_empty();
+    let mut wanted = desired.sysctl_settings();
+    if let Some(b) = desired.conntrack.buckets {
+        wanted.push((
+            crate::conntrack::KEY_BUCKETS.into(),
+            effective_buckets(b).to_string(),
+        ));
+    }
+    for (key, value) in wanted {
+        let is_buckets = key == crate::conntrack::KEY_BUCKETS;
+        let current = running.and_then(|r| r.sysctls.get(&key).cloned().flatten());
+        let mut notes = Vec::new();
+        let (boot_text, boot_source, boot_ok) = if is_buckets {
+            // Buckets at boot come from `options nf_conntrack hashsize=`.
+            let (_, by_alias) = boot.options_for("nf_conntrack", &["ip_conntrack"]);
+            for alias_line in &by_alias {
+                notes.push(format!(
+                    "{}: `options ip_conntrack {}` is keyed by an alias and applies only when loading by that \
+                     name (not when nf_conntrack is pulled in as a dependency); key it by nf_conntrack",
+                    at(alias_line),
+                    alias_line.value
+                ));
+            }
+            match boot.option_value("nf_conntrack", "hashsize") {
+                Some(h) => {
+                    if h.value
+                        .parse::<u32>()
+                        .map(effective_buckets)
+                        .map(|v| v.to_string())
+                        .as_deref()
+                        != Ok(value.as_str())
+                    {
+                        notes.push(format!(
+                            "{} sets hashsize={} (overrides the desired value)",
+                            at(&h),
+                            h.value
+                        ));
+                    }
+                    let v = h
+                        .value
+                        .parse::<u32>()
+                        .map(effective_buckets)
+                        .map(|v| v.to_string())
+                        .unwrap_or(h.value.clone());
+                    (v.clone(), Some(at(&h)), v == value)
+                }
+                None => ("(kernel default)".into(), None, false),
+            }
+        } else {
+            let setters = boot.sysctl_setters(&key);
+            for s in setters.iter().filter(|s| s.value != value) {
+                notes.push(format!("{} sets {key} = {}", at(s), s.value));
+            }
+            if let Some(last) = setters.last()
+                && last.value != value
+            {
+                notes.push(format!("{} is applied last and wins", last.file.display()));
+            }
+            match setters.last() {
+                Some(w) => (w.value.clone(), Some(at(w)), w.value == value),
+                None => ("(kernel default)".into(), None, false),
+            }
+        };
+        let mut boot_ok = boot_ok;
+        if key.starts_with("net.netfilter.nf_conntrack") && !is_buckets && !conntrack_at_boot {
+            notes.push(
+                "nf_conntrack is not loaded at boot before sysctls are applied: systemd-sysctl silently \
+                 skips net.netfilter.nf_conntrack_* keys; list nf_conntrack in modules-load.d"
+                    .into(),
+            );
+            boot_ok = false;
+        }
+        rows.push(VerifyRow {
+            item: key.clone(),
+            desired: value.clone(),
+            running: running.map(|_| current.clone().unwrap_or_else(|| "(absent)".into())),
+            boot: boot_text,
+            boot_source,
+            ok: boot_ok && running.is_none_or(|_| current.as_deref() == Some(value.as_str())),
+            notes,
+        });
+    }
+    let ok = rows.iter().all(|r| r.ok);
+    VerifyReport {
+        layout: layout.clone(),
+        rows,
+        problems: boot.problems.clone(),
+        ok,
+    }
+}
+
+/// Reads all three views and compares them.
+pub fn verify(host: &Host, desired: &Desired) -> VerifyReport {
+    let layout = plan::detect(&host.root);
+    let boot = NextBoot::read(&host.root, &layout);
+    let running = (!host.offline).then(|| runtime::read_running(host, desired));
+    compare(desired, running.as_ref(), &boot, &layout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::path::Path;
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let p = root.join(rel.trim_start_matches('/'));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    fn desired() -> Desired {
+        Desired::parse(
+            "t",
+            "[modules]\nload=[\"xt_state\"]\n[conntrack]\nmax=500000\nbuckets=65536\n",
+        )
+        .unwrap()
+    }
+
+    fn systemd_layout() -> Layout {
+        Layout {
+            systemd: true,
+            debian: true,
+            etc_modules: false,
+            iptables_config: false,
+            modprobe_d: true,
+            sysctl_d: true,
+        }
+    }
+
+    #[test]
+    fn applied_files_verify_clean_offline() {
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::offline(root.path());
+        let d = Desired {
+            persist: super::super::desired::PersistSection {
+                targets: Some(vec![
+                    super::super::desired::Target::ModulesLoadD,
+                    super::super::desired::Target::ModprobeD,
+                    super::super::desired::Target::SysctlD,
+                ]),
+            },
+            ..desired()
+        };
+        super::super::apply::apply(&host, &d, Default::default()).unwrap();
+        let report = verify(&host, &d);
+        assert!(report.ok, "{:#?}", report.rows);
+        let items: Vec<&str> = report.rows.iter().map(|r| r.item.as_str()).collect();
+        assert_eq!(
+            items,
+            [
+                "module nf_conntrack",
+                "module xt_state",
+                "net.netfilter.nf_conntrack_max",
+                "net.netfilter.nf_conntrack_buckets"
+            ]
+        );
+    }
+
+    #[test]
+    fn overriding_and_trap_files_are_named() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        write(r, "/etc/modules-load.d/x.conf", "xt_state\n");
+        write(
+            r,
+            "/etc/sysctl.d/90-nfkit.conf",
+            "net.netfilter.nf_conntrack_max = 500000\n",
+        );
+        write(
+            r,
+            "/etc/sysctl.d/99-sysctl.conf",
+            "net.netfilter.nf_conntrack_max = 65536\n",
+        );
+        write(
+            r,
+            "/etc/modprobe.d/parallels.conf",
+            "options ip_conntrack ip_conntrack_disable_ve0=0\noptions nf_conntrack hashsize=1024\n",
+        );
+        let boot = NextBoot::read(r, &systemd_layout());
+        let report = compare(&desired(), None, &boot, &systemd_layout());
+        assert!(!report.ok);
+        let row = |item: &str| report.rows.iter().find(|r| r.item == item).unwrap().clone();
+        let max = row("net.netfilter.nf_conntrack_max");
+        assert_eq!(max.boot, "65536");
+        assert_eq!(
+            max.boot_source.as_deref(),
+            Some("/etc/sysctl.d/99-sysctl.conf:1")
+        );
+        assert!(
+            max.notes
+                .iter()
+                .any(|n| n.contains("99-sysctl.conf is applied last")),
+            "{:?}",
+            max.notes
+        );
+        assert!(
+            max.notes
+                .iter()
+                .any(|n| n.contains("systemd-sysctl silently")),
+            "nf_conntrack is not in any list"
+        );
+        let hashsize = row("net.netfilter.nf_conntrack_buckets");
+        assert!(!hashsize.ok);
+        assert!(
+            hashsize
+                .notes
+                .iter()
+                .any(|n| n.contains("parallels.conf:1") && n.contains("alias")),
+            "{:?}",
+            hashsize.notes
+        );
+        assert!(
+            hashsize
+                .notes
+                .iter()
+                .any(|n| n.contains("parallels.conf:2 sets hashsize=1024"))
+        );
+        assert!(!row("module nf_conntrack").ok);
+        assert!(row("module xt_state").ok);
+    }
+
+    #[test]
+    fn running_values_are_compared() {
+        let root = tempfile::tempdir().unwrap();
+        let boot = NextBoot::read(root.path(), &systemd_layout());
+        let mut running = Running::default();
+        running.modules.insert(
+            "nf_conntrack".into(),
+            ("nf_conntrack".into(), ModuleState::Builtin),
+        );
+        running.modules.insert(
+            "xt_state".into(),
+            ("xt_state".into(), ModuleState::NotLoaded),
+        );
+        running.sysctls.insert(
+            "net.netfilter.nf_conntrack_max".into(),
+            Some("500000".into()),
+        );
+        let report = compare(&desired(), Some(&running), &boot, &systemd_layout());
+        let xt = report
+            .rows
+            .iter()
+            .find(|r| r.item == "module xt_state")
+            .unwrap();
+        assert_eq!(xt.running.as_deref(), Some("not loaded"));
+        assert!(!xt.ok);
+        let nf = report
+            .rows
+            .iter()
+            .find(|r| r.item == "module nf_conntrack")
+            .unwrap();
+        assert!(nf.ok, "built in counts as loaded now and at boot: {nf:?}");
+    }
+}
