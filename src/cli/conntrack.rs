@@ -47,12 +47,21 @@ struct SetArgs {
     /// Show what would change; write nothing.
     #[arg(long, short = 'n')]
     dry_run: bool,
+    /// Also record the values in nfkit.toml and write the persistent files
+    /// (sysctl.d, modprobe.d hashsize), so they survive a reboot.
+    #[arg(long)]
+    persist: bool,
     /// Settings as KEY=VALUE (e.g. net.nf_conntrack_max=500000).
     #[arg(value_name = "KEY=VALUE")]
     settings: Vec<String>,
 }
 
-pub(super) fn run(host: &Host, args: ConntrackArgs, output: Output) -> anyhow::Result<u8> {
+pub(super) fn run(
+    host: &Host,
+    config: &Option<std::path::PathBuf>,
+    args: ConntrackArgs,
+    output: Output,
+) -> anyhow::Result<u8> {
     match args.action {
         None => {
             let status = ct::read_status(
@@ -66,7 +75,7 @@ pub(super) fn run(host: &Host, args: ConntrackArgs, output: Output) -> anyhow::R
             })?;
             Ok(EXIT_OK)
         }
-        Some(ConntrackAction::Set(set_args)) => run_set(host, set_args, output),
+        Some(ConntrackAction::Set(set_args)) => run_set(host, config, set_args, output),
     }
 }
 
@@ -104,9 +113,33 @@ fn build_request(args: &SetArgs) -> anyhow::Result<SetRequest> {
     })
 }
 
-fn run_set(host: &Host, args: SetArgs, output: Output) -> anyhow::Result<u8> {
+fn run_set(
+    host: &Host,
+    config: &Option<std::path::PathBuf>,
+    args: SetArgs,
+    output: Output,
+) -> anyhow::Result<u8> {
     let request = build_request(&args)?;
+    if args.persist && host.offline {
+        // Offline: only the persistent files of the image change.
+        return super::state::persist(host, config, &persist_edits(request), output);
+    }
     let report = set::set_limits(host, request, args.dry_run)?;
     output.emit(&report, |out| render::set_report(out, &report))?;
+    if args.persist && !args.dry_run {
+        return super::state::persist(host, config, &persist_edits(request), output);
+    }
     Ok(EXIT_OK)
+}
+
+fn persist_edits(request: SetRequest) -> Vec<crate::persist::edit::Edit> {
+    use crate::persist::edit::Edit;
+    let mut edits = Vec::new();
+    if let Some(max) = request.max {
+        edits.push(Edit::ConntrackMax(max));
+    }
+    if let Some(buckets) = request.buckets {
+        edits.push(Edit::ConntrackBuckets(buckets));
+    }
+    edits
 }

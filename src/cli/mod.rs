@@ -14,6 +14,7 @@
 mod conntrack;
 mod modules;
 mod render;
+mod state;
 mod status;
 mod tables;
 
@@ -52,6 +53,10 @@ pub struct Cli {
     /// DIR/lib/modules); the running kernel is not used.
     #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// The desired-state file (default: /etc/nfkit/nfkit.toml, under --root
+    /// when given).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -69,6 +74,16 @@ pub enum Command {
     /// Kernel modules through libkmod: list, resolve, load, unload
     /// (modprobe semantics; never runs modprobe or any command).
     Modules(modules::ModulesArgs),
+    /// Converge the running kernel and the persistent files to nfkit.toml.
+    Apply(state::ApplyArgs),
+    /// Desired vs running kernel vs next boot; exit 3 when they differ.
+    Verify,
+    /// Print an nfkit.toml from existing configuration (iptables-config,
+    /// modprobe.d, /etc/modules, modules-load.d, sysctl), translating legacy names.
+    Import(state::ImportArgs),
+    /// Apply the persisted state at boot (hosts without systemd): modules
+    /// with options first, then the conntrack sysctls.
+    Boot,
 }
 
 /// Output settings shared by all commands.
@@ -144,9 +159,13 @@ fn run(cli: Cli, output: Output) -> anyhow::Result<u8> {
     let host = host_for(&cli.root);
     match cli.command {
         Command::Status => status::run(&host, output),
-        Command::Conntrack(args) => conntrack::run(&host, args, output),
+        Command::Conntrack(args) => conntrack::run(&host, &cli.config, args, output),
         Command::Tables(args) => tables::run(&host, args, output),
-        Command::Modules(args) => modules::run(&host, args, output),
+        Command::Modules(args) => modules::run(&host, &cli.config, args, output),
+        Command::Apply(args) => state::run_apply(&host, &cli.config, args, output),
+        Command::Verify => state::run_verify(&host, &cli.config, output),
+        Command::Import(args) => state::run_import(&host, args, output),
+        Command::Boot => state::run_boot(&host, &cli.config, output),
     }
 }
 
@@ -165,6 +184,17 @@ pub fn hint_for(err: &anyhow::Error) -> Option<String> {
             e.hint()
         } else if let Some(e) = cause.downcast_ref::<crate::modules::error::ModuleError>() {
             return e.hint();
+        } else if let Some(e) = cause.downcast_ref::<crate::persist::apply::ApplyError>() {
+            e.hint()
+        } else if let Some(e) = cause.downcast_ref::<crate::persist::files::FileError>() {
+            e.hint()
+        } else if let Some(e) = cause.downcast_ref::<crate::persist::plan::PlanError>() {
+            match e {
+                crate::persist::plan::PlanError::File(f) => f.hint(),
+                crate::persist::plan::PlanError::Syntax { .. } => Some(
+                    "nfkit never rewrites a file it cannot parse; fix the line shown and run again",
+                ),
+            }
         } else if let Some(e) = cause.downcast_ref::<crate::sysctl::Error>() {
             e.hint()
         } else {

@@ -63,6 +63,10 @@ enum ModulesAction {
         /// module itself (modprobe -i).
         #[arg(long, short = 'i')]
         ignore_install: bool,
+        /// Also record the modules (and their options) in nfkit.toml and write
+        /// the persistent files, so they load at every boot.
+        #[arg(long)]
+        persist: bool,
         /// NAME [OPTION=VALUE...] NAME...
         #[arg(required = true, value_name = "NAME [OPTION=VALUE...]")]
         args: Vec<String>,
@@ -84,7 +88,12 @@ enum ModulesAction {
     },
 }
 
-pub(super) fn run(host: &Host, args: ModulesArgs, output: Output) -> anyhow::Result<u8> {
+pub(super) fn run(
+    host: &Host,
+    config: &Option<std::path::PathBuf>,
+    args: ModulesArgs,
+    output: Output,
+) -> anyhow::Result<u8> {
     match args.action {
         ModulesAction::List { all } => {
             let r = ops::list(host, all)?;
@@ -102,9 +111,14 @@ pub(super) fn run(host: &Host, args: ModulesArgs, output: Output) -> anyhow::Res
             dry_run,
             apply_blacklist,
             ignore_install,
+            persist,
             args,
         } => {
             let requests = ops::parse_load_args(&args)?;
+            if persist && host.offline {
+                // Offline: record and write the image's files only.
+                return super::state::persist(host, config, &persist_edits(&requests), output);
+            }
             let flags = LoadFlags {
                 dry_run,
                 apply_blacklist,
@@ -120,7 +134,13 @@ pub(super) fn run(host: &Host, args: ModulesArgs, output: Output) -> anyhow::Res
                         .chain(x.modules.iter().filter_map(|m| m.error.as_ref()))
                 }),
             );
-            Ok(if r.ok() { EXIT_OK } else { EXIT_ERROR })
+            if !r.ok() {
+                return Ok(EXIT_ERROR);
+            }
+            if persist && !dry_run {
+                return super::state::persist(host, config, &persist_edits(&requests), output);
+            }
+            Ok(EXIT_OK)
         }
         ModulesAction::Unload {
             release,
@@ -360,4 +380,26 @@ fn render_unload(out: &mut String, r: &ops::UnloadReport) {
             }
         }
     }
+}
+
+/// `--persist` edits for loaded names: keyed by the name as given (nfkit.toml
+/// keeps what the user asked for; apply resolves aliases when loading).
+fn persist_edits(requests: &[ops::LoadRequest]) -> Vec<crate::persist::edit::Edit> {
+    requests
+        .iter()
+        .map(|r| crate::persist::edit::Edit::LoadModule {
+            module: r.name.replace('-', "_"),
+            options: r
+                .options
+                .iter()
+                .map(|o| {
+                    let text = o.to_kernel();
+                    match text.split_once('=') {
+                        Some((k, v)) => (k.to_string(), v.to_string()),
+                        None => (text, "1".to_string()),
+                    }
+                })
+                .collect(),
+        })
+        .collect()
 }

@@ -258,7 +258,7 @@ pub fn apply(
     }
     write_files(&root, &changes)?;
     if !host.offline {
-        let (done, failures) = runtime::converge(host, desired);
+        let (done, failures) = runtime::converge(host, desired, runtime::OptionsFrom::ModprobeD);
         report.runtime = done;
         report.failures = failures;
     }

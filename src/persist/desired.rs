@@ -135,6 +135,20 @@ pub struct Desired {
     pub persist: PersistSection,
 }
 
+/// The real module behind a known 2.6-era alias (`ip_conntrack` →
+/// `nf_conntrack`): modprobe.d `options` keyed by an alias apply only when
+/// the module is loaded by that alias, so nfkit always keys by the real name.
+pub fn real_module_name(name: &str) -> String {
+    let normalized = name.replace('-', "_");
+    match crate::modules::legacy::lookup(&normalized).map(|l| l.fate) {
+        Some(
+            crate::modules::legacy::Fate::Alias { module }
+            | crate::modules::legacy::Fate::Merged { module, .. },
+        ) => module.to_string(),
+        _ => normalized,
+    }
+}
+
 /// Why a desired-state file was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DesiredError {
@@ -247,7 +261,7 @@ impl Desired {
     pub fn module_options(&self) -> Vec<(String, Vec<String>)> {
         let mut options: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (module, opts) in &self.modules.options {
-            let entry = options.entry(module.replace('-', "_")).or_default();
+            let entry = options.entry(real_module_name(module)).or_default();
             for (key, value) in opts {
                 entry.push(format!("{key}={}", value.render()));
             }
@@ -446,6 +460,22 @@ targets = ["modules-load.d", "modprobe.d", "sysctl.d"]
         assert!(e.to_string().contains("contradicts"), "{e}");
         let e = Desired::parse("f", "[persist]\ntargets = [\"floppy\"]\n").unwrap_err();
         assert!(e.to_string().contains("floppy"), "{e}");
+    }
+
+    #[test]
+    fn alias_keyed_options_are_keyed_by_the_real_module() {
+        let d = Desired::parse(
+            "x",
+            "[modules.options.ip_conntrack]\nip_conntrack_disable_ve0 = 0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            d.module_options(),
+            vec![(
+                "nf_conntrack".to_string(),
+                vec!["ip_conntrack_disable_ve0=0".to_string()]
+            )]
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 pub mod apply;
 pub mod desired;
 pub mod diff;
+pub mod edit;
 pub mod files;
+pub mod import;
 pub mod modprobe_d;
 pub mod module_list;
 pub mod nextboot;

@@ -215,10 +215,24 @@ pub struct RuntimeFailure {
     pub hint: Option<String>,
 }
 
-/// Converges the running kernel: loads missing modules (their options come
-/// from modprobe.d, which apply has just written), then sets conntrack
-/// limits and other sysctls. Continues past failures and reports each.
-pub fn converge(host: &Host, desired: &Desired) -> (Vec<RuntimeChange>, Vec<RuntimeFailure>) {
+/// How modules get their options when converging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionsFrom {
+    /// From modprobe.d (apply has just written nfkit's file there).
+    ModprobeD,
+    /// Passed with the load, from the desired state (`nfkit boot`, for hosts
+    /// whose modprobe.d nfkit does not manage).
+    Desired,
+}
+
+/// Converges the running kernel: loads missing modules, then sets conntrack
+/// limits and other sysctls (which exist only once their module is loaded).
+/// Continues past failures and reports each.
+pub fn converge(
+    host: &Host,
+    desired: &Desired,
+    options_from: OptionsFrom,
+) -> (Vec<RuntimeChange>, Vec<RuntimeFailure>) {
     let before = read_running(host, desired);
     let planned = diff_running(desired, &before);
     let mut failures = Vec::new();
@@ -226,9 +240,18 @@ pub fn converge(host: &Host, desired: &Desired) -> (Vec<RuntimeChange>, Vec<Runt
         .modules
         .iter()
         .filter(|(_, (_, state))| *state == ModuleState::NotLoaded)
-        .map(|(name, _)| LoadRequest {
+        .map(|(name, (real, _))| LoadRequest {
             name: name.clone(),
-            options: Vec::new(),
+            options: match options_from {
+                OptionsFrom::ModprobeD => Vec::new(),
+                OptionsFrom::Desired => desired
+                    .module_options()
+                    .into_iter()
+                    .filter(|(m, _)| m == real)
+                    .flat_map(|(_, o)| o)
+                    .filter_map(|o| crate::modules::options::parse_given(&o).ok())
+                    .collect(),
+            },
         })
         .collect();
     if !to_load.is_empty() {
