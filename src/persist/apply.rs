@@ -209,6 +209,21 @@ pub fn apply(
     };
     let changes = plan::plan_files(&root, desired, &targets)?;
     let mut notes = Vec::new();
+    if !options.check {
+        let mut dirs: Vec<PathBuf> = changes
+            .iter()
+            .filter_map(|c| files::resolve_under(&root, c.path.parent()?).ok())
+            .collect();
+        dirs.dedup();
+        for dir in dirs {
+            for stale in files::remove_stale_temporaries(&dir) {
+                notes.push(format!(
+                    "removed {} left by an interrupted run",
+                    stale.display()
+                ));
+            }
+        }
+    }
     let file_reports = changes
         .iter()
         .map(|c| FileReport {

@@ -176,6 +176,31 @@ pub fn write_atomic(root: &Path, path: &Path, contents: &[u8]) -> Result<PathBuf
     result
 }
 
+/// Removes temporary files left in `dir` by an nfkit run that was killed
+/// (`.NAME.nfkit-PID.tmp` whose PID no longer runs). Returns what it removed.
+pub fn remove_stale_temporaries(dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return removed;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_suffix(".tmp")
+            .and_then(|n| n.rsplit_once(".nfkit-"))
+            .filter(|(head, _)| head.starts_with('.'))
+            .and_then(|(_, pid)| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let alive = Path::new("/proc").join(pid.to_string()).exists();
+        if !alive && fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
+}
+
 /// The held run lock; released on drop.
 pub struct RunLock {
     _lock: nix::fcntl::Flock<File>,
@@ -301,6 +326,21 @@ mod tests {
             read_under(root.path(), Path::new("/etc/nope/x.conf")).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn stale_temporaries_of_dead_runs_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join(".nfkit.conf.nfkit-999999999.tmp");
+        let alive = dir
+            .path()
+            .join(format!(".nfkit.conf.nfkit-{}.tmp", nix::unistd::getpid()));
+        let other = dir.path().join("x.tmp");
+        for f in [&dead, &alive, &other] {
+            fs::write(f, "").unwrap();
+        }
+        assert_eq!(remove_stale_temporaries(dir.path()), vec![dead.clone()]);
+        assert!(alive.exists() && other.exists());
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct NextBoot {
     pub modprobe: Vec<modprobe_d::Located>,
     /// Syntax errors found on the way (file and line).
     pub problems: Vec<String>,
+    /// Where `nfkit boot` is hooked into the boot (init script, unit, rc.local).
+    pub boot_hook: Option<String>,
     sysctl_files: Vec<sysctl_d::ConfigFile>,
     sysctl_conf_last: Option<sysctl_d::ConfigFile>,
 }
@@ -121,6 +123,7 @@ impl NextBoot {
             view.modprobe.extend(directives);
             view.problems.extend(errors.iter().map(ToString::to_string));
         }
+        view.boot_hook = find_boot_hook(root);
         view.sysctl_files = plan::sysctl_files(root);
         for file in &view.sysctl_files {
             let (_, errors) = sysctl_d::parse(&file.path, &file.text);
@@ -201,6 +204,33 @@ impl NextBoot {
             .map(|(file, line, value)| FromFile { value, file, line })
             .collect()
     }
+}
+
+/// Finds a hook that runs `nfkit boot` at boot: the shipped systemd unit
+/// enabled, an init script, an OpenRC local.d script, or a line in rc.local.
+pub fn find_boot_hook(root: &Path) -> Option<String> {
+    let present = |p: &str| files::resolve_under(root, Path::new(p)).is_ok_and(|r| r.exists());
+    for unit in [
+        "/etc/systemd/system/sysinit.target.wants/nfkit-boot.service",
+        "/etc/systemd/system/multi-user.target.wants/nfkit-boot.service",
+        "/etc/init.d/nfkit",
+        "/etc/rc.d/init.d/nfkit",
+        "/etc/local.d/nfkit.start",
+    ] {
+        if present(unit) {
+            return Some(unit.to_string());
+        }
+    }
+    for script in ["/etc/rc.local", "/etc/rc.d/rc.local", "/etc/inittab"] {
+        if let Ok(Some(text)) = files::read_under(root, Path::new(script))
+            && text
+                .lines()
+                .any(|l| !l.trim_start().starts_with('#') && l.contains("nfkit boot"))
+        {
+            return Some(script.to_string());
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -139,11 +139,19 @@ impl Setters {
 /// All assignments of the key at `path` (normalised), in application order,
 /// over `ordered` files followed by `trailing` (procps' `/etc/sysctl.conf`).
 pub fn setters_of(path: &str, ordered: &[ConfigFile], trailing: Option<&ConfigFile>) -> Setters {
+    // net.nf_conntrack_max is the same kernel variable as
+    // net.netfilter.nf_conntrack_max (legacy name, initial namespace only).
+    let same: &[&str] = match path {
+        "net/netfilter/nf_conntrack_max" | "net/nf_conntrack_max" => {
+            &["net/netfilter/nf_conntrack_max", "net/nf_conntrack_max"]
+        }
+        _ => &[],
+    };
     let mut all = Vec::new();
     for file in ordered.iter().chain(trailing) {
         let (assignments, _) = parse(&file.path, &file.text);
         for a in assignments {
-            if a.path == path {
+            if a.path == path || same.contains(&a.path.as_str()) {
                 all.push((file.path.clone(), a.line, a.value));
             }
         }

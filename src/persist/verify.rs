@@ -90,7 +90,7 @@ pub fn compare(
                 ModuleState::Loaded | ModuleState::Builtin | ModuleState::Unknown
             )
         });
-        let boot_ok = is_builtin || !listed.is_empty();
+        let boot_ok = is_builtin || !listed.is_empty() || boot.boot_hook.is_some();
         let mut notes = Vec::new();
         if let Some(ModuleState::Unknown) = state {
             notes.push(
@@ -114,7 +114,10 @@ pub fn compare(
             } else {
                 "not loaded".into()
             },
-            boot_source: listed.first().map(|f| at(f)),
+            boot_source: listed
+                .first()
+                .map(|f| at(f))
+                .or_else(|| boot.boot_hook.as_ref().map(|h| format!("nfkit boot ({h})"))),
             ok: running_ok && boot_ok,
             notes,
         });
@@ -173,7 +176,8 @@ pub fn compare(
                         .any(|(real, s)| real == &module && *s == ModuleState::Loaded)
                 }
             };
-            let boot_ok = boot_value.as_ref().is_some_and(|b| b.value == value);
+            let boot_ok =
+                boot_value.as_ref().is_some_and(|b| b.value == value) || boot.boot_hook.is_some();
             if !boot_ok && builtin(&module) {
                 notes.push(format!(
                     "{module} is built in: modprobe.d options do not apply; use `{module}.{parameter}={value}` on the kernel command line"
@@ -192,8 +196,13 @@ pub fn compare(
             });
         }
     }
-    let conntrack_at_boot =
-        builtin("nf_conntrack") || !boot.module_listed("nf_conntrack").is_empty();
+    // IPTABLES_MODULES are loaded by the iptables service, after
+    // systemd-sysctl (and after `sysctl -p` in EL init scripts): too late.
+    let conntrack_at_boot = builtin("nf_conntrack")
+        || boot
+            .module_listed("nf_conntrack")
+            .iter()
+            .any(|f| f.file != std::path::Path::new(super::plan::IPTABLES_CONFIG));
     let mut wanted = desired.sysctl_settings();
     if let Some(b) = desired.conntrack.buckets {
         wanted.push((
@@ -257,10 +266,26 @@ pub fn compare(
             }
         };
         let mut boot_ok = boot_ok;
-        if key.starts_with("net.netfilter.nf_conntrack") && !is_buckets && !conntrack_at_boot {
+        let (boot_text, boot_source) = match &boot.boot_hook {
+            // `nfkit boot` runs after the sysctl files and sets the desired value.
+            Some(hook) if !boot_ok => {
+                notes.push(format!(
+                    "nfkit boot ({hook}) sets {value} after the files above"
+                ));
+                boot_ok = true;
+                (value.clone(), Some(format!("nfkit boot ({hook})")))
+            }
+            _ => (boot_text, boot_source),
+        };
+        if key.starts_with("net.netfilter.nf_conntrack")
+            && !is_buckets
+            && !conntrack_at_boot
+            && boot.boot_hook.is_none()
+        {
             notes.push(
-                "nf_conntrack is not loaded at boot before sysctls are applied: systemd-sysctl silently \
-                 skips net.netfilter.nf_conntrack_* keys; list nf_conntrack in modules-load.d"
+                "nf_conntrack is not loaded at boot before sysctls are applied, so the key does not exist \
+                 yet (systemd-sysctl skips it silently): list nf_conntrack in modules-load.d or /etc/modules, \
+                 or run `nfkit boot` at boot (contrib/)"
                     .into(),
             );
             boot_ok = false;
@@ -390,9 +415,7 @@ mod tests {
             max.notes
         );
         assert!(
-            max.notes
-                .iter()
-                .any(|n| n.contains("systemd-sysctl silently")),
+            max.notes.iter().any(|n| n.contains("skips it silently")),
             "nf_conntrack is not in any list"
         );
         let hashsize = row("net.netfilter.nf_conntrack_buckets");
