@@ -95,7 +95,7 @@ fn apply_writes_expected_files_and_second_run_writes_nothing() {
         run(with_root(r).args(["apply", "--check"])).status.code(),
         Some(0)
     );
-    assert_eq!(run(&mut with_root(r).arg("verify")).status.code(), Some(0));
+    assert_eq!(run(with_root(r).arg("verify")).status.code(), Some(0));
 }
 
 #[test]
@@ -114,14 +114,14 @@ fn check_exits_3_and_diff_shows_changes() {
         !r.join("etc/modprobe.d/nfkit.conf").exists(),
         "--check wrote a file"
     );
-    assert_eq!(run(&mut with_root(r).arg("verify")).status.code(), Some(3));
+    assert_eq!(run(with_root(r).arg("verify")).status.code(), Some(3));
 }
 
 #[test]
 fn missing_or_bad_config_is_a_clear_error() {
     let dir = systemd_root();
     let r = dir.path();
-    let out = run(&mut with_root(r).arg("apply"));
+    let out = run(with_root(r).arg("apply"));
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -129,7 +129,7 @@ fn missing_or_bad_config_is_a_clear_error() {
         "{err}"
     );
     write(r, "/etc/nfkit/nfkit.toml", "[conntrack]\nmax = -5\n");
-    let out = run(&mut with_root(r).arg("apply"));
+    let out = run(with_root(r).arg("apply"));
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("line 2"),
@@ -160,7 +160,7 @@ fn el_host_iptables_config_keeps_every_other_byte() {
         "/etc/nfkit/nfkit.toml",
         "[modules]\nload = [\"ip_conntrack\", \"ipt_state\"]\n",
     );
-    ok(&mut with_root(r).arg("apply"));
+    ok(with_root(r).arg("apply"));
     let updated = read(r, "/etc/sysconfig/iptables-config");
     assert_eq!(
         updated,
@@ -195,7 +195,7 @@ fn pcs_import_apply_verify_round_trip() {
     let toml = ok(with_root(r).args(["import", "--from", "pcs"]));
     assert!(toml.contains("ip_conntrack → nf_conntrack"), "{toml}");
     write(r, "/etc/nfkit/nfkit.toml", &toml);
-    ok(&mut with_root(r).arg("apply"));
+    ok(with_root(r).arg("apply"));
     assert_eq!(
         read(r, "/etc/modprobe.d/nfkit.conf").lines().last(),
         Some("options nf_conntrack ip_conntrack_disable_ve0=0")
@@ -353,7 +353,7 @@ fn killed_runs_leave_old_or_new_files_only() {
         "no trial got far enough to write: the delays are too short to test anything"
     );
     // A later run cleans up what killed runs left behind and converges.
-    ok(&mut with_root(r).arg("apply"));
+    ok(with_root(r).arg("apply"));
     for d in ["etc/modules-load.d", "etc/sysctl.d"] {
         let leftovers: Vec<_> = fs::read_dir(r.join(d))
             .unwrap()
@@ -377,7 +377,7 @@ fn symlink_out_of_root_is_refused() {
     )
     .unwrap();
     write(r, "/etc/nfkit/nfkit.toml", SEED);
-    let out = run(&mut with_root(r).arg("apply"));
+    let out = run(with_root(r).arg("apply"));
     // The absolute-looking target is taken inside the root: nothing lands outside.
     assert!(
         fs::read_dir(outside.path()).unwrap().next().is_none(),
