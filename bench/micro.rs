@@ -17,9 +17,9 @@ fn main() {
 
 /// Attributes of one per-CPU stats message from Linux 6.18 (10 counters).
 const CPU_ATTRIBUTES: [u8; 80] = [
-    8, 0, 2, 0, 0, 0, 0, 0, 8, 0, 4, 0, 0, 0, 0, 0, 8, 0, 8, 0, 0, 0, 0, 1, 8, 0, 9, 0, 0, 0, 0, 0, 8, 0,
-    10, 0, 0, 0, 0, 1, 8, 0, 11, 0, 0, 0, 0, 0, 8, 0, 12, 0, 0, 0, 0, 0, 8, 0, 13, 0, 0, 0, 0, 0, 8, 0,
-    14, 0, 0, 0, 0, 0, 8, 0, 15, 0, 0, 0, 0, 0,
+    8, 0, 2, 0, 0, 0, 0, 0, 8, 0, 4, 0, 0, 0, 0, 0, 8, 0, 8, 0, 0, 0, 0, 1, 8, 0, 9, 0, 0, 0, 0, 0,
+    8, 0, 10, 0, 0, 0, 0, 1, 8, 0, 11, 0, 0, 0, 0, 0, 8, 0, 12, 0, 0, 0, 0, 0, 8, 0, 13, 0, 0, 0,
+    0, 0, 8, 0, 14, 0, 0, 0, 0, 0, 8, 0, 15, 0, 0, 0, 0, 0,
 ];
 
 #[divan::bench]
@@ -40,7 +40,10 @@ const SEED_MODULES: &str = "ipt_REJECT iptable_filter iptable_mangle xt_length x
 fn iptables_config() -> String {
     format!(
         "# Load additional iptables modules (nat helpers)\nIPTABLES_MODULES=\"\n{}\n\"\nIPTABLES_MODULES_UNLOAD=\"no\"\nIPTABLES_SAVE_ON_STOP=\"no\"\n",
-        SEED_MODULES.split_whitespace().collect::<Vec<_>>().join("\n")
+        SEED_MODULES
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join("\n")
     )
 }
 
@@ -67,7 +70,10 @@ fn seed_toml() -> String {
         .split_whitespace()
         .map(|m| format!("\"{}\"", nfkit::persist::desired::real_module_name(m)))
         .collect();
-    format!("[modules]\nload = [{}]\n\n[conntrack]\nmax = 500000\nbuckets = 131072\n", load.join(", "))
+    format!(
+        "[modules]\nload = [{}]\n\n[conntrack]\nmax = 500000\nbuckets = 131072\n",
+        load.join(", ")
+    )
 }
 
 #[divan::bench]
@@ -82,14 +88,20 @@ fn parse_nfkit_toml(bencher: divan::Bencher) {
 fn apply_check_seed_in_place(bencher: divan::Bencher) {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
-    for d in ["etc/modules-load.d", "etc/modprobe.d", "etc/sysctl.d", "run/systemd/system"] {
+    for d in [
+        "etc/modules-load.d",
+        "etc/modprobe.d",
+        "etc/sysctl.d",
+        "run/systemd/system",
+    ] {
         std::fs::create_dir_all(r.join(d)).unwrap();
     }
     let desired = Desired::parse("nfkit.toml", &seed_toml()).unwrap();
     let host = Host::offline(r);
     apply::apply(&host, &desired, ApplyOptions::default()).unwrap();
     bencher.bench(|| {
-        let report = apply::apply(&host, black_box(&desired), ApplyOptions { check: true }).unwrap();
+        let report =
+            apply::apply(&host, black_box(&desired), ApplyOptions { check: true }).unwrap();
         assert!(!report.any_change());
     });
 }

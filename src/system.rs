@@ -148,12 +148,43 @@ fn read_trimmed(path: &Path) -> Option<String> {
     fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
 
-/// Whether `libkmod.so.2` can be loaded on this host (and has every symbol
-/// nfkit uses). The library is loaded once per process and kept.
-pub fn libkmod_loadable() -> Result<(), String> {
-    crate::kmod::ffi::api()
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+/// Where `libkmod.so.2` is, found the way the dynamic loader would look
+/// (`LD_LIBRARY_PATH`, the directories of `/etc/ld.so.conf.d`, the
+/// multiarch and default library directories) without loading it: loading
+/// libkmod pulls in libcrypto, libzstd and liblzma, which would double
+/// the start-up time and memory of `nfkit status`. Module commands load it.
+pub fn find_libkmod() -> Result<PathBuf, String> {
+    let triplet = format!("{}-linux-gnu", std::env::consts::ARCH);
+    let mut dirs: Vec<PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
+        .map(|v| std::env::split_paths(&v).collect())
+        .unwrap_or_default();
+    if let Ok(entries) = fs::read_dir("/etc/ld.so.conf.d") {
+        let mut confs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        confs.sort();
+        for conf in confs {
+            if let Ok(text) = fs::read_to_string(&conf) {
+                dirs.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| l.starts_with('/'))
+                        .map(PathBuf::from),
+                );
+            }
+        }
+    }
+    for d in ["/lib", "/usr/lib"] {
+        dirs.push(Path::new(d).join(&triplet));
+    }
+    dirs.extend(["/lib64", "/usr/lib64", "/lib", "/usr/lib"].map(PathBuf::from));
+    dirs.iter()
+        .map(|d| d.join(crate::kmod::ffi::LIBKMOD_SONAME))
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            format!(
+                "{} not found in the library path",
+                crate::kmod::ffi::LIBKMOD_SONAME
+            )
+        })
 }
 
 /// Reads a whole small file, mapping "not found" to `None`.

@@ -228,7 +228,15 @@ pub fn status(out: &mut String, report: &StatusReport, verbose: u8) {
         out,
         "libkmod      {}",
         if report.libkmod.loadable {
-            "libkmod.so.2 loadable".to_string()
+            format!(
+                "{} (loaded by module commands)",
+                report
+                    .libkmod
+                    .path
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            )
         } else {
             format!(
                 "not loadable ({}): module commands unavailable",

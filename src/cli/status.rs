@@ -24,23 +24,27 @@ pub struct StatusReport {
     pub tables: TablesReport,
 }
 
-/// libkmod availability.
+/// libkmod availability (found on disk; module commands load it).
 #[derive(Debug, Serialize)]
 pub struct Libkmod {
-    /// Whether `libkmod.so.2` loaded.
+    /// Whether `libkmod.so.2` was found where the dynamic loader looks.
     pub loadable: bool,
+    /// Its path.
+    pub path: Option<std::path::PathBuf>,
     /// Why not.
     pub error: Option<String>,
 }
 
 pub(super) fn run(host: &Host, output: Output) -> anyhow::Result<u8> {
-    let libkmod = match system::libkmod_loadable() {
-        Ok(()) => Libkmod {
+    let libkmod = match system::find_libkmod() {
+        Ok(path) => Libkmod {
             loadable: true,
+            path: Some(path),
             error: None,
         },
         Err(e) => Libkmod {
             loadable: false,
+            path: None,
             error: Some(e),
         },
     };
