@@ -365,13 +365,7 @@ pub fn import(root: &Path, from: ImportFrom, paths: &[PathBuf]) -> Result<Import
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
-
-    fn write(root: &Path, rel: &str, text: &str) {
-        let p = root.join(rel.trim_start_matches('/'));
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
-    }
+    use crate::persist::testutil::write;
 
     #[test]
     fn pcs_host_imports_with_translations() {

@@ -15,3 +15,18 @@ pub mod runtime;
 pub mod shell_vars;
 pub mod sysctl_d;
 pub mod verify;
+
+/// Helpers shared by this module's unit tests.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use std::fs;
+    use std::path::Path;
+
+    /// Writes `text` at `rel` (an absolute path as seen inside the root)
+    /// under `root`, creating directories.
+    pub fn write(root: &Path, rel: &str, text: &str) {
+        let path = root.join(rel.trim_start_matches('/'));
+        fs::create_dir_all(path.parent().expect("a file path")).expect("create directories");
+        fs::write(path, text).expect("write fixture");
+    }
+}

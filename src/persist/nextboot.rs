@@ -236,13 +236,7 @@ pub fn find_boot_hook(root: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
-
-    fn write(root: &Path, rel: &str, text: &str) {
-        let p = root.join(rel.trim_start_matches('/'));
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
-    }
+    use crate::persist::testutil::write;
 
     #[test]
     fn collects_modules_options_and_sysctls_with_precedence() {

@@ -274,13 +274,8 @@ pub fn plan_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::persist::testutil::write;
     use std::fs;
-
-    fn write(root: &Path, rel: &str, text: &str) {
-        let p = root.join(rel.trim_start_matches('/'));
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
-    }
 
     fn seed() -> Desired {
         Desired::parse(

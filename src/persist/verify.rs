@@ -320,14 +320,7 @@ pub fn verify(host: &Host, desired: &Desired) -> VerifyReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
-    use std::path::Path;
-
-    fn write(root: &Path, rel: &str, text: &str) {
-        let p = root.join(rel.trim_start_matches('/'));
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
-    }
+    use crate::persist::testutil::write;
 
     fn desired() -> Desired {
         Desired::parse(
