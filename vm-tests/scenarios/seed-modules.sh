@@ -16,7 +16,15 @@ SCENARIO_BOOTS="oracle nfkit"
 SCENARIO_PENDING_BOOTS="nfkit"
 SCENARIO_PENDING="the nfkit boot and the comparison need \`nfkit modules load\` and \`nfkit tables\`"
 
-seed_names() { grep -v -e '^#' -e '^$' "$PAYLOAD/scenarios/seed-modules.list"; }
+# A name that exists on no kernel, loaded after the seed names: every seed
+# name exists on Debian 12's kernel, so without it the "not found" verdict
+# would never be compared.
+SEED_CANARY=nfkit_vm_no_such_module
+
+seed_names() {
+    grep -v -e '^#' -e '^$' "$PAYLOAD/scenarios/seed-modules.list"
+    echo "$SEED_CANARY"
+}
 
 loaded_modules() { cut -d' ' -f1 /proc/modules | sort; }
 
@@ -54,6 +62,7 @@ seed_check_state() {
     local name verdict m missing=''
     check_eq "every seed name got a verdict" "$(seed_names | wc -l)" "$(wc -l <"$OUT/verdicts")"
     check_fails "no name ended in an error other than 'not found'" grep -q $'\terror$' "$OUT/verdicts"
+    check "the canary $SEED_CANARY is reported not found" grep -qx "$SEED_CANARY"$'\tnot-found' "$OUT/verdicts"
     # Every module that a loaded name resolves to (modprobe -R, the oracle's
     # resolution) is now loaded, or built in.
     while IFS=$'\t' read -r name verdict; do
@@ -66,6 +75,8 @@ seed_check_state() {
     done <"$OUT/verdicts"
     check_eq "every loaded name's modules are in /proc/modules" "" "$missing"
     loaded_modules | record modules-after
+    check_eq "no module of the baseline was unloaded" "" \
+        "$(comm -23 "$OUT/modules-before" "$OUT/modules-after")"
     record ip_tables_names /proc/net/ip_tables_names
 }
 
