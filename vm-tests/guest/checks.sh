@@ -29,12 +29,18 @@ _check_report() {   # _check_report STATUS DESCRIPTION [DETAIL]
     return "$1"
 }
 
+_quoted() {   # a command line as the shell would need it typed
+    local q
+    printf -v q '%q ' "$@"
+    printf '%s' "${q% }"
+}
+
 # check DESC CMD [ARG...]: passes when CMD exits 0.
 check() {
     local desc=$1 rc=0
     shift
     CHECK_OUTPUT=$("$@" 2>&1) || rc=$?
-    _check_report "$rc" "$desc" "$(printf '$ %s\n%s\nexit status %d' "$*" "$CHECK_OUTPUT" "$rc")"
+    _check_report "$rc" "$desc" "$(printf '$ %s\n%s\nexit status %d' "$(_quoted "$@")" "$CHECK_OUTPUT" "$rc")"
 }
 
 # check_fails DESC CMD [ARG...]: passes when CMD exits non-zero.
@@ -42,7 +48,7 @@ check_fails() {
     local desc=$1 rc=0
     shift
     CHECK_OUTPUT=$("$@" 2>&1) || rc=$?
-    _check_report "$((rc == 0))" "$desc" "$(printf '$ %s\n%s\nexit status 0, expected a failure' "$*" "$CHECK_OUTPUT")"
+    _check_report "$((rc == 0))" "$desc" "$(printf '$ %s\n%s\nexit status 0, expected a failure' "$(_quoted "$@")" "$CHECK_OUTPUT")"
 }
 
 # check_eq DESC EXPECTED ACTUAL

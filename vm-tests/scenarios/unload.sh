@@ -17,9 +17,12 @@ UNLOAD_TARGET=iptable_nat
 
 loaded_modules() { cut -d' ' -f1 /proc/modules | sort; }
 
-# A builtin module of this kernel: the first entry of modules.builtin.
+# A builtin module of this kernel: the first networking one of
+# modules.builtin, else its first entry.
 builtin_module() {
-    sed -n '1{s|.*/||; s|\.ko$||; p}' "/lib/modules/$(uname -r)/modules.builtin"
+    local f
+    f=/lib/modules/$(uname -r)/modules.builtin
+    { grep '^kernel/net/' "$f"; cat "$f"; } | sed -n '1{s|.*/||; s|\.ko$||; p}'
 }
 
 holders_of() { find "/sys/module/$1/holders" -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort; }
