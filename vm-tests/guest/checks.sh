@@ -51,6 +51,14 @@ check_fails() {
     _check_report "$((rc == 0))" "$desc" "$(printf '$ %s\n%s\nexit status 0, expected a failure' "$(_quoted "$@")" "$CHECK_OUTPUT")"
 }
 
+# check_status DESC STATUS CMD [ARG...]: passes when CMD exits with STATUS.
+check_status() {
+    local desc=$1 want=$2 rc=0
+    shift 2
+    CHECK_OUTPUT=$("$@" 2>&1) || rc=$?
+    _check_report "$((rc != want))" "$desc" "$(printf '$ %s\n%s\nexit status %d, expected %d' "$(_quoted "$@")" "$CHECK_OUTPUT" "$rc" "$want")"
+}
+
 # check_eq DESC EXPECTED ACTUAL
 check_eq() {
     [[ $2 == "$3" ]]

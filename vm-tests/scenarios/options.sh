@@ -46,7 +46,6 @@ boot_oracle() {
 
 boot_nfkit() {
     loaded_modules | record modules-before
-    # TODO(modules): adapt the command lines to the real CLI.
     check "nfkit modules load nf_conntrack hashsize=$OPT_HASHSIZE" \
         "$NFKIT" modules load nf_conntrack "hashsize=$OPT_HASHSIZE"
     check_eq "parameters/hashsize shows the option" "$OPT_HASHSIZE" "$(cat /sys/module/nf_conntrack/parameters/hashsize)"

@@ -11,8 +11,8 @@
 
 SCENARIO_DESC="seed-guide modules: nfkit vs modprobe in two fresh boots, same /proc/modules and verdicts"
 SCENARIO_BOOTS="oracle nfkit"
-# TODO(modules): delete the next two lines once `nfkit modules load` exists
-# (and `nfkit tables` for the last check of boot_nfkit).
+# Pending until nfkit's `modules load` and `tables` are merged: then delete
+# the next two lines.
 SCENARIO_PENDING_BOOTS="nfkit"
 SCENARIO_PENDING="the nfkit boot and the comparison need \`nfkit modules load\` and \`nfkit tables\`"
 
@@ -94,16 +94,16 @@ boot_oracle() {
 
 boot_nfkit() {
     loaded_modules | record modules-before
-    # TODO(modules): adapt to the real CLI. One process per name mirrors the
-    # oracle and keeps the verdict per name; a single `nfkit modules load
-    # NAME...` call with per-name output is fine too, if seed_load_all's
-    # verdict file is produced the same way.
+    # One process per name mirrors the oracle and keeps the verdict per name.
     seed_load_all "$NFKIT" modules load
     seed_check_state
-    # TODO(tables): adapt to `nfkit tables` output (one table name a line?).
-    check "nfkit tables runs" "$NFKIT" tables
+    # The legacy IPv4 tables nfkit lists (names, or objects with a name).
+    check "nfkit tables --json runs" "$NFKIT" tables --json
+    record nfkit-tables.json <<<"$CHECK_OUTPUT"
     check_eq "nfkit tables agrees with /proc/net/ip_tables_names" \
-        "$(sort /proc/net/ip_tables_names)" "$(sort <<<"$CHECK_OUTPUT")"
+        "$(sort /proc/net/ip_tables_names)" \
+        "$(jq -r '.legacy[] | select(.family == "ipv4") | .tables[] | if type == "string" then . else .name end' \
+            "$OUT/nfkit-tables.json" | sort)"
 }
 
 # Host side: $RESULTS/<phase>/<record> holds each boot's records.

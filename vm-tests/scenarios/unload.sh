@@ -52,7 +52,6 @@ boot_oracle() {
 
 boot_nfkit() {
     local m
-    # TODO(modules): adapt the command lines to the real CLI.
     for m in $UNLOAD_SETUP; do
         check "nfkit modules load $m" "$NFKIT" modules load "$m"
     done

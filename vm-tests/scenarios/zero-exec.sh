@@ -36,7 +36,6 @@ boot_main() {
     check "detector: at least one fork/clone" test "$(count_forks "$OUT/strace-oracle")" -ge 1
 
     install_kernel_modprobe_logger
-    # TODO(modules): adapt the command lines to the real CLI.
     check "nfkit modules load xt_multiport nf_conntrack under strace" \
         "${TRACE[@]}" -o "$OUT/strace-load" "$NFKIT" modules load xt_multiport nf_conntrack
     check_eq "load: one execve (nfkit itself)" 1 "$(count_execs "$OUT/strace-load")"
