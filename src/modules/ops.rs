@@ -722,14 +722,14 @@ pub fn load(
         let modules: Vec<LoadedModule> = mods
             .iter()
             .map(|m| {
-                load_module(&t, m, req, flags).unwrap_or_else(|b| {
-                    let (module, e) = *b;
+                load_module(&t, &ctx, m, req, flags).unwrap_or_else(|b| {
+                    let (module, e, notes) = *b;
                     LoadedModule {
                         module,
                         outcome: "failed",
                         sequence: Vec::new(),
                         options: Vec::new(),
-                        notes: Vec::new(),
+                        notes,
                         error: Some(ErrorInfo::from(&e)),
                     }
                 })
@@ -779,15 +779,50 @@ fn unknown_params(given: &[ModOption], known: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// A failed load: the module, the error, and notes (e.g. the rollback).
+type LoadFailure = Box<(String, ModuleError, Vec<String>)>;
+
+/// Removes, newest first, the modules a failed probe inserted before the one
+/// that failed, so that a failed load leaves the kernel as it found it
+/// (modprobe leaves them loaded). Returns notes for the report.
+fn roll_back(ctx: &Context, inserted: &[String]) -> Vec<String> {
+    let mut removed = Vec::new();
+    let mut notes = Vec::new();
+    for name in inserted.iter().rev() {
+        let result = ctx.module(name).and_then(|m| {
+            if m.refcnt()? > 0 {
+                return Ok(false); // something else started using it: keep
+            }
+            m.remove(0).map(|()| true)
+        });
+        match result {
+            Ok(true) => removed.push(name.clone()),
+            Ok(false) => notes.push(format!("kept {name}: now in use")),
+            Err(e) => notes.push(format!("could not remove {name} again: {e}")),
+        }
+    }
+    if !removed.is_empty() {
+        notes.insert(
+            0,
+            format!(
+                "rolled back: removed {} (inserted as dependencies before the failure)",
+                removed.join(", ")
+            ),
+        );
+    }
+    notes
+}
+
 fn load_module(
     t: &Target,
+    ctx: &Context,
     m: &Module<'_>,
     req: &LoadRequest,
     flags: LoadFlags,
-) -> Result<LoadedModule, Box<(String, ModuleError)>> {
+) -> Result<LoadedModule, LoadFailure> {
     let op = Op::Load;
     let module = m.name();
-    let fail = |e: ModuleError| Box::new((module.clone(), e));
+    let fail = |e: ModuleError| Box::new((module.clone(), e, Vec::new()));
     let extra = options::join(&req.options);
     let effective = options::merge(&m.options().unwrap_or_default(), &req.options);
     let mut notes = Vec::new();
@@ -941,12 +976,23 @@ fn load_module(
         Ok(flag) => return Err(fail(blacklisted(flag))),
         Err(e) => {
             let errno = e.errno().unwrap_or(Errno::EINVAL);
-            // libkmod stops at the module that failed: the last one reported.
+            // libkmod stops at the module that failed: the last one reported;
+            // the ones before it were inserted by this probe.
             let failed = run
                 .actions
                 .last()
                 .map_or(module.clone(), |a| a.module.clone());
-            return Err(fail(insert_error(t, m, &failed, errno, &extra, e)));
+            let inserted: Vec<String> = run.actions[..run.actions.len().saturating_sub(1)]
+                .iter()
+                .filter(|a| !a.install && !a.builtin)
+                .map(|a| a.module.clone())
+                .collect();
+            let notes = roll_back(ctx, &inserted);
+            return Err(Box::new((
+                module.clone(),
+                insert_error(t, m, &failed, errno, &extra, e),
+                notes,
+            )));
         }
     }
     // Post-load check: current kernels ignore unknown parameters silently.

@@ -9,7 +9,6 @@
 
 SCENARIO_DESC="conntrack: count/max/buckets/per-CPU vs conntrack -S/-C and sysctl; set --max; refused in a child netns"
 SCENARIO_BOOTS="main"
-SCENARIO_PENDING="needs \`nfkit conntrack\` (show, set --max) and \`nfkit modules load\`"
 
 NEW_MAX=54321
 

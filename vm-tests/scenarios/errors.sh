@@ -5,7 +5,6 @@
 
 SCENARIO_DESC="errors: not root (nfuser) and unknown module: clear message, exit code"
 SCENARIO_BOOTS="main"
-SCENARIO_PENDING="needs \`nfkit modules load\` (exit codes of nfkit::cli)"
 
 NO_SUCH=nfkit_no_such_module
 

@@ -13,7 +13,6 @@
 
 SCENARIO_DESC="module options: hashsize at load, unknown option, bad value (EINVAL)"
 SCENARIO_BOOTS="oracle nfkit"
-SCENARIO_PENDING="needs \`nfkit modules load MODULE key=value...\` and \`nfkit modules unload\`"
 
 OPT_HASHSIZE=32768
 

@@ -15,7 +15,6 @@
 
 SCENARIO_DESC="modprobe.d policy: install commands never run, blacklist on alias, softdeps"
 SCENARIO_BOOTS="oracle nfkit"
-SCENARIO_PENDING="needs \`nfkit modules load\` honouring modprobe.d"
 
 MARKER=/run/nfkit-marker
 

@@ -10,7 +10,6 @@
 
 SCENARIO_DESC="unload: same remaining set as modprobe -r, in-use refused with holders, builtin refused"
 SCENARIO_BOOTS="oracle nfkit"
-SCENARIO_PENDING="needs \`nfkit modules load\` and \`nfkit modules unload\`"
 
 UNLOAD_SETUP="iptable_filter iptable_nat xt_conntrack xt_multiport"
 UNLOAD_TARGET=iptable_nat

@@ -8,7 +8,6 @@
 
 SCENARIO_DESC="zero exec: nfkit load/unload under strace -f executes nothing but itself"
 SCENARIO_BOOTS="main"
-SCENARIO_PENDING="needs \`nfkit modules load\` and \`nfkit modules unload\`"
 
 TRACE=(strace -f -qq -e "trace=execve,execveat,fork,vfork,clone,clone3")
 
