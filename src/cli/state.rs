@@ -108,6 +108,16 @@ fn render_apply(out: &mut String, report: &ApplyReport, show_diff: bool) {
             }
         }
     }
+    for c in &report.remaining {
+        let _ = writeln!(
+            out,
+            "still differs: {}: {} (wanted {})",
+            c.item, c.before, c.after
+        );
+        if let Some(note) = &c.note {
+            let _ = writeln!(out, "  {note}");
+        }
+    }
     for f in &report.failures {
         let _ = writeln!(out, "failed: {}: {}", f.item, f.error);
         if let Some(h) = &f.hint {
@@ -117,7 +127,7 @@ fn render_apply(out: &mut String, report: &ApplyReport, show_diff: bool) {
     for n in &report.notes {
         let _ = writeln!(out, "note: {n}");
     }
-    if !report.any_change() && report.failures.is_empty() {
+    if !report.any_change() && report.failures.is_empty() && report.remaining.is_empty() {
         let _ = writeln!(
             out,
             "nothing to do: files and running kernel match the desired state"
@@ -137,7 +147,7 @@ pub(super) fn run_apply(
     output.emit(&report, |out| render_apply(out, &report, args.diff))?;
     Ok(if !report.failures.is_empty() {
         EXIT_ERROR
-    } else if args.check && report.any_change() {
+    } else if (args.check && report.any_change()) || !report.remaining.is_empty() {
         EXIT_DIFFERS
     } else {
         EXIT_OK
@@ -174,6 +184,9 @@ fn render_verify(out: &mut String, report: &VerifyReport) {
     }
     for p in &report.problems {
         let _ = writeln!(out, "problem: {p}");
+    }
+    if let Some(hook) = &report.boot_hook {
+        let _ = writeln!(out, "boot hook: `nfkit boot` runs from {hook}");
     }
     let _ = writeln!(
         out,

@@ -55,6 +55,9 @@ pub struct ApplyReport {
     pub runtime: Vec<RuntimeChange>,
     /// Runtime items that could not be converged.
     pub failures: Vec<RuntimeFailure>,
+    /// Differences left after converging (e.g. an option the loaded module
+    /// does not accept, or one that takes effect only at the next load).
+    pub remaining: Vec<RuntimeChange>,
     /// Notes (offline, warnings).
     pub notes: Vec<String>,
 }
@@ -257,6 +260,7 @@ pub fn apply(
         files: file_reports,
         runtime: Vec::new(),
         failures: Vec::new(),
+        remaining: Vec::new(),
         notes,
     };
     if host.offline {
@@ -276,6 +280,11 @@ pub fn apply(
         let (done, failures) = runtime::converge(host, desired, runtime::OptionsFrom::ModprobeD);
         report.runtime = done;
         report.failures = failures;
+        let failed: Vec<&str> = report.failures.iter().map(|f| f.item.as_str()).collect();
+        report.remaining = runtime::diff_running(desired, &runtime::read_running(host, desired))
+            .into_iter()
+            .filter(|c| !failed.contains(&c.item.as_str()))
+            .collect();
     }
     Ok(report)
 }

@@ -39,6 +39,8 @@ pub struct VerifyReport {
     pub rows: Vec<VerifyRow>,
     /// Configuration problems found while reading (file:line: ...).
     pub problems: Vec<String>,
+    /// Where `nfkit boot` runs at boot, if it does.
+    pub boot_hook: Option<String>,
     /// Whether everything agrees.
     pub ok: bool,
 }
@@ -178,6 +180,17 @@ pub fn compare(
             };
             let boot_ok =
                 boot_value.as_ref().is_some_and(|b| b.value == value) || boot.boot_hook.is_some();
+            let module_is_loaded = running.is_some_and(|r| {
+                r.modules
+                    .values()
+                    .any(|(real, s)| real == &module && *s == ModuleState::Loaded)
+            });
+            if current.is_none() && module_is_loaded {
+                notes.push(format!(
+                    "{module} is loaded and has no parameter {parameter}: this kernel does not accept it \
+                     (some exist only on some kernels, e.g. Virtuozzo's ip_conntrack_disable_ve0)"
+                ));
+            }
             if !boot_ok && builtin(&module) {
                 notes.push(format!(
                     "{module} is built in: modprobe.d options do not apply; use `{module}.{parameter}={value}` on the kernel command line"
@@ -305,6 +318,7 @@ pub fn compare(
         layout: layout.clone(),
         rows,
         problems: boot.problems.clone(),
+        boot_hook: boot.boot_hook.clone(),
         ok,
     }
 }

@@ -11,8 +11,6 @@
 
 SCENARIO_DESC="seed-guide modules: nfkit vs modprobe in two fresh boots, same /proc/modules and verdicts"
 SCENARIO_BOOTS="oracle nfkit"
-# Pending until nfkit's `modules load` and `tables` are merged: then delete
-# the next two lines.
 
 # A name that exists on no kernel, loaded after the seed names: every seed
 # name exists on Debian 12's kernel, so without it the "not found" verdict

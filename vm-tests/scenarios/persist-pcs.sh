@@ -1,0 +1,88 @@
+# shellcheck shell=bash
+# persist-pcs (issue 5): a Parallels Cloud Server / Virtuozzo style host
+# (the seed guide): IPTABLES_MODULES with 2.6-era names in
+# /etc/sysconfig/iptables-config, `options ip_conntrack ...` in
+# /etc/modprobe.d/parallels.conf, net.nf_conntrack_max in /etc/sysctl.conf.
+# `nfkit import` translates it, `nfkit apply` persists it, and after a reboot
+# (systemd guest) the kernel matches. ip_conntrack_disable_ve0 exists only on
+# Virtuozzo kernels: on this Debian kernel verify must single it out as not
+# accepted, and everything else must agree.
+# shellcheck disable=SC2034 # SCENARIO_* are read by the host runner
+
+SCENARIO_DESC="PCS-style config imported, applied, rebooted, verified (legacy names, alias-keyed options)"
+SCENARIO_BOOTS="apply@systemd +verify@systemd"
+
+PCS_MAX=200000
+
+boot_apply() {
+    mkdir -p /etc/sysconfig /etc/modprobe.d /etc/nfkit
+    # As the guide writes it: one module per line inside the quotes.
+    cat >/etc/sysconfig/iptables-config <<'CFG'
+# Load additional iptables modules (nat helpers)
+#   Default: -none-
+IPTABLES_MODULES="
+ip_conntrack
+ip_conntrack_ftp
+ip_nat_ftp
+ipt_state
+ipt_REJECT
+ipt_multiport
+iptable_filter
+iptable_mangle
+iptable_nat
+"
+# Unload modules on restart and stop
+IPTABLES_MODULES_UNLOAD="no"
+CFG
+    cp /etc/sysconfig/iptables-config "$OUT/iptables-config.before"
+    echo 'options ip_conntrack ip_conntrack_disable_ve0=0' >/etc/modprobe.d/parallels.conf
+    echo "net.nf_conntrack_max = $PCS_MAX" >>/etc/sysctl.conf
+
+    check "nfkit import --from pcs" "$NFKIT" import --from pcs
+    record imported.toml <<<"$CHECK_OUTPUT"
+    printf '%s\n' "$CHECK_OUTPUT" >/etc/nfkit/nfkit.toml
+    check_match "ip_conntrack translated" "ip_conntrack → nf_conntrack" "$CHECK_OUTPUT"
+    check_match "ipt_state translated" "ipt_state → xt_state" "$CHECK_OUTPUT"
+    check_match "legacy sysctl name translated" "net.nf_conntrack_max → conntrack.max" "$CHECK_OUTPUT"
+    check_match "alias-keyed options noted" "keyed by an alias" "$CHECK_OUTPUT"
+
+    # The Virtuozzo-only parameter is kept in nfkit.toml (the host may be
+    # Virtuozzo) but this kernel does not accept it: apply must say so and
+    # still converge everything else.
+    local rc=0
+    "$NFKIT" apply >/tmp/apply-output 2>&1 || rc=$?
+    record apply-output /tmp/apply-output
+    check_eq "apply exits 3: the state still differs after converging" 3 "$rc"
+    check_match "apply names the parameter this kernel does not accept" \
+        "still differs: nf_conntrack.ip_conntrack_disable_ve0.*does not accept" "$(tr '\n' ' ' </tmp/apply-output)"
+    check "nf_conntrack loaded by apply" grep -q '^nf_conntrack ' /proc/modules
+    check "xt_state loaded by apply" grep -q '^xt_state ' /proc/modules
+    check_eq "max set by apply" "$PCS_MAX" "$(sysctl -n net.netfilter.nf_conntrack_max)"
+    check "options keyed by nf_conntrack in modprobe.d/nfkit.conf" \
+        grep -q '^options nf_conntrack ip_conntrack_disable_ve0=0' /etc/modprobe.d/nfkit.conf
+    check "IPTABLES_MODULES now holds the current names" \
+        grep -q '^nf_conntrack$' /etc/sysconfig/iptables-config
+    # Every other byte of iptables-config is kept.
+    diff <(grep -v -x -f <(printf '%s\n' nf_conntrack nf_conntrack_ftp nf_nat_ftp xt_state ipt_REJECT xt_multiport iptable_filter iptable_mangle iptable_nat ip_conntrack ip_conntrack_ftp ip_nat_ftp ipt_state ipt_multiport) "$OUT/iptables-config.before") \
+         <(grep -v -x -f <(printf '%s\n' nf_conntrack nf_conntrack_ftp nf_nat_ftp xt_state ipt_REJECT xt_multiport iptable_filter iptable_mangle iptable_nat ip_conntrack ip_conntrack_ftp ip_nat_ftp ipt_state ipt_multiport) /etc/sysconfig/iptables-config) >"$OUT/config-diff" 2>&1
+    check_eq "iptables-config: comments and other keys unchanged" "" "$(cat "$OUT/config-diff")"
+}
+
+boot_verify() {
+    local m
+    for m in nf_conntrack nf_conntrack_ftp nf_nat_ftp xt_state ipt_REJECT xt_multiport iptable_filter iptable_mangle iptable_nat; do
+        check "$m loaded at boot" grep -q "^$m " /proc/modules
+    done
+    check_eq "max at boot" "$PCS_MAX" "$(sysctl -n net.netfilter.nf_conntrack_max)"
+    local rc=0
+    "$NFKIT" --json verify >/tmp/verify.json 2>/tmp/verify.err || rc=$?
+    record verify.json /tmp/verify.json
+    record verify.err /tmp/verify.err
+    check_eq "verify exits 3: one item differs" 3 "$rc"
+    check_eq "the only differing row is the Virtuozzo-only parameter" \
+        "nf_conntrack.ip_conntrack_disable_ve0" \
+        "$(jq -r '.rows[] | select(.ok == false) | .item' "$OUT/verify.json")"
+    check_match "... explained as not accepted by this kernel" "does not accept" \
+        "$(jq -r '.rows[] | select(.ok == false) | .notes | join(" ")' "$OUT/verify.json")"
+    check_match "the alias-keyed line in parallels.conf is named" "parallels.conf:1" "$(cat "$OUT/verify.json")"
+}
