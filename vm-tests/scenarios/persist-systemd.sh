@@ -36,7 +36,7 @@ boot_apply() {
     check_match "booted with systemd" '^systemd$' "$(cat /proc/1/comm)"
     mkdir -p /etc/nfkit
     persist_systemd_toml >/etc/nfkit/nfkit.toml
-    check "nfkit apply --check reports changes (exit 3)" bash -c '"$NFKIT" apply --check; test $? -eq 3'
+    check_status "nfkit apply --check reports changes (exit 3)" 3 "$NFKIT" apply --check
     check "nfkit apply" "$NFKIT" apply
     record apply-output <<<"$CHECK_OUTPUT"
     check "modules-load.d/nfkit.conf lists nf_conntrack first" \
