@@ -37,16 +37,50 @@ pub struct Running {
     pub sysctls: BTreeMap<String, Option<String>>,
 }
 
+/// The state of a module known by its real name from `/proc/modules` and
+/// `/sys/module` alone, without libkmod (`None`: cannot tell from there).
+fn state_from_kernel_files(host: &Host, loaded: &[String], name: &str) -> Option<ModuleState> {
+    if loaded.iter().any(|m| m == name) {
+        return Some(ModuleState::Loaded);
+    }
+    match sysfs::read_sys_module(&host.sys_root, name) {
+        Some(m) if m.initstate.is_none() => Some(ModuleState::Builtin),
+        Some(_) => Some(ModuleState::Loaded),
+        None => None,
+    }
+}
+
 /// Reads the running state for `desired`.
+///
+/// Names found in `/proc/modules` or `/sys/module` are settled from those
+/// files; only the others (aliases, modules not loaded, built-ins without a
+/// sysfs directory) are resolved through libkmod. In the steady state nothing
+/// loads libkmod (and the libcrypto, libzstd and liblzma it pulls in), which
+/// keeps `verify` and `apply --check` cheap.
 pub fn read_running(host: &Host, desired: &Desired) -> Running {
     let mut running = Running::default();
     let names = desired.load_list();
-    let resolved = if host.offline {
+    let loaded: Vec<String> = sysfs::read_proc_modules(&host.proc_root)
+        .ok()
+        .flatten()
+        .map(|mods| mods.into_iter().map(|m| m.name).collect())
+        .unwrap_or_default();
+    let mut unsettled = Vec::new();
+    for name in &names {
+        let real = name.replace('-', "_");
+        match state_from_kernel_files(host, &loaded, &real) {
+            Some(state) => {
+                running.modules.insert(name.clone(), (real, state));
+            }
+            None => unsettled.push(name.clone()),
+        }
+    }
+    let resolved = if host.offline || unsettled.is_empty() {
         None
     } else {
-        ops::resolve(host, None, &names).ok()
+        ops::resolve(host, None, &unsettled).ok()
     };
-    for name in &names {
+    for name in &unsettled {
         let from_resolve = resolved.as_ref().and_then(|r| {
             r.results
                 .iter()
@@ -62,14 +96,12 @@ pub fn read_running(host: &Host, desired: &Desired) -> Running {
                 })
         });
         let entry = from_resolve.unwrap_or_else(|| {
-            let real = name.replace('-', "_");
-            let state = match sysfs::read_sys_module(&host.sys_root, &real) {
-                Some(m) if m.initstate.is_none() => ModuleState::Builtin,
-                Some(_) => ModuleState::Loaded,
-                None if host.has_module_support() && !host.offline => ModuleState::NotLoaded,
-                None => ModuleState::Unknown,
+            let state = if host.has_module_support() && !host.offline {
+                ModuleState::NotLoaded
+            } else {
+                ModuleState::Unknown
             };
-            (real, state)
+            (name.replace('-', "_"), state)
         });
         running.modules.insert(name.clone(), entry);
     }
