@@ -266,6 +266,30 @@ fn persist_flags_edit_nfkit_toml_and_write_files() {
 }
 
 #[test]
+fn apply_warns_when_a_later_file_overrides_the_max_at_boot() {
+    // Debian without systemd: procps applies /etc/sysctl.conf last.
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(r, "/etc/debian_version", "12.5\n");
+    write(r, "/etc/modules", "");
+    fs::create_dir_all(r.join("etc/sysctl.d")).unwrap();
+    write(
+        r,
+        "/etc/sysctl.conf",
+        "# local tuning\nnet.netfilter.nf_conntrack_max = 1000\n",
+    );
+    write(r, "/etc/nfkit/nfkit.toml", "[conntrack]\nmax = 500000\n");
+    let text = ok(with_root(r).arg("apply"));
+    assert!(
+        text.contains("/etc/sysctl.conf:2 sets net.netfilter.nf_conntrack_max = 1000"),
+        "{text}"
+    );
+    let out = run(with_root(r).arg("verify"));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/etc/sysctl.conf is applied last"));
+}
+
+#[test]
 fn concurrent_applies_serialise() {
     let dir = systemd_root();
     let r = dir.path();

@@ -79,6 +79,12 @@ pub enum ApplyError {
     /// Taking the lock failed.
     #[error("apply: {0}")]
     Lock(FileError),
+    /// A `[sysctl]` key does not exist on the running kernel.
+    #[error(
+        "apply: sysctl {key} does not exist on this kernel{}; nothing was changed",
+        if .closest.is_empty() { String::new() } else { format!(" (closest: {})", .closest.join(", ")) }
+    )]
+    UnknownSysctl { key: String, closest: Vec<String> },
     /// Writing a file failed; the files written before were restored.
     #[error("apply: {source}; {} restored, nothing else changed", restored_note(.restored))]
     Write {
@@ -106,6 +112,10 @@ impl ApplyError {
             | ApplyError::Write { source: e, .. } => e.hint(),
             ApplyError::Plan(PlanError::Syntax { .. }) => Some(
                 "nfkit never rewrites a file it cannot parse; fix the line shown and run again",
+            ),
+            ApplyError::UnknownSysctl { .. } => Some(
+                "fix the key in nfkit.toml [sysctl]; keys of a module that is not loaded yet \
+                 appear once it is (list the module in [modules] load)",
             ),
         }
     }
@@ -196,6 +206,86 @@ fn remove(root: &Path, path: &Path) -> Result<(), FileError> {
     }
 }
 
+/// Warnings for sysctl keys whose value at boot does not come from nfkit's
+/// file (a later sysctl.d file, or `/etc/sysctl.conf` applied last without
+/// systemd): the files are written, but the next boot would not keep the value.
+fn boot_override_warnings(root: &Path, desired: &Desired, layout: &Layout) -> Vec<String> {
+    let boot = super::nextboot::NextBoot::read(root, layout);
+    let mut warnings = Vec::new();
+    for (key, value) in desired.sysctl_settings() {
+        if let Some(winner) = boot.sysctl_setters(&key).last()
+            && winner.value != value
+        {
+            warnings.push(format!(
+                "{}:{} sets {key} = {} and is applied after nfkit's file: the next boot keeps {} \
+                 (remove or change that line; `nfkit verify` shows all setters)",
+                winner.file.display(),
+                winner.line,
+                winner.value,
+                winner.value
+            ));
+        }
+    }
+    warnings
+}
+
+/// Checks the `[sysctl]` keys against what the running kernel exposes,
+/// before anything is changed. A `net.netfilter.nf_conntrack_*` key is
+/// accepted while nf_conntrack is not loaded yet: it appears with the module,
+/// which apply loads first (and converging reports it if it still does not).
+fn check_sysctl_keys(host: &Host, desired: &Desired) -> Result<(), ApplyError> {
+    if host.offline {
+        return Ok(());
+    }
+    let sysctl = host.sysctl();
+    let conntrack_loaded = sysctl
+        .read(crate::conntrack::KEY_MAX)
+        .ok()
+        .flatten()
+        .is_some();
+    for key in desired.sysctl.keys() {
+        let Ok(path) = sysctl.path_of(key) else {
+            continue; // validated as a key when nfkit.toml was parsed
+        };
+        if path.exists() {
+            continue;
+        }
+        if key
+            .replace('/', ".")
+            .starts_with("net.netfilter.nf_conntrack")
+            && !conntrack_loaded
+        {
+            continue;
+        }
+        let siblings: Vec<String> = path
+            .parent()
+            .and_then(|dir| std::fs::read_dir(dir).ok())
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let leaf = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let prefix = key.replace('/', ".");
+        let prefix = prefix.rsplit_once('.').map_or("", |(p, _)| p).to_string();
+        let closest =
+            crate::modules::suggest::closest(&leaf, siblings.iter().map(String::as_str), 3)
+                .into_iter()
+                .map(|c| format!("{prefix}.{c}"))
+                .collect();
+        return Err(ApplyError::UnknownSysctl {
+            key: key.clone(),
+            closest,
+        });
+    }
+    Ok(())
+}
+
 /// Runs an apply (or a check) of `desired` on `host`.
 pub fn apply(
     host: &Host,
@@ -210,6 +300,7 @@ pub fn apply(
     } else {
         Some(files::lock_runs().map_err(ApplyError::Lock)?)
     };
+    check_sysctl_keys(host, desired)?;
     let changes = plan::plan_files(&root, desired, &targets)?;
     let mut notes = Vec::new();
     if !options.check {
@@ -276,6 +367,9 @@ pub fn apply(
         return Ok(report);
     }
     write_files(&root, &changes)?;
+    report
+        .notes
+        .extend(boot_override_warnings(&root, desired, &report.layout));
     if !host.offline {
         let (done, failures) = runtime::converge(host, desired, runtime::OptionsFrom::ModprobeD);
         report.runtime = done;
@@ -379,6 +473,46 @@ mod tests {
         assert!(!root.path().join("etc/modprobe.d/nfkit.conf").exists());
         assert!(err.to_string().contains("No space left"), "{err}");
         assert_eq!(err.hint(), Some("the file system is full"));
+    }
+
+    #[test]
+    fn unknown_sysctl_keys_are_refused_before_anything_changes() {
+        let root = tempfile::tempdir().unwrap();
+        let nf = root.path().join("proc/sys/net/netfilter");
+        fs::create_dir_all(&nf).unwrap();
+        for key in [
+            "nf_conntrack_max",
+            "nf_conntrack_tcp_loose",
+            "nf_log_all_netns",
+        ] {
+            fs::write(nf.join(key), "1\n").unwrap();
+        }
+        let mut host = Host::offline(root.path());
+        host.offline = false; // a fake live tree: the key check reads it
+        let typo = Desired::parse(
+            "t",
+            "[sysctl]\n\"net.netfilter.nf_conntrack_tcp_lose\" = 0\n",
+        )
+        .unwrap();
+        let err = check_sysctl_keys(&host, &typo).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "apply: sysctl net.netfilter.nf_conntrack_tcp_lose does not exist on this kernel \
+             (closest: net.netfilter.nf_conntrack_tcp_loose); nothing was changed"
+        );
+        let fine = Desired::parse(
+            "t",
+            "[sysctl]\n\"net.netfilter.nf_conntrack_tcp_loose\" = 0\n",
+        )
+        .unwrap();
+        assert!(check_sysctl_keys(&host, &fine).is_ok());
+        // Without nf_conntrack loaded, its keys do not exist yet: accepted.
+        fs::remove_file(nf.join("nf_conntrack_max")).unwrap();
+        fs::remove_file(nf.join("nf_conntrack_tcp_loose")).unwrap();
+        assert!(check_sysctl_keys(&host, &fine).is_ok());
+        let other =
+            Desired::parse("t", "[sysctl]\n\"net.netfilter.nf_log_al_netns\" = 1\n").unwrap();
+        assert!(check_sysctl_keys(&host, &other).is_err());
     }
 
     #[test]
