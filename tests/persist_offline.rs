@@ -344,6 +344,11 @@ fn killed_runs_leave_old_or_new_files_only() {
     let new_list = "# Managed by nfkit from /etc/nfkit/nfkit.toml: `nfkit apply` replaces this file.\nnf_conntrack\n";
     let new_sysctl = "# Managed by nfkit from /etc/nfkit/nfkit.toml: `nfkit apply` replaces this file.\nnet.netfilter.nf_conntrack_max = 4242\n";
     write(r, "/etc/nfkit/nfkit.toml", "[conntrack]\nmax = 4242\n");
+    // Kill points spread over 0..1.5× the length of one whole run on this
+    // machine, so that early, middle and late kills all happen.
+    let started = std::time::Instant::now();
+    ok(with_root(r).arg("apply"));
+    let span = started.elapsed().as_micros().max(1000) as u64 * 3 / 2;
     let mut seen_new = 0;
     for trial in 0..60u64 {
         // Restore the old state, then kill a run after a varying delay.
@@ -355,7 +360,7 @@ fn killed_runs_leave_old_or_new_files_only() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_micros((trial * 137) % 4000));
+        std::thread::sleep(Duration::from_micros(trial * span / 60));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         for (file, new) in [
