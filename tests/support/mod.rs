@@ -87,9 +87,17 @@ pub fn nfkit_json(args: &[&str]) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("nfkit printed invalid JSON ({e}):\n{text}"))
 }
 
-/// Runs nfkit as user `nobody` (uid/gid 65534).
+/// Runs nfkit as user `nobody` (uid/gid 65534). The binary is copied to a
+/// world-readable place first: the build tree may sit below a directory
+/// only root can enter (CI checkouts often do).
 pub fn nfkit_as_nobody(args: &[&str]) -> Output {
-    let mut command = nfkit();
-    command.args(args).uid(65534).gid(65534);
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir for the nobody binary");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
+    let binary = dir.path().join("nfkit");
+    std::fs::copy(env!("CARGO_BIN_EXE_nfkit"), &binary).expect("copy nfkit for nobody");
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).expect("chmod nfkit");
+    let mut command = Command::new(&binary);
+    command.args(args).uid(65534).gid(65534).current_dir("/");
     run(&mut command)
 }
