@@ -22,7 +22,8 @@ boot_main() {
         reals+="$m "
     done
     mkdir -p /etc/nfkit
-    printf '[modules]\nload = [%s]\n\n[conntrack]\nmax = 65536\n' "${list%, }" >/etc/nfkit/nfkit.toml
+    printf '[modules]\nload = [%s]\n\n[conntrack]\nmax = 65536\nbuckets = %s\n' "${list%, }" \
+        "$(sysctl -n net.netfilter.nf_conntrack_buckets)" >/etc/nfkit/nfkit.toml
     "$NFKIT" apply >/dev/null 2>&1
     check "nfkit verify agrees before timing" "$NFKIT" verify
     cat >/tmp/script-verify <<SCRIPT
@@ -30,7 +31,7 @@ boot_main() {
 ok=0
 for m in $reals; do grep -q "^\$m " /proc/modules || { echo "missing \$m"; ok=1; }; done
 [ "\$(sysctl -n net.netfilter.nf_conntrack_max)" = 65536 ] || ok=1
-sysctl -n net.netfilter.nf_conntrack_buckets >/dev/null || ok=1
+[ "\$(sysctl -n net.netfilter.nf_conntrack_buckets)" = "$(sysctl -n net.netfilter.nf_conntrack_buckets)" ] || ok=1
 cat /proc/net/ip_tables_names >/dev/null || ok=1
 exit \$ok
 SCRIPT

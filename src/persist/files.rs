@@ -67,6 +67,11 @@ impl FileError {
 /// under `root`, following symlinks only inside the root. Missing trailing
 /// components are fine (the file may not exist yet).
 pub fn resolve_under(root: &Path, path: &Path) -> Result<PathBuf, FileError> {
+    if root == Path::new("/") {
+        // Nothing can lead outside `/`: let the kernel resolve the path when
+        // it is used (one system call instead of one per component).
+        return Ok(path.to_path_buf());
+    }
     let escape = |detail: String| FileError::Escapes {
         path: path.to_path_buf(),
         root: root.to_path_buf(),
@@ -132,7 +137,12 @@ pub fn read_under(root: &Path, path: &Path) -> Result<Option<String>, FileError>
 /// Atomically replaces (or creates) `path` under `root` with `contents`.
 /// The parent directory must exist. Returns the real path written.
 pub fn write_atomic(root: &Path, path: &Path, contents: &[u8]) -> Result<PathBuf, FileError> {
-    let real = resolve_under(root, path)?;
+    let mut real = resolve_under(root, path)?;
+    // Write through a symlinked file (its target changes, the link stays):
+    // renaming over the link would replace it.
+    if fs::symlink_metadata(&real).is_ok_and(|m| m.file_type().is_symlink()) {
+        real = fs::canonicalize(&real).map_err(FileError::io("resolve symlink", &real))?;
+    }
     let dir = real.parent().unwrap_or(root).to_path_buf();
     let name = real
         .file_name()
@@ -304,6 +314,27 @@ mod tests {
         assert_eq!(
             resolve_under(root.path(), Path::new("/etc/abs")).unwrap(),
             root.path().join("etc/modules")
+        );
+    }
+
+    #[test]
+    fn live_root_writes_through_symlinks_too() {
+        // With root `/` the kernel resolves paths; a symlinked file is still
+        // written through, not replaced.
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("target"), "old").unwrap();
+        symlink(dir.path().join("target"), dir.path().join("link")).unwrap();
+        let real = write_atomic(Path::new("/"), &dir.path().join("link"), b"new").unwrap();
+        assert_eq!(real, fs::canonicalize(dir.path().join("target")).unwrap());
+        assert!(
+            fs::symlink_metadata(dir.path().join("link"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("target")).unwrap(),
+            "new"
         );
     }
 

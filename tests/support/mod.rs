@@ -93,7 +93,8 @@ pub fn nfkit_json(args: &[&str]) -> serde_json::Value {
 pub fn nfkit_as_nobody(args: &[&str]) -> Output {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("temp dir for the nobody binary");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod temp dir");
     let binary = dir.path().join("nfkit");
     std::fs::copy(env!("CARGO_BIN_EXE_nfkit"), &binary).expect("copy nfkit for nobody");
     std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).expect("chmod nfkit");
