@@ -206,11 +206,25 @@ impl Sysctl {
 }
 
 /// Reads a kernel virtual file in one go (a second `read` of a proc file may
-/// see a newer value, so the buffer is sized generously up front).
+/// see a newer value, so the buffer is sized generously up front). Unlike
+/// `fs::read_to_string` it asks for no size hint (`statx` + `lseek`, which
+/// are meaningless for `/proc` and `/sys` files): open, read, close.
 pub fn read_virtual_file(path: &Path) -> io::Result<String> {
     let mut file = fs::File::open(path)?;
-    let mut buf = Vec::with_capacity(4096);
-    file.read_to_end(&mut buf)?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
     String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 

@@ -145,7 +145,9 @@ pub struct NetnsInfo {
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
-    fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    crate::sysctl::read_virtual_file(path)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// Where `libkmod.so.2` is, found the way the dynamic loader would look
@@ -154,16 +156,33 @@ fn read_trimmed(path: &Path) -> Option<String> {
 /// libkmod pulls in libcrypto, libzstd and liblzma, which would double
 /// the start-up time and memory of `nfkit status`. Module commands load it.
 pub fn find_libkmod() -> Result<PathBuf, String> {
+    let soname = crate::kmod::ffi::LIBKMOD_SONAME;
     let triplet = format!("{}-linux-gnu", std::env::consts::ARCH);
-    let mut dirs: Vec<PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
+    let found =
+        |dirs: &mut dyn Iterator<Item = PathBuf>| dirs.map(|d| d.join(soname)).find(|p| p.exists());
+    let env_dirs: Vec<PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
         .map(|v| std::env::split_paths(&v).collect())
         .unwrap_or_default();
+    // The usual places first; the ld.so.conf.d directories only when it is
+    // not there (reading them costs a few system calls on every start).
+    let standard = [
+        Path::new("/lib").join(&triplet),
+        Path::new("/usr/lib").join(&triplet),
+        PathBuf::from("/lib64"),
+        PathBuf::from("/usr/lib64"),
+        PathBuf::from("/lib"),
+        PathBuf::from("/usr/lib"),
+    ];
+    if let Some(p) = found(&mut env_dirs.into_iter().chain(standard)) {
+        return Ok(p);
+    }
+    let mut conf_dirs = Vec::new();
     if let Ok(entries) = fs::read_dir("/etc/ld.so.conf.d") {
         let mut confs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
         confs.sort();
         for conf in confs {
             if let Ok(text) = fs::read_to_string(&conf) {
-                dirs.extend(
+                conf_dirs.extend(
                     text.lines()
                         .map(str::trim)
                         .filter(|l| l.starts_with('/'))
@@ -172,19 +191,8 @@ pub fn find_libkmod() -> Result<PathBuf, String> {
             }
         }
     }
-    for d in ["/lib", "/usr/lib"] {
-        dirs.push(Path::new(d).join(&triplet));
-    }
-    dirs.extend(["/lib64", "/usr/lib64", "/lib", "/usr/lib"].map(PathBuf::from));
-    dirs.iter()
-        .map(|d| d.join(crate::kmod::ffi::LIBKMOD_SONAME))
-        .find(|p| p.exists())
-        .ok_or_else(|| {
-            format!(
-                "{} not found in the library path",
-                crate::kmod::ffi::LIBKMOD_SONAME
-            )
-        })
+    found(&mut conf_dirs.into_iter())
+        .ok_or_else(|| format!("{soname} not found in the library path"))
 }
 
 /// Reads a whole small file, mapping "not found" to `None`.

@@ -282,7 +282,7 @@ fn read_netlink(status: &mut ConntrackStatus) -> Result<(), netlink::Error> {
 
 fn read_proc_counters(host: &Host, status: &mut ConntrackStatus) {
     let path = host.proc("net/stat/nf_conntrack");
-    match fs::read_to_string(&path) {
+    match crate::sysctl::read_virtual_file(&path) {
         Ok(text) => match procstat::parse(&text) {
             Ok(parsed) => {
                 let per_cpu: Vec<CpuStats> = parsed
@@ -318,9 +318,10 @@ fn read_proc_counters(host: &Host, status: &mut ConntrackStatus) {
 
 /// The size of one conntrack entry, from the slab allocator when readable.
 fn entry_size(host: &Host) -> Sourced<u32> {
-    let from_sysfs = fs::read_to_string(host.sys("kernel/slab/nf_conntrack/slab_size"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok());
+    let from_sysfs =
+        crate::sysctl::read_virtual_file(&host.sys("kernel/slab/nf_conntrack/slab_size"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
     if let Some(size) = from_sysfs {
         return Sourced::new(size, Source::Slab);
     }

@@ -5,7 +5,6 @@
 //! asking the kernel about a table with `IPT_SO_GET_INFO` creates it; so the
 //! names file is always read first and only names listed there are queried.
 
-use std::fs;
 use std::io;
 
 use serde::Serialize;
@@ -71,7 +70,7 @@ pub fn parse_names(text: &str) -> Vec<String> {
 /// Reads one family's names file.
 pub fn read_names(host: &Host, family: XtFamily) -> Names {
     let path = host.proc(family.names_file());
-    match fs::read_to_string(&path) {
+    match crate::sysctl::read_virtual_file(&path) {
         Ok(text) => Names::Listed {
             tables: parse_names(&text),
         },
@@ -85,6 +84,7 @@ pub fn read_names(host: &Host, family: XtFamily) -> Names {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn parses_names_and_ignores_blank_lines() {
