@@ -39,6 +39,18 @@ fn systemd_root() -> tempfile::TempDir {
     dir
 }
 
+/// Modification times of the files nfkit owns on a systemd root.
+fn owned_mtimes(root: &Path) -> Vec<i64> {
+    [
+        "etc/modules-load.d/nfkit.conf",
+        "etc/modprobe.d/nfkit.conf",
+        "etc/sysctl.d/90-nfkit.conf",
+    ]
+    .iter()
+    .map(|f| fs::metadata(root.join(f)).unwrap().mtime_nsec())
+    .collect()
+}
+
 const SEED: &str = "[modules]\nload = [\"xt_state\", \"iptable_nat\"]\n\n[conntrack]\nmax = 500000\nbuckets = 65536\n";
 
 fn with_root(root: &Path) -> Command {
@@ -71,25 +83,11 @@ fn apply_writes_expected_files_and_second_run_writes_nothing() {
         read(r, "/etc/sysctl.d/90-nfkit.conf"),
         format!("{header}net.netfilter.nf_conntrack_max = 500000\n")
     );
-    let mtimes: Vec<i64> = [
-        "etc/modules-load.d/nfkit.conf",
-        "etc/modprobe.d/nfkit.conf",
-        "etc/sysctl.d/90-nfkit.conf",
-    ]
-    .iter()
-    .map(|f| fs::metadata(r.join(f)).unwrap().mtime_nsec())
-    .collect();
+    let mtimes = owned_mtimes(r);
     std::thread::sleep(Duration::from_millis(20));
     let text = ok(with_root(r).arg("apply"));
     assert!(text.contains("nothing to do"), "{text}");
-    let after: Vec<i64> = [
-        "etc/modules-load.d/nfkit.conf",
-        "etc/modprobe.d/nfkit.conf",
-        "etc/sysctl.d/90-nfkit.conf",
-    ]
-    .iter()
-    .map(|f| fs::metadata(r.join(f)).unwrap().mtime_nsec())
-    .collect();
+    let after = owned_mtimes(r);
     assert_eq!(mtimes, after, "second apply touched files");
     assert_eq!(
         run(with_root(r).args(["apply", "--check"])).status.code(),

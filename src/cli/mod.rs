@@ -189,12 +189,7 @@ pub fn hint_for(err: &anyhow::Error) -> Option<String> {
         } else if let Some(e) = cause.downcast_ref::<crate::persist::files::FileError>() {
             e.hint()
         } else if let Some(e) = cause.downcast_ref::<crate::persist::plan::PlanError>() {
-            match e {
-                crate::persist::plan::PlanError::File(f) => f.hint(),
-                crate::persist::plan::PlanError::Syntax { .. } => Some(
-                    "nfkit never rewrites a file it cannot parse; fix the line shown and run again",
-                ),
-            }
+            e.hint()
         } else if let Some(e) = cause.downcast_ref::<crate::sysctl::Error>() {
             e.hint()
         } else {

@@ -128,11 +128,9 @@ pub(super) fn run(
             output.emit(&r, |out| render_load(out, &r))?;
             report_errors(
                 output,
-                r.results.iter().flat_map(|x| {
-                    x.error
-                        .iter()
-                        .chain(x.modules.iter().filter_map(|m| m.error.as_ref()))
-                }),
+                r.results
+                    .iter()
+                    .flat_map(|x| errors_of(&x.error, &x.modules, |m| &m.error)),
             );
             if !r.ok() {
                 return Ok(EXIT_ERROR);
@@ -156,11 +154,9 @@ pub(super) fn run(
             output.emit(&r, |out| render_unload(out, &r))?;
             report_errors(
                 output,
-                r.results.iter().flat_map(|x| {
-                    x.error
-                        .iter()
-                        .chain(x.modules.iter().filter_map(|m| m.error.as_ref()))
-                }),
+                r.results
+                    .iter()
+                    .flat_map(|x| errors_of(&x.error, &x.modules, |m| &m.error)),
             );
             Ok(if r.ok() { EXIT_OK } else { EXIT_ERROR })
         }
@@ -402,4 +398,14 @@ fn persist_edits(requests: &[ops::LoadRequest]) -> Vec<crate::persist::edit::Edi
                 .collect(),
         })
         .collect()
+}
+
+/// A name's own error followed by its modules' errors.
+fn errors_of<'a, M>(
+    own: &'a Option<ErrorInfo>,
+    modules: &'a [M],
+    error: impl Fn(&'a M) -> &'a Option<ErrorInfo> + 'a,
+) -> impl Iterator<Item = &'a ErrorInfo> + 'a {
+    own.iter()
+        .chain(modules.iter().filter_map(move |m| error(m).as_ref()))
 }

@@ -107,12 +107,8 @@ impl ApplyError {
     /// A hint for the user.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            ApplyError::Plan(PlanError::File(e))
-            | ApplyError::Lock(e)
-            | ApplyError::Write { source: e, .. } => e.hint(),
-            ApplyError::Plan(PlanError::Syntax { .. }) => Some(
-                "nfkit never rewrites a file it cannot parse; fix the line shown and run again",
-            ),
+            ApplyError::Plan(e) => e.hint(),
+            ApplyError::Lock(e) | ApplyError::Write { source: e, .. } => e.hint(),
             ApplyError::UnknownSysctl { .. } => Some(
                 "fix the key in nfkit.toml [sysctl]; keys of a module that is not loaded yet \
                  appear once it is (list the module in [modules] load)",

@@ -121,6 +121,18 @@ pub enum PlanError {
     },
 }
 
+impl PlanError {
+    /// A hint for the user.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            PlanError::File(e) => e.hint(),
+            PlanError::Syntax { .. } => Some(
+                "nfkit never rewrites a file it cannot parse; fix the line shown and run again",
+            ),
+        }
+    }
+}
+
 fn change(target: Target, path: &str, before: Option<String>, after: Option<String>) -> FileChange {
     let changed = before != after;
     FileChange {
