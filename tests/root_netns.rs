@@ -16,8 +16,14 @@ use nfkit::netlink::NfnlSocket;
 use serde_json::Value;
 use support::*;
 
-/// Serialises the tests that touch global (all-namespace) kernel state.
+/// Serialises the tests that write global (all-namespace) kernel state with
+/// the tests that compare it: max and buckets are global, so a namespace test
+/// reading them must not overlap a test changing them.
 static GLOBAL_LIMITS: Mutex<()> = Mutex::new(());
+
+fn global_limits() -> std::sync::MutexGuard<'static, ()> {
+    GLOBAL_LIMITS.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn create_entries(count: u32) {
     let mut socket = NfnlSocket::open("test: create entries").expect("netlink socket");
@@ -63,6 +69,7 @@ fn nfkit_per_cpu(report: &Value) -> BTreeMap<u64, BTreeMap<String, u64>> {
 
 #[test]
 fn conntrack_count_and_counters_match_conntrack_tools() {
+    let _serial = global_limits();
     in_fresh_netns(|| {
         let empty = nfkit_json(&["conntrack"]);
         assert_eq!(empty["entries"]["value"], 0);
@@ -103,6 +110,7 @@ fn conntrack_count_and_counters_match_conntrack_tools() {
 
 #[test]
 fn file_sources_agree_with_netlink() {
+    let _serial = global_limits();
     in_fresh_netns(|| {
         create_entries(3);
         let netlink = nfkit_json(&["conntrack"]);
@@ -156,6 +164,7 @@ fn unprivileged_user_gets_file_figures_and_an_explanation() {
 
 #[test]
 fn set_is_refused_outside_the_initial_namespace() {
+    let _serial = global_limits();
     in_fresh_netns(|| {
         let output = run(nfkit().args(["conntrack", "set", "--max", "1000"]));
         assert_eq!(output.status.code(), Some(1));
@@ -193,7 +202,7 @@ fn sysctl_value(key: &str) -> u64 {
 #[test]
 fn set_max_in_the_initial_namespace_takes_effect_and_is_idempotent() {
     require_root();
-    let _serial = GLOBAL_LIMITS.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = global_limits();
     let key = "net.netfilter.nf_conntrack_max";
     let before = sysctl_value(key);
     let _restore = Restore(key, before.to_string());
@@ -233,7 +242,7 @@ fn set_max_in_the_initial_namespace_takes_effect_and_is_idempotent() {
 #[test]
 fn set_buckets_reports_the_rounded_value() {
     require_root();
-    let _serial = GLOBAL_LIMITS.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = global_limits();
     let key = "net.netfilter.nf_conntrack_buckets";
     let before = sysctl_value(key);
     let _restore = Restore(key, before.to_string());
