@@ -14,6 +14,7 @@ use crate::persist::desired::{self, Desired};
 use crate::persist::edit::{self, Edit};
 use crate::persist::files;
 use crate::persist::import::{self, ImportFrom};
+use crate::persist::import_scope::{OutOfScope, Scope};
 use crate::persist::runtime::{self, OptionsFrom};
 use crate::persist::verify::{self, VerifyReport};
 use crate::system::Host;
@@ -35,7 +36,12 @@ pub struct ImportArgs {
     /// Which host family's files to read when no PATH is given.
     #[arg(long, value_enum, default_value = "auto")]
     from: FromArg,
-    /// Files to read instead (kind told from the name).
+    /// Also take vendor defaults (/usr/lib, /lib, /usr/local/lib) and
+    /// modules outside the netfilter layer, listing each added item.
+    #[arg(long)]
+    all: bool,
+    /// Files to read instead (kind told from the name; still only the
+    /// netfilter layer unless --all).
     #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
 }
@@ -217,6 +223,12 @@ struct ImportJson<'a> {
     desired: &'a Desired,
     comments: &'a [String],
     sources: &'a [PathBuf],
+    scope: Scope,
+    /// Items `--all` added (empty without it).
+    added: Vec<&'a OutOfScope>,
+    /// Items not imported, with why.
+    skipped: Vec<&'a OutOfScope>,
+    summary: Vec<String>,
 }
 
 /// `nfkit import`: prints nfkit.toml on stdout.
@@ -227,13 +239,23 @@ pub(super) fn run_import(host: &Host, args: ImportArgs, output: Output) -> anyho
         FromArg::Pcs => ImportFrom::Pcs,
         FromArg::Debian => ImportFrom::Debian,
     };
-    let imported = import::import(&host.root, from, &args.paths)?;
+    let scope = if args.all {
+        Scope::All
+    } else {
+        Scope::Netfilter
+    };
+    let imported = import::import(&host.root, from, scope, &args.paths)?;
     let text = imported.render();
+    let summary = imported.summary();
     let json = ImportJson {
         toml: text.clone(),
         desired: &imported.desired,
         comments: &imported.comments,
         sources: &imported.sources,
+        scope,
+        added: imported.added().collect(),
+        skipped: imported.skipped().collect(),
+        summary: summary.clone(),
     };
     // The TOML is the product even with -q: it is what the user redirects.
     let out = Output {
@@ -246,6 +268,19 @@ pub(super) fn run_import(host: &Host, args: ImportArgs, output: Output) -> anyho
             "nfkit: note: no configuration found to import under {}",
             host.root.display()
         );
+    }
+    // The comments travel with the TOML into a file; say it where it is seen.
+    if !output.json && !output.quiet {
+        let added = imported.added().count();
+        if added > 0 {
+            eprintln!(
+                "nfkit: note: --all added {added} item{} beyond the admin's netfilter configuration (each listed in the output's comments)",
+                if added == 1 { "" } else { "s" }
+            );
+        }
+        for line in summary.iter().filter(|l| l.starts_with("not imported")) {
+            eprintln!("nfkit: note: {line}");
+        }
     }
     Ok(EXIT_OK)
 }

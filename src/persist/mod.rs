@@ -7,6 +7,7 @@ pub mod diff;
 pub mod edit;
 pub mod files;
 pub mod import;
+pub mod import_scope;
 pub mod modprobe_d;
 pub mod module_list;
 pub mod nextboot;
