@@ -264,6 +264,15 @@ fn online_dry_runs_write_nothing() {
             text(&out.stdout).contains("would") || args.contains(&"--json"),
             "{args:?}: {out:?}"
         );
+        if args.contains(&"--json") {
+            // Online: the command's own report and the persist result, in
+            // one JSON object.
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["dry_run"], true, "{v:#}");
+            assert!(v["results"].is_array(), "{v:#}");
+            assert_eq!(v["persist"]["dry_run"], true, "{v:#}");
+            assert_eq!(v["persist"]["apply"]["check"], true, "{v:#}");
+        }
         assert_eq!(snapshot(), before, "{args:?} wrote under /etc");
         assert_eq!(
             fs::read(cfg).unwrap(),
