@@ -49,6 +49,17 @@ impl Host {
         }
     }
 
+    /// A tree under `root`, used offline; the root must be a directory
+    /// (a typo in `--root` must not read as an empty host).
+    pub fn offline_checked(root: impl Into<PathBuf>) -> Result<Self, RootError> {
+        let root = root.into();
+        match fs::metadata(&root) {
+            Ok(meta) if meta.is_dir() => Ok(Self::offline(root)),
+            Ok(_) => Err(RootError::NotADirectory { root }),
+            Err(cause) => Err(RootError::Unusable { root, cause }),
+        }
+    }
+
     /// A path below `/proc`.
     pub fn proc(&self, relative: impl AsRef<Path>) -> PathBuf {
         self.proc_root.join(relative)
@@ -132,6 +143,28 @@ impl Host {
             inode: own,
             initial,
         }
+    }
+}
+
+/// Why `--root DIR` cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RootError {
+    /// DIR does not exist or cannot be inspected.
+    #[error("use --root {}: {cause}", root.display())]
+    Unusable { root: PathBuf, cause: io::Error },
+    /// DIR is not a directory.
+    #[error("use --root {}: not a directory", root.display())]
+    NotADirectory { root: PathBuf },
+}
+
+impl RootError {
+    /// A hint for the user.
+    pub fn hint(&self) -> Option<&'static str> {
+        Some(
+            "--root takes the directory an image or container is unpacked in \
+             (holding its etc/, lib/modules/, and optionally proc/ and sys/)",
+        )
     }
 }
 

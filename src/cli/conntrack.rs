@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 
 use super::{EXIT_OK, Output, render};
 use crate::conntrack::limits::{self, Limit};
-use crate::conntrack::set::{self, SetRequest};
+use crate::conntrack::set::{self, SetReport, SetRequest};
 use crate::conntrack::{self as ct, ReadOptions};
 use crate::system::Host;
 
@@ -122,14 +122,25 @@ fn run_set(
     let request = build_request(&args)?;
     if args.persist && host.offline {
         // Offline: only the persistent files of the image change.
-        return super::state::persist(host, config, &persist_edits(request), output);
+        let (persisted, code) =
+            super::state::persist(host, config, &persist_edits(request), args.dry_run)?;
+        super::state::emit_with_persist::<SetReport>(output, None, |_| {}, &persisted)?;
+        return Ok(code);
     }
     let report = set::set_limits(host, request, args.dry_run)?;
-    output.emit(&report, |out| render::set_report(out, &report))?;
-    if args.persist && !args.dry_run {
-        return super::state::persist(host, config, &persist_edits(request), output);
+    if !args.persist {
+        output.emit(&report, |out| render::set_report(out, &report))?;
+        return Ok(EXIT_OK);
     }
-    Ok(EXIT_OK)
+    let (persisted, code) =
+        super::state::persist(host, config, &persist_edits(request), args.dry_run)?;
+    super::state::emit_with_persist(
+        output,
+        Some(&report),
+        |out| render::set_report(out, &report),
+        &persisted,
+    )?;
+    Ok(code)
 }
 
 fn persist_edits(request: SetRequest) -> Vec<crate::persist::edit::Edit> {

@@ -18,6 +18,7 @@ mod state;
 mod status;
 mod tables;
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -113,6 +114,31 @@ impl Output {
         }
         write_stdout(&text)
     }
+
+    /// Reports runtime items that were refused or failed on stderr, one
+    /// `nfkit: error:` line (and a `hint:` line) each, in every mode: with
+    /// `-q`, and with `--json` too (where the report also lists them under
+    /// `failures`).
+    pub fn failures(&self, failures: &[crate::persist::runtime::RuntimeFailure]) {
+        let mut text = String::new();
+        for f in failures {
+            let _ = writeln!(
+                text,
+                "nfkit: error: {} stays {} (wanted {}), {}: {}",
+                f.change.item,
+                f.change.before,
+                f.change.after,
+                if f.refused() { "refused" } else { "failed" },
+                f.error()
+            );
+            if let Some(h) = f.hint() {
+                let _ = writeln!(text, "hint: {h}");
+            }
+        }
+        if !text.is_empty() {
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        }
+    }
 }
 
 fn write_stdout(text: &str) -> anyhow::Result<()> {
@@ -121,7 +147,7 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
         Ok(()) => Ok(()),
         // A closed pipe (`nfkit ... | head`) is not an error.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("write the report to stdout")),
     }
 }
 
@@ -148,15 +174,15 @@ pub fn main() -> u8 {
     }
 }
 
-fn host_for(root: &Option<PathBuf>) -> Host {
+fn host_for(root: &Option<PathBuf>) -> Result<Host, crate::system::RootError> {
     match root {
-        Some(dir) => Host::offline(dir),
-        None => Host::live(),
+        Some(dir) => Host::offline_checked(dir),
+        None => Ok(Host::live()),
     }
 }
 
 fn run(cli: Cli, output: Output) -> anyhow::Result<u8> {
-    let host = host_for(&cli.root);
+    let host = host_for(&cli.root)?;
     match cli.command {
         Command::Status => status::run(&host, output),
         Command::Conntrack(args) => conntrack::run(&host, &cli.config, args, output),
@@ -191,6 +217,10 @@ pub fn hint_for(err: &anyhow::Error) -> Option<String> {
         } else if let Some(e) = cause.downcast_ref::<crate::persist::plan::PlanError>() {
             e.hint()
         } else if let Some(e) = cause.downcast_ref::<crate::sysctl::Error>() {
+            e.hint()
+        } else if let Some(e) = cause.downcast_ref::<crate::persist::record::RecordError>() {
+            e.hint()
+        } else if let Some(e) = cause.downcast_ref::<crate::system::RootError>() {
             e.hint()
         } else {
             None

@@ -117,7 +117,15 @@ pub(super) fn run(
             let requests = ops::parse_load_args(&args)?;
             if persist && host.offline {
                 // Offline: record and write the image's files only.
-                return super::state::persist(host, config, &persist_edits(&requests), output);
+                let (persisted, code) =
+                    super::state::persist(host, config, &persist_edits(&requests), dry_run)?;
+                super::state::emit_with_persist::<ops::LoadReport>(
+                    output,
+                    None,
+                    |_| {},
+                    &persisted,
+                )?;
+                return Ok(code);
             }
             let flags = LoadFlags {
                 dry_run,
@@ -125,20 +133,26 @@ pub(super) fn run(
                 ignore_install,
             };
             let r = ops::load(host, release.kernel_release.as_deref(), &requests, flags)?;
-            output.emit(&r, |out| render_load(out, &r))?;
             report_errors(
                 output,
                 r.results
                     .iter()
                     .flat_map(|x| errors_of(&x.error, &x.modules, |m| &m.error)),
             );
-            if !r.ok() {
-                return Ok(EXIT_ERROR);
+            if !persist || !r.ok() {
+                // A failed load is not recorded.
+                output.emit(&r, |out| render_load(out, &r))?;
+                return Ok(if r.ok() { EXIT_OK } else { EXIT_ERROR });
             }
-            if persist && !dry_run {
-                return super::state::persist(host, config, &persist_edits(&requests), output);
-            }
-            Ok(EXIT_OK)
+            let (persisted, code) =
+                super::state::persist(host, config, &persist_edits(&requests), dry_run)?;
+            super::state::emit_with_persist(
+                output,
+                Some(&r),
+                |out| render_load(out, &r),
+                &persisted,
+            )?;
+            Ok(code)
         }
         ModulesAction::Unload {
             release,
@@ -354,6 +368,21 @@ fn render_load(out: &mut String, r: &ops::LoadReport) {
 }
 
 fn render_unload(out: &mut String, r: &ops::UnloadReport) {
+    if !r.target.live {
+        let state = if r.target.root == std::path::Path::new("/") {
+            "planned as if none of its modules were loaded".to_string()
+        } else {
+            format!(
+                "loaded state from {} (none when absent)",
+                r.target.root.join("proc/modules").display()
+            )
+        };
+        let _ = writeln!(
+            out,
+            "(module tree {}: not the running kernel; {state})",
+            r.target.module_dir.display()
+        );
+    }
     for x in &r.results {
         if x.error.is_some() {
             let _ = writeln!(out, "{}: failed", x.name);

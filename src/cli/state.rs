@@ -9,13 +9,14 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use super::{EXIT_DIFFERS, EXIT_ERROR, EXIT_OK, Output};
-use crate::persist::apply::{self, ApplyOptions, ApplyReport};
-use crate::persist::desired::{self, Desired};
-use crate::persist::edit::{self, Edit};
+use crate::persist::apply::{self, ApplyReport};
+use crate::persist::desired::Desired;
+use crate::persist::edit::Edit;
 use crate::persist::files;
 use crate::persist::import::{self, ImportFrom};
 use crate::persist::import_scope::{OutOfScope, Scope};
-use crate::persist::runtime::{self, OptionsFrom};
+use crate::persist::record::{self, RecordReport};
+use crate::persist::runtime::{self, OptionsFrom, RuntimeChange, RuntimeFailure};
 use crate::persist::verify::{self, VerifyReport};
 use crate::system::Host;
 
@@ -54,26 +55,43 @@ enum FromArg {
     Debian,
 }
 
-/// Where nfkit.toml is: `--config`, else `/etc/nfkit/nfkit.toml` under the root.
-pub fn config_path(host: &Host, config: &Option<PathBuf>) -> (PathBuf, PathBuf) {
-    match config {
-        Some(p) => (PathBuf::from("/"), p.clone()),
-        None => (host.root.clone(), PathBuf::from(desired::DEFAULT_PATH)),
+/// Reads and validates nfkit.toml (`--config`, else `/etc/nfkit/nfkit.toml`
+/// under the root).
+pub fn load_desired(host: &Host, config: &Option<PathBuf>) -> anyhow::Result<Desired> {
+    let file = record::config_file(host, config.as_deref());
+    let shown = &file.shown;
+    let text = files::read_under(&file.root, &file.path)?.with_context(|| {
+        format!(
+            "read desired state {shown}: no such file (create it, or start from `nfkit import > {shown}`)"
+        )
+    })?;
+    Ok(Desired::parse(shown, &text)?)
+}
+
+fn render_change(out: &mut String, c: &RuntimeChange, width: usize) {
+    let _ = writeln!(
+        out,
+        "  {:<width$}  {:<16} {}",
+        c.item.to_string(),
+        c.before,
+        c.after
+    );
+    if let Some(note) = &c.note {
+        let _ = writeln!(out, "  {:<width$}  ({note})", "");
     }
 }
 
-/// Reads and validates nfkit.toml.
-pub fn load_desired(host: &Host, config: &Option<PathBuf>) -> anyhow::Result<Desired> {
-    let (root, path) = config_path(host, config);
-    let shown = root.join(path.strip_prefix("/").unwrap_or(&path));
-    let text = files::read_under(&root, &path)?.with_context(|| {
-        format!(
-            "read desired state {}: no such file (create it, or start from `nfkit import > {}`)",
-            shown.display(),
-            shown.display()
-        )
-    })?;
-    Ok(Desired::parse(&shown.display().to_string(), &text)?)
+fn render_remaining(out: &mut String, remaining: &[RuntimeChange]) {
+    for c in remaining {
+        let _ = writeln!(
+            out,
+            "still differs: {}: {} (wanted {})",
+            c.item, c.before, c.after
+        );
+        if let Some(note) = &c.note {
+            let _ = writeln!(out, "  {note}");
+        }
+    }
 }
 
 fn render_apply(out: &mut String, report: &ApplyReport, show_diff: bool) {
@@ -101,34 +119,29 @@ fn render_apply(out: &mut String, report: &ApplyReport, show_diff: bool) {
         let width = report
             .runtime
             .iter()
-            .map(|c| c.item.len())
+            .map(|c| c.item.to_string().len())
             .max()
             .unwrap_or(0);
         if show_diff {
             let _ = writeln!(out, "  {:<width$}  {:<16} AFTER", "ITEM", "BEFORE");
         }
         for c in &report.runtime {
-            let _ = writeln!(out, "  {:<width$}  {:<16} {}", c.item, c.before, c.after);
-            if let Some(note) = &c.note {
-                let _ = writeln!(out, "  {:<width$}  ({note})", "");
-            }
+            render_change(out, c, width);
         }
     }
-    for c in &report.remaining {
+    render_remaining(out, &report.remaining);
+    if !report.failures.is_empty() {
+        // The failures themselves go to stderr (Output::failures).
         let _ = writeln!(
             out,
-            "still differs: {}: {} (wanted {})",
-            c.item, c.before, c.after
+            "not changed: {} (see the errors)",
+            report
+                .failures
+                .iter()
+                .map(|f| f.change.item.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        if let Some(note) = &c.note {
-            let _ = writeln!(out, "  {note}");
-        }
-    }
-    for f in &report.failures {
-        let _ = writeln!(out, "failed: {}: {}", f.item, f.error);
-        if let Some(h) = &f.hint {
-            let _ = writeln!(out, "  hint: {h}");
-        }
     }
     for n in &report.notes {
         let _ = writeln!(out, "note: {n}");
@@ -141,6 +154,18 @@ fn render_apply(out: &mut String, report: &ApplyReport, show_diff: bool) {
     }
 }
 
+/// Exit code of an apply: 1 when an item was refused or failed, 3 when
+/// something differs (`--check` with changes, or `remaining`), else 0.
+fn apply_exit(report: &ApplyReport) -> u8 {
+    if !report.failures.is_empty() {
+        EXIT_ERROR
+    } else if (report.check && report.any_change()) || !report.remaining.is_empty() {
+        EXIT_DIFFERS
+    } else {
+        EXIT_OK
+    }
+}
+
 /// `nfkit apply`.
 pub(super) fn run_apply(
     host: &Host,
@@ -148,16 +173,17 @@ pub(super) fn run_apply(
     args: ApplyArgs,
     output: Output,
 ) -> anyhow::Result<u8> {
-    let desired = load_desired(host, config)?;
-    let report = apply::apply(host, &desired, ApplyOptions { check: args.check })?;
-    output.emit(&report, |out| render_apply(out, &report, args.diff))?;
-    Ok(if !report.failures.is_empty() {
-        EXIT_ERROR
-    } else if (args.check && report.any_change()) || !report.remaining.is_empty() {
-        EXIT_DIFFERS
+    let report = if args.check {
+        apply::check(host, &load_desired(host, config)?)?
     } else {
-        EXIT_OK
-    })
+        // nfkit.toml is read under the lock: a concurrent `--persist` has
+        // either written both nfkit.toml and the files, or not started.
+        let lock = files::lock_runs()?;
+        apply::apply_locked(host, &load_desired(host, config)?, &lock)?
+    };
+    output.failures(&report.failures);
+    output.emit(&report, |out| render_apply(out, &report, args.diff))?;
+    Ok(apply_exit(&report))
 }
 
 fn render_verify(out: &mut String, report: &VerifyReport) {
@@ -296,24 +322,28 @@ pub(super) fn run_boot(
         "boot: applies the state to the running kernel, which --root does not use"
     );
     let desired = load_desired(host, config)?;
-    let (done, failures) = runtime::converge(host, &desired, OptionsFrom::Desired);
+    let converged = runtime::converge(host, &desired, OptionsFrom::Desired);
+    let changes = converged.changed();
+    let failures = converged.failures();
+    let remaining = runtime::remaining(host, &desired, &failures);
     #[derive(Serialize)]
     struct BootJson<'a> {
-        changes: &'a [runtime::RuntimeChange],
-        failures: &'a [runtime::RuntimeFailure],
+        changes: &'a [RuntimeChange],
+        failures: &'a [RuntimeFailure],
+        remaining: &'a [RuntimeChange],
     }
     let json = BootJson {
-        changes: &done,
+        changes: &changes,
         failures: &failures,
+        remaining: &remaining,
     };
+    output.failures(&failures);
     output.emit(&json, |out| {
-        for c in &done {
+        for c in &changes {
             let _ = writeln!(out, "{}: {} -> {}", c.item, c.before, c.after);
         }
-        for f in &failures {
-            let _ = writeln!(out, "failed: {}: {}", f.item, f.error);
-        }
-        if done.is_empty() && failures.is_empty() {
+        render_remaining(out, &remaining);
+        if changes.is_empty() && failures.is_empty() && remaining.is_empty() {
             let _ = writeln!(out, "nothing to do");
         }
     })?;
@@ -324,50 +354,80 @@ pub(super) fn run_boot(
     })
 }
 
-/// `--persist`: records `edits` in nfkit.toml (keeping its comments), then
-/// applies the persistent files.
+/// A one-off command's report with its `--persist` result: the command's
+/// own fields (absent with `--root`, where the kernel is not used) and
+/// `persist`.
+#[derive(Serialize)]
+pub(super) struct WithPersist<'a, T: Serialize> {
+    #[serde(flatten)]
+    pub report: Option<&'a T>,
+    pub persist: &'a RecordReport,
+}
+
+/// `--persist`: records `edits` in nfkit.toml (keeping its comments) and
+/// applies the persistent files from it under one lock hold; with
+/// `dry_run`, only reports what that would change. Returns the report and
+/// its exit code (a dry run exits 0 unless it fails).
 pub(super) fn persist(
     host: &Host,
     config: &Option<PathBuf>,
     edits: &[Edit],
-    output: Output,
-) -> anyhow::Result<u8> {
-    let (root, path) = config_path(host, config);
-    let shown = root
-        .join(path.strip_prefix("/").unwrap_or(&path))
-        .display()
-        .to_string();
-    let _lock = files::lock_runs()?;
-    let before = files::read_under(&root, &path)?.unwrap_or_default();
-    let after = edit::apply_edits(&shown, &before, edits)?;
-    if after != before {
-        if let Some(parent) = path.parent() {
-            let real = files::resolve_under(&root, parent)?;
-            std::fs::create_dir_all(&real)
-                .with_context(|| format!("create directory {}", real.display()))?;
-        }
-        files::write_atomic(&root, &path, after.as_bytes())?;
-    }
-    drop(_lock);
-    let desired = Desired::parse(&shown, &after)?;
-    let report = apply::apply(host, &desired, ApplyOptions::default())?;
-    if !output.json && !output.quiet {
-        let mut text = String::new();
-        let _ = writeln!(
-            text,
-            "persisted in {shown}{}",
-            if after == before {
-                " (already there)"
-            } else {
-                ""
-            }
-        );
-        render_apply(&mut text, &report, false);
-        print!("{text}");
-    }
-    Ok(if report.failures.is_empty() {
+    dry_run: bool,
+) -> anyhow::Result<(RecordReport, u8)> {
+    let file = record::config_file(host, config.as_deref());
+    let report = if dry_run {
+        record::dry_run(host, &file, edits)?
+    } else {
+        record::record(host, &file, edits)?
+    };
+    let code = if dry_run && report.apply.failures.is_empty() {
         EXIT_OK
     } else {
-        EXIT_ERROR
+        apply_exit(&report.apply)
+    };
+    Ok((report, code))
+}
+
+/// Text of a `--persist` report.
+pub(super) fn render_persist(out: &mut String, report: &RecordReport) {
+    let _ = writeln!(
+        out,
+        "{} {}{}",
+        if report.dry_run {
+            "would persist in"
+        } else {
+            "persisted in"
+        },
+        report.config,
+        if report.config_action == "unchanged" {
+            " (already there)"
+        } else {
+            ""
+        }
+    );
+    if report.dry_run {
+        for line in report.config_diff.lines() {
+            let _ = writeln!(out, "    {line}");
+        }
+    }
+    render_apply(out, &report.apply, report.dry_run);
+}
+
+/// Emits a one-off command's report (`None` offline) with its `--persist`
+/// result through the one output path.
+pub(super) fn emit_with_persist<T: Serialize>(
+    output: Output,
+    own: Option<&T>,
+    own_text: impl FnOnce(&mut String),
+    persisted: &RecordReport,
+) -> anyhow::Result<()> {
+    output.failures(&persisted.apply.failures);
+    let json = WithPersist {
+        report: own,
+        persist: persisted,
+    };
+    output.emit(&json, |out| {
+        own_text(out);
+        render_persist(out, persisted);
     })
 }

@@ -1131,6 +1131,76 @@ fn live_facts(ctx: &Context, sys_root: &Path, name: &str) -> Result<Facts, Errno
     })
 }
 
+/// The loaded state a dry run on a tree that is not the running kernel's
+/// sees: with `--root`, the root's `proc/modules` and `sys/module` (an
+/// image may carry a snapshot of them; without one nothing is loaded);
+/// for another release of the live host, nothing (the running kernel's
+/// modules are not that tree's).
+struct TreeState {
+    loaded: Vec<sysfs::ProcModule>,
+    builtin: Vec<String>,
+    sys_root: Option<PathBuf>,
+}
+
+impl TreeState {
+    fn read(host: &Host, t: &Target) -> TreeState {
+        let builtin = std::fs::read_to_string(t.module_dir.join("modules.builtin"))
+            .map(|text| sysfs::known_module_names_from_builtin(&text))
+            .unwrap_or_default();
+        let loaded = if host.offline {
+            sysfs::read_proc_modules(&t.proc_root)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        TreeState {
+            loaded,
+            builtin,
+            sys_root: host.offline.then(|| t.sys_root.clone()),
+        }
+    }
+
+    /// Facts from the tree (dependencies, softdeps, remove command from its
+    /// modprobe.d) and this state.
+    fn facts(&self, ctx: &Context, name: &str) -> Result<Facts, Errno> {
+        let m = ctx
+            .module(name)
+            .map_err(|e| e.errno().unwrap_or(Errno::ENOENT))?;
+        let proc = self.loaded.iter().find(|p| p.name == name);
+        let sys_builtin = self.sys_root.as_ref().is_some_and(|root| {
+            sysfs::read_sys_module(root, name).is_some_and(|s| s.initstate.is_none())
+        });
+        let state = if self.builtin.iter().any(|b| b == name) || (proc.is_none() && sys_builtin) {
+            State::Builtin
+        } else if proc.is_some() {
+            State::Loaded
+        } else {
+            State::NotLoaded
+        };
+        let (pre, post) = m
+            .softdeps()
+            .map(|(a, b)| (names_of(a), names_of(b)))
+            .unwrap_or_default();
+        Ok(Facts {
+            name: name.to_owned(),
+            state,
+            refcnt: proc
+                .filter(|_| state == State::Loaded)
+                .map_or(0, |p| p.refcnt),
+            holders: proc
+                .filter(|_| state == State::Loaded)
+                .map(|p| p.holders.clone())
+                .unwrap_or_default(),
+            deps: names_of(m.dependencies()),
+            pre,
+            post,
+            remove_command: m.remove_commands(),
+        })
+    }
+}
+
 /// The real backend: libkmod, re-reading the kernel's state every time.
 struct Live<'c> {
     ctx: &'c Context,
@@ -1215,10 +1285,15 @@ pub fn unload(
     let op = Op::Unload;
     let t = Target::new(host, release, op)?;
     let ctx = t.context(op)?;
+    // A dry run on another tree plans from that tree; only a real unload
+    // needs the running kernel.
+    let tree_state = (flags.dry_run && !t.live).then(|| TreeState::read(host, &t));
     let mut results = Vec::new();
     for given in names {
         let res = (|| -> Result<Vec<UnloadedModule>, ModuleError> {
-            t.require_live(op, given)?;
+            if !flags.dry_run {
+                t.require_live(op, given)?;
+            }
             let mods = match lookup(&ctx, &t, op, given) {
                 Ok(m) => m,
                 // A loaded module the module directory does not know (the
@@ -1253,7 +1328,10 @@ pub fn unload(
                     });
                     continue;
                 }
-                let outcome = if flags.dry_run {
+                let outcome = if let Some(state) = &tree_state {
+                    let mut sim = unload::Simulated::new(|n: &str| state.facts(&ctx, n));
+                    unload::unload(&mut sim, &module, flags.ignore_install)
+                } else if flags.dry_run {
                     let mut sim =
                         unload::Simulated::new(|n: &str| live_facts(&ctx, &t.sys_root, n));
                     unload::unload(&mut sim, &module, flags.ignore_install)

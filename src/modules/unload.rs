@@ -5,7 +5,8 @@
 //! For one module M (flags: ignore commands `-i`; builtin ignored for
 //! softdeps):
 //! 1. read M's softdeps and remove command (unless ignoring commands);
-//! 2. not loaded → nothing to do; builtin → error (softdeps: skip);
+//! 2. not loaded → nothing to do (even with a remove command); builtin →
+//!    error (softdeps: skip);
 //! 3. post-softdeps, in reverse order (errors ignored);
 //! 4. refcount > 0 → "in use" (EBUSY), naming the holders;
 //! 5. remove M;
@@ -15,7 +16,8 @@
 //!
 //! Differences from modprobe, on purpose: a configured remove command is
 //! never run (`/bin/true`/`/bin/false` = disabled by policy, others are
-//! refused unless commands are ignored), and the dry run simulates the
+//! refused unless commands are ignored; a module that is not loaded is
+//! `not_loaded` whatever its command), and the dry run simulates the
 //! refcount drops so it lists the dependencies a real run would remove
 //! (`modprobe -r -n` does not).
 
@@ -175,17 +177,19 @@ fn unload_one(
         None => Role::Target,
         Some(of) => Role::Softdep { of: of.to_owned() },
     };
+    // A module that is not loaded has nothing to unload, whatever its remove
+    // command would do (modprobe would run the command anyway).
+    match f.state {
+        State::NotLoaded => return Ok(false),
+        State::Builtin => return Err(Refusal::Builtin),
+        State::Loaded => {}
+    }
     if let Some(cmd) = cmd {
         // modprobe would run it instead of removing; nfkit never runs it.
         if is_policy_command(&cmd) {
             return Err(Refusal::DisabledByPolicy(cmd));
         }
         return Err(Refusal::Command(cmd));
-    }
-    match f.state {
-        State::NotLoaded => return Ok(false),
-        State::Builtin => return Err(Refusal::Builtin),
-        State::Loaded => {}
     }
     // Post-softdeps, reverse order, errors ignored.
     for m in post.iter().rev() {
@@ -486,6 +490,38 @@ mod tests {
         // -i: ignore the command, remove the module itself.
         let mut b = sim(g);
         assert_eq!(unload(&mut b, "xt_state", true).result, Ok(true));
+    }
+
+    #[test]
+    fn not_loaded_with_a_remove_command_is_not_loaded() {
+        for command in ["/bin/true", "/bin/false", "/sbin/rmmod xt_state; echo hi"] {
+            let mut g = graph(false);
+            let mut facts = g.remove("xt_state").unwrap();
+            facts.state = State::NotLoaded;
+            facts.refcnt = 0;
+            facts.remove_command = Some(command.into());
+            g.insert("xt_state".into(), facts);
+            for ignore in [false, true] {
+                let o = unload(&mut sim(g.clone()), "xt_state", ignore);
+                assert_eq!(o.result, Ok(false), "{command} ignore={ignore}");
+                assert!(o.steps.is_empty());
+            }
+        }
+        // A softdep that is not loaded is skipped, not "kept".
+        let mut g = graph(false);
+        g.get_mut("xt_state").unwrap().pre = vec!["gone".into()];
+        g.insert(
+            "gone".into(),
+            Facts {
+                state: State::NotLoaded,
+                refcnt: 0,
+                remove_command: Some("/bin/true".into()),
+                ..m("gone", 0, &[], &[])
+            },
+        );
+        let o = unload(&mut sim(g), "xt_state", false);
+        assert_eq!(o.result, Ok(true));
+        assert!(o.steps.iter().all(|s| s.module != "gone"), "{:?}", o.steps);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::desired::{Desired, Target};
 use super::diff;
-use super::files::{self, FileError};
+use super::files::{self, FileError, RunLock};
 use super::plan::{self, FileChange, Layout, PlanError};
 use super::runtime::{self, RuntimeChange, RuntimeFailure};
 use crate::system::Host;
@@ -136,16 +136,19 @@ pub fn targets_for(desired: &Desired, layout: &Layout) -> Vec<Target> {
 }
 
 /// Writes every changed file; on failure restores those already written.
-fn write_files(root: &Path, changes: &[FileChange]) -> Result<(), ApplyError> {
-    write_files_with(root, changes, |root, change| match &change.after {
-        Some(text) => ensure_parent(root, &change.path)
-            .and_then(|()| files::write_atomic(root, &change.path, text.as_bytes()).map(|_| ())),
-        None => remove(root, &change.path),
+fn write_files(lock: &RunLock, root: &Path, changes: &[FileChange]) -> Result<(), ApplyError> {
+    write_files_with(lock, root, changes, |root, change| match &change.after {
+        Some(text) => ensure_parent(lock, root, &change.path).and_then(|()| {
+            lock.write_atomic(root, &change.path, text.as_bytes())
+                .map(|_| ())
+        }),
+        None => lock.remove(root, &change.path),
     })
 }
 
 /// [`write_files`] with the forward write step given (tests inject faults).
 fn write_files_with(
+    lock: &RunLock,
     root: &Path,
     changes: &[FileChange],
     mut write: impl FnMut(&Path, &FileChange) -> Result<(), FileError>,
@@ -157,10 +160,10 @@ fn write_files_with(
             let mut restored = Vec::new();
             for done in written.iter().rev() {
                 let back = match &done.before {
-                    Some(text) => {
-                        files::write_atomic(root, &done.path, text.as_bytes()).map(|_| ())
-                    }
-                    None => remove(root, &done.path),
+                    Some(text) => lock
+                        .write_atomic(root, &done.path, text.as_bytes())
+                        .map(|_| ()),
+                    None => lock.remove(root, &done.path),
                 };
                 if back.is_ok() {
                     restored.push(done.path.clone());
@@ -174,31 +177,10 @@ fn write_files_with(
 }
 
 /// Creates the parent directory (0755) of an nfkit-owned file when missing.
-fn ensure_parent(root: &Path, path: &Path) -> Result<(), FileError> {
-    let Some(parent) = path.parent() else {
-        return Ok(());
-    };
-    let real = files::resolve_under(root, parent)?;
-    if real.is_dir() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(&real).map_err(|source| FileError::Io {
-        op: "create directory",
-        path: real,
-        source,
-    })
-}
-
-fn remove(root: &Path, path: &Path) -> Result<(), FileError> {
-    let real = files::resolve_under(root, path)?;
-    match std::fs::remove_file(&real) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(FileError::Io {
-            op: "remove",
-            path: real,
-            source,
-        }),
+fn ensure_parent(lock: &RunLock, root: &Path, path: &Path) -> Result<(), FileError> {
+    match path.parent() {
+        Some(parent) => lock.create_dir_all(root, parent),
+        None => Ok(()),
     }
 }
 
@@ -282,31 +264,55 @@ fn check_sysctl_keys(host: &Host, desired: &Desired) -> Result<(), ApplyError> {
     Ok(())
 }
 
-/// Runs an apply (or a check) of `desired` on `host`.
+/// Runs an apply (or a check) of `desired` on `host`. An apply takes the
+/// run lock for its whole run; a caller that must read (or edit) the desired
+/// state under the same hold uses [`apply_locked`].
 pub fn apply(
     host: &Host,
     desired: &Desired,
     options: ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
+    if options.check {
+        return run(host, desired, None);
+    }
+    let lock = files::lock_runs().map_err(ApplyError::Lock)?;
+    run(host, desired, Some(&lock))
+}
+
+/// `apply --check`: plans and reports; writes nothing (it has no lock, so
+/// it cannot) and changes nothing in the running kernel.
+pub fn check(host: &Host, desired: &Desired) -> Result<ApplyReport, ApplyError> {
+    run(host, desired, None)
+}
+
+/// An apply under a run lock the caller already holds.
+pub fn apply_locked(
+    host: &Host,
+    desired: &Desired,
+    lock: &RunLock,
+) -> Result<ApplyReport, ApplyError> {
+    run(host, desired, Some(lock))
+}
+
+/// An apply with `lock`, a check without.
+fn run(host: &Host, desired: &Desired, lock: Option<&RunLock>) -> Result<ApplyReport, ApplyError> {
+    let options = ApplyOptions {
+        check: lock.is_none(),
+    };
     let root = host.root.clone();
     let layout = plan::detect(&root);
     let targets = targets_for(desired, &layout);
-    let _lock = if options.check {
-        None
-    } else {
-        Some(files::lock_runs().map_err(ApplyError::Lock)?)
-    };
     check_sysctl_keys(host, desired)?;
     let changes = plan::plan_files(&root, desired, &targets)?;
     let mut notes = Vec::new();
-    if !options.check {
+    if let Some(lock) = lock {
         let mut dirs: Vec<PathBuf> = changes
             .iter()
             .filter_map(|c| files::resolve_under(&root, c.path.parent()?).ok())
             .collect();
         dirs.dedup();
         for dir in dirs {
-            for stale in files::remove_stale_temporaries(&dir) {
+            for stale in lock.remove_stale_temporaries(&dir) {
                 notes.push(format!(
                     "removed {} left by an interrupted run",
                     stale.display()
@@ -355,26 +361,22 @@ pub fn apply(
             .notes
             .push("offline (--root): the running kernel was not used".into());
     }
-    if options.check {
+    let Some(lock) = lock else {
         if !host.offline {
             let running = runtime::read_running(host, desired);
             report.runtime = runtime::diff_running(desired, &running);
         }
         return Ok(report);
-    }
-    write_files(&root, &changes)?;
+    };
+    write_files(lock, &root, &changes)?;
     report
         .notes
         .extend(boot_override_warnings(&root, desired, &report.layout));
     if !host.offline {
-        let (done, failures) = runtime::converge(host, desired, runtime::OptionsFrom::ModprobeD);
-        report.runtime = done;
-        report.failures = failures;
-        let failed: Vec<&str> = report.failures.iter().map(|f| f.item.as_str()).collect();
-        report.remaining = runtime::diff_running(desired, &runtime::read_running(host, desired))
-            .into_iter()
-            .filter(|c| !failed.contains(&c.item.as_str()))
-            .collect();
+        let converged = runtime::converge(host, desired, runtime::OptionsFrom::ModprobeD);
+        report.runtime = converged.changed();
+        report.failures = converged.failures();
+        report.remaining = runtime::remaining(host, desired, &report.failures);
     }
     Ok(report)
 }
@@ -440,7 +442,8 @@ mod tests {
         assert_eq!(changes.len(), 3);
         // The third write fails: the first (update) and second (create) are undone.
         let mut calls = 0;
-        let err = write_files_with(root.path(), &changes, |root, change| {
+        let lock = files::lock_runs().unwrap();
+        let err = write_files_with(&lock, root.path(), &changes, |root, change| {
             calls += 1;
             if calls == 3 {
                 return Err(FileError::Io {
@@ -449,8 +452,8 @@ mod tests {
                     source: std::io::Error::from_raw_os_error(libc::ENOSPC),
                 });
             }
-            ensure_parent(root, &change.path)?;
-            files::write_atomic(
+            ensure_parent(&lock, root, &change.path)?;
+            lock.write_atomic(
                 root,
                 &change.path,
                 change.after.as_ref().unwrap().as_bytes(),

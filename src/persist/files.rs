@@ -12,6 +12,10 @@
 //!   file (Debian's `/etc/modules-load.d/modules.conf → ../modules`) is
 //!   written through: the link stays, its target changes.
 //! - One lock (`flock` on `/run/lock/nfkit.lock`) serialises concurrent runs.
+//!   The held lock ([`RunLock`]) is also the capability to write: every write,
+//!   removal or directory creation is a method of it, so code that has not
+//!   taken the lock — a dry run, `apply --check` — cannot write (and does not
+//!   even create the lock file).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -134,9 +138,17 @@ pub fn read_under(root: &Path, path: &Path) -> Result<Option<String>, FileError>
     }
 }
 
-/// Atomically replaces (or creates) `path` under `root` with `contents`.
-/// The parent directory must exist. Returns the real path written.
-pub fn write_atomic(root: &Path, path: &Path, contents: &[u8]) -> Result<PathBuf, FileError> {
+/// [`RunLock::write_atomic`] without the lock, for this crate's unit tests.
+#[cfg(test)]
+pub(crate) fn write_atomic(
+    root: &Path,
+    path: &Path,
+    contents: &[u8],
+) -> Result<PathBuf, FileError> {
+    write_atomic_unlocked(root, path, contents)
+}
+
+fn write_atomic_unlocked(root: &Path, path: &Path, contents: &[u8]) -> Result<PathBuf, FileError> {
     let mut real = resolve_under(root, path)?;
     // Write through a symlinked file (its target changes, the link stays):
     // renaming over the link would replace it.
@@ -186,9 +198,13 @@ pub fn write_atomic(root: &Path, path: &Path, contents: &[u8]) -> Result<PathBuf
     result
 }
 
-/// Removes temporary files left in `dir` by an nfkit run that was killed
-/// (`.NAME.nfkit-PID.tmp` whose PID no longer runs). Returns what it removed.
-pub fn remove_stale_temporaries(dir: &Path) -> Vec<PathBuf> {
+/// [`RunLock::remove_stale_temporaries`] without the lock, for unit tests.
+#[cfg(test)]
+pub(crate) fn remove_stale_temporaries(dir: &Path) -> Vec<PathBuf> {
+    remove_stale_temporaries_unlocked(dir)
+}
+
+fn remove_stale_temporaries_unlocked(dir: &Path) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     let Ok(entries) = fs::read_dir(dir) else {
         return removed;
@@ -211,9 +227,49 @@ pub fn remove_stale_temporaries(dir: &Path) -> Vec<PathBuf> {
     removed
 }
 
-/// The held run lock; released on drop.
+/// The held run lock, released on drop; the one way to write files.
 pub struct RunLock {
     _lock: nix::fcntl::Flock<File>,
+}
+
+impl RunLock {
+    /// Atomically replaces (or creates) `path` under `root` with `contents`.
+    /// The parent directory must exist. Returns the real path written.
+    pub fn write_atomic(
+        &self,
+        root: &Path,
+        path: &Path,
+        contents: &[u8],
+    ) -> Result<PathBuf, FileError> {
+        write_atomic_unlocked(root, path, contents)
+    }
+
+    /// Removes `path` under `root` (a missing file is fine).
+    pub fn remove(&self, root: &Path, path: &Path) -> Result<(), FileError> {
+        let real = resolve_under(root, path)?;
+        match fs::remove_file(&real) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(FileError::io("remove", &real)(e)),
+        }
+    }
+
+    /// Creates directory `dir` under `root` (0755, with its parents) when
+    /// missing.
+    pub fn create_dir_all(&self, root: &Path, dir: &Path) -> Result<(), FileError> {
+        let real = resolve_under(root, dir)?;
+        if real.is_dir() {
+            return Ok(());
+        }
+        fs::create_dir_all(&real).map_err(FileError::io("create directory", &real))
+    }
+
+    /// Removes temporary files left in `dir` by an nfkit run that was killed
+    /// (`.NAME.nfkit-PID.tmp` whose PID no longer runs). Returns what it
+    /// removed.
+    pub fn remove_stale_temporaries(&self, dir: &Path) -> Vec<PathBuf> {
+        remove_stale_temporaries_unlocked(dir)
+    }
 }
 
 /// Takes the run lock, waiting for a concurrent nfkit run to finish.

@@ -12,6 +12,7 @@ pub mod modprobe_d;
 pub mod module_list;
 pub mod nextboot;
 pub mod plan;
+pub mod record;
 pub mod runtime;
 pub mod shell_vars;
 pub mod sysctl_d;

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::desired::Desired;
 use crate::conntrack::set::{self as ct_set, SetRequest};
+use crate::conntrack::{KEY_BUCKETS, KEY_MAX};
 use crate::modules::ops::{self, LoadFlags, LoadRequest};
 use crate::modules::sysfs;
 use crate::system::Host;
@@ -141,11 +142,51 @@ pub fn read_running(host: &Host, desired: &Desired) -> Running {
     running
 }
 
-/// One runtime difference (or change made).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One thing of the running kernel that a desired state speaks about. The
+/// one key shared by planning ([`diff_running`]), converging ([`converge`])
+/// and reporting: an outcome is produced for a planned item by acting on
+/// that item, so it can only be reported against the item it is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RuntimeItem {
+    /// A module to be loaded (the name as desired, possibly an alias).
+    Module(String),
+    /// A module parameter (`/sys/module/MODULE/parameters/PARAMETER`).
+    Parameter {
+        /// Real module name.
+        module: String,
+        /// Parameter name.
+        parameter: String,
+    },
+    /// A sysctl, by its dotted key.
+    Sysctl(String),
+}
+
+impl RuntimeItem {
+    /// `module`, `parameter` or `sysctl` (the JSON `kind`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RuntimeItem::Module(_) => "module",
+            RuntimeItem::Parameter { .. } => "parameter",
+            RuntimeItem::Sysctl(_) => "sysctl",
+        }
+    }
+}
+
+impl std::fmt::Display for RuntimeItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuntimeItem::Module(name) => write!(f, "module {name}"),
+            RuntimeItem::Parameter { module, parameter } => write!(f, "{module}.{parameter}"),
+            RuntimeItem::Sysctl(key) => f.write_str(key),
+        }
+    }
+}
+
+/// One runtime difference: planned, or (in a report of changes) made.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeChange {
-    /// What: `module xt_state`, a sysctl key, `nf_conntrack.hashsize`.
-    pub item: String,
+    /// What.
+    pub item: RuntimeItem,
     /// Value now (before).
     pub before: String,
     /// Value wanted (after).
@@ -153,21 +194,40 @@ pub struct RuntimeChange {
     /// Whether apply can converge it without disruption.
     pub convergeable: bool,
     /// Explanation, when not convergeable or special.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+impl Serialize for RuntimeChange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("RuntimeChange", 6)?;
+        st.serialize_field("item", &self.item.to_string())?;
+        st.serialize_field("kind", self.item.kind())?;
+        st.serialize_field("before", &self.before)?;
+        st.serialize_field("after", &self.after)?;
+        st.serialize_field("convergeable", &self.convergeable)?;
+        if let Some(note) = &self.note {
+            st.serialize_field("note", note)?;
+        } else {
+            st.skip_field("note")?;
+        }
+        st.end()
+    }
 }
 
 fn show(value: &Option<String>) -> String {
     value.clone().unwrap_or_else(|| "(absent)".into())
 }
 
-/// The differences between the running kernel and `desired`.
+/// The differences between the running kernel and `desired`, in the order
+/// they are converged: modules, parameters, sysctls (conntrack max first,
+/// buckets last).
 pub fn diff_running(desired: &Desired, running: &Running) -> Vec<RuntimeChange> {
     let mut changes = Vec::new();
     for (name, (real, state)) in &running.modules {
         if *state == ModuleState::NotLoaded {
             changes.push(RuntimeChange {
-                item: format!("module {name}"),
+                item: RuntimeItem::Module(name.clone()),
                 before: "not loaded".into(),
                 after: if real != name {
                     format!("loaded ({real})")
@@ -196,7 +256,10 @@ pub fn diff_running(desired: &Desired, running: &Running) -> Vec<RuntimeChange> 
                 .flatten();
             if module_loaded && current.as_deref() != Some(value) {
                 changes.push(RuntimeChange {
-                    item: format!("{module}.{parameter}"),
+                    item: RuntimeItem::Parameter {
+                        module: module.clone(),
+                        parameter: parameter.to_string(),
+                    },
                     before: show(&current),
                     after: value.to_string(),
                     convergeable: false,
@@ -223,7 +286,7 @@ pub fn diff_running(desired: &Desired, running: &Running) -> Vec<RuntimeChange> 
         let current = running.sysctls.get(&key).cloned().flatten();
         if current.as_deref() != Some(value.as_str()) {
             changes.push(RuntimeChange {
-                item: key.clone(),
+                item: RuntimeItem::Sysctl(key.clone()),
                 before: show(&current),
                 after: value,
                 convergeable: true,
@@ -236,15 +299,120 @@ pub fn diff_running(desired: &Desired, running: &Running) -> Vec<RuntimeChange> 
     changes
 }
 
-/// Errors of converging the running kernel, one per failed item.
+/// What converging did with one planned item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum Outcome {
+    /// Changed as planned.
+    Changed,
+    /// Not changed: a rule of this host forbids it (read-only outside the
+    /// initial network namespace, no permission, a modprobe.d policy).
+    Refused {
+        /// Operation, object, cause.
+        error: String,
+        /// A hint.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hint: Option<String>,
+    },
+    /// Not changed: the attempt failed.
+    Failed {
+        /// Operation, object, cause.
+        error: String,
+        /// A hint.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hint: Option<String>,
+    },
+}
+
+/// A planned item that was not changed (refused or failed).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeFailure {
-    /// The item.
-    pub item: String,
-    /// The error message (operation, object, cause).
-    pub error: String,
-    /// A hint.
-    pub hint: Option<String>,
+    /// The planned difference, as planned.
+    pub change: RuntimeChange,
+    /// [`Outcome::Refused`] or [`Outcome::Failed`].
+    pub outcome: Outcome,
+}
+
+impl RuntimeFailure {
+    /// The error message.
+    pub fn error(&self) -> &str {
+        match &self.outcome {
+            Outcome::Refused { error, .. } | Outcome::Failed { error, .. } => error,
+            Outcome::Changed => "",
+        }
+    }
+
+    /// The hint, if any.
+    pub fn hint(&self) -> Option<&str> {
+        match &self.outcome {
+            Outcome::Refused { hint, .. } | Outcome::Failed { hint, .. } => hint.as_deref(),
+            Outcome::Changed => None,
+        }
+    }
+
+    /// Whether a rule refused it (rather than an attempt failing).
+    pub fn refused(&self) -> bool {
+        matches!(self.outcome, Outcome::Refused { .. })
+    }
+}
+
+impl Serialize for RuntimeFailure {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("RuntimeFailure", 7)?;
+        st.serialize_field("item", &self.change.item.to_string())?;
+        st.serialize_field("kind", self.change.item.kind())?;
+        st.serialize_field("before", &self.change.before)?;
+        st.serialize_field("wanted", &self.change.after)?;
+        st.serialize_field("outcome", if self.refused() { "refused" } else { "failed" })?;
+        st.serialize_field("error", self.error())?;
+        st.serialize_field("hint", &self.hint())?;
+        st.end()
+    }
+}
+
+/// The result of converging: one outcome per convergeable planned item, in
+/// plan order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Converged {
+    /// (planned difference, what happened to it).
+    pub items: Vec<(RuntimeChange, Outcome)>,
+}
+
+impl Converged {
+    /// The differences that were changed.
+    pub fn changed(&self) -> Vec<RuntimeChange> {
+        self.items
+            .iter()
+            .filter(|(_, o)| *o == Outcome::Changed)
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
+
+    /// The items refused or failed.
+    pub fn failures(&self) -> Vec<RuntimeFailure> {
+        self.items
+            .iter()
+            .filter(|(_, o)| *o != Outcome::Changed)
+            .map(|(c, o)| RuntimeFailure {
+                change: c.clone(),
+                outcome: o.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The differences left after converging, read again from the kernel,
+/// without the items already reported as refused or failed.
+pub fn remaining(
+    host: &Host,
+    desired: &Desired,
+    failures: &[RuntimeFailure],
+) -> Vec<RuntimeChange> {
+    diff_running(desired, &read_running(host, desired))
+        .into_iter()
+        .filter(|c| !failures.iter().any(|f| f.change.item == c.item))
+        .collect()
 }
 
 /// How modules get their options when converging.
@@ -257,22 +425,34 @@ pub enum OptionsFrom {
     Desired,
 }
 
-/// Converges the running kernel: loads missing modules, then sets conntrack
-/// limits and other sysctls (which exist only once their module is loaded).
-/// Continues past failures and reports each.
-pub fn converge(
+/// The outcome of a module load that did not succeed.
+fn module_outcome(error: Option<&crate::modules::error::ErrorInfo>) -> Outcome {
+    let Some(e) = error else {
+        return Outcome::Failed {
+            error: "load failed".into(),
+            hint: None,
+        };
+    };
+    let (error, hint) = (e.message.clone(), e.hint.clone());
+    match e.kind {
+        "blacklisted" | "disabled_by_policy" | "command_refused" | "not_permitted" => {
+            Outcome::Refused { error, hint }
+        }
+        _ => Outcome::Failed { error, hint },
+    }
+}
+
+/// Loads the planned modules (one libkmod context for all), one outcome
+/// per request, in request order.
+fn load_modules(
     host: &Host,
     desired: &Desired,
+    modules: &[(String, String)],
     options_from: OptionsFrom,
-) -> (Vec<RuntimeChange>, Vec<RuntimeFailure>) {
-    let before = read_running(host, desired);
-    let planned = diff_running(desired, &before);
-    let mut failures = Vec::new();
-    let to_load: Vec<LoadRequest> = before
-        .modules
+) -> Vec<Outcome> {
+    let requests: Vec<LoadRequest> = modules
         .iter()
-        .filter(|(_, (_, state))| *state == ModuleState::NotLoaded)
-        .map(|(name, (real, _))| LoadRequest {
+        .map(|(name, real)| LoadRequest {
             name: name.clone(),
             options: match options_from {
                 OptionsFrom::ModprobeD => Vec::new(),
@@ -286,68 +466,157 @@ pub fn converge(
             },
         })
         .collect();
-    if !to_load.is_empty() {
-        match ops::load(host, None, &to_load, LoadFlags::default()) {
-            Ok(report) => {
-                for result in report.results.iter().filter(|r| !r.ok) {
-                    let error = result
-                        .error
-                        .clone()
-                        .or_else(|| result.modules.iter().find_map(|m| m.error.clone()));
-                    failures.push(RuntimeFailure {
-                        item: format!("module {}", result.name),
-                        error: error
+    match ops::load(host, None, &requests, LoadFlags::default()) {
+        // One result per request, in order (ops::load's contract).
+        Ok(report) if report.results.len() == requests.len() => report
+            .results
+            .iter()
+            .map(|r| {
+                if r.ok {
+                    Outcome::Changed
+                } else {
+                    module_outcome(
+                        r.error
                             .as_ref()
-                            .map_or_else(|| "load failed".into(), |e| e.message.clone()),
-                        hint: error.and_then(|e| e.hint),
-                    });
+                            .or_else(|| r.modules.iter().find_map(|m| m.error.as_ref())),
+                    )
                 }
-            }
-            Err(e) => failures.push(RuntimeFailure {
-                item: "modules".into(),
+            })
+            .collect(),
+        Ok(report) => vec![
+            Outcome::Failed {
+                error: format!(
+                    "load modules: {} results for {} requests",
+                    report.results.len(),
+                    requests.len()
+                ),
+                hint: None,
+            };
+            requests.len()
+        ],
+        Err(e) => vec![
+            Outcome::Failed {
                 error: e.to_string(),
                 hint: e.hint(),
-            }),
+            };
+            requests.len()
+        ],
+    }
+}
+
+/// Sets one conntrack limit through [`ct_set::set_limits`] (validation,
+/// namespace refusal, read-back).
+fn set_limit(host: &Host, request: SetRequest) -> Outcome {
+    match ct_set::set_limits(host, request, false) {
+        Ok(_) => Outcome::Changed,
+        Err(e) => {
+            let (error, hint) = (e.to_string(), e.hint().map(str::to_string));
+            if matches!(e, ct_set::SetError::NotInitialNamespace { .. }) {
+                Outcome::Refused { error, hint }
+            } else {
+                Outcome::Failed { error, hint }
+            }
         }
     }
-    let request = SetRequest {
-        max: desired.conntrack.max,
-        buckets: desired.conntrack.buckets,
-    };
-    if (request.max.is_some() || request.buckets.is_some())
-        && let Err(e) = ct_set::set_limits(host, request, false)
-    {
-        failures.push(RuntimeFailure {
-            item: "conntrack limits".into(),
-            error: e.to_string(),
-            hint: e.hint().map(str::to_string),
+}
+
+/// Writes one sysctl (after its module may have appeared).
+fn set_sysctl(host: &Host, key: &str, value: &str) -> Outcome {
+    let sysctl = host.sysctl();
+    let current = sysctl
+        .read(key)
+        .ok()
+        .flatten()
+        .map(|v| v.trim().to_string());
+    if current.as_deref() == Some(value) {
+        return Outcome::Changed; // loading its module set it
+    }
+    match sysctl.write(key, value) {
+        Ok(()) => Outcome::Changed,
+        Err(e) => {
+            let (error, hint) = (e.to_string(), e.hint().map(str::to_string));
+            match e.raw_os_error() {
+                Some(libc::EACCES | libc::EPERM | libc::EROFS) => Outcome::Refused { error, hint },
+                _ => Outcome::Failed { error, hint },
+            }
+        }
+    }
+}
+
+/// Converges the running kernel: acts on each convergeable planned item —
+/// loads missing modules, then sets the sysctls (which exist only once their
+/// module is loaded; conntrack buckets before max) — and returns one outcome
+/// per item. Continues past failures.
+pub fn converge(host: &Host, desired: &Desired, options_from: OptionsFrom) -> Converged {
+    let before = read_running(host, desired);
+    let planned: Vec<RuntimeChange> = diff_running(desired, &before)
+        .into_iter()
+        .filter(|c| c.convergeable)
+        .collect();
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; planned.len()];
+    let modules: Vec<(usize, (String, String))> = planned
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| match &c.item {
+            RuntimeItem::Module(name) => before
+                .modules
+                .get(name)
+                .map(|(real, _)| (i, (name.clone(), real.clone()))),
+            _ => None,
+        })
+        .collect();
+    if !modules.is_empty() {
+        let pairs: Vec<(String, String)> = modules.iter().map(|(_, p)| p.clone()).collect();
+        for ((i, _), outcome) in
+            modules
+                .iter()
+                .zip(load_modules(host, desired, &pairs, options_from))
+        {
+            outcomes[*i] = Some(outcome);
+        }
+    }
+    // Buckets before max: a resize can fail (ENOMEM) and max is still set.
+    let mut sysctls: Vec<usize> = (0..planned.len())
+        .filter(|&i| matches!(planned[i].item, RuntimeItem::Sysctl(_)))
+        .collect();
+    sysctls.sort_by_key(|&i| planned[i].item != RuntimeItem::Sysctl(KEY_BUCKETS.into()));
+    for i in sysctls {
+        let RuntimeItem::Sysctl(key) = &planned[i].item else {
+            continue;
+        };
+        outcomes[i] = Some(if key == KEY_BUCKETS {
+            set_limit(
+                host,
+                SetRequest {
+                    max: None,
+                    buckets: desired.conntrack.buckets,
+                },
+            )
+        } else if key == KEY_MAX {
+            set_limit(
+                host,
+                SetRequest {
+                    max: desired.conntrack.max,
+                    buckets: None,
+                },
+            )
+        } else {
+            set_sysctl(host, key, &planned[i].after)
         });
     }
-    let sysctl = host.sysctl();
-    for (key, value) in &desired.sysctl {
-        let value = value.render();
-        let current = sysctl
-            .read(key)
-            .ok()
-            .flatten()
-            .map(|v| v.trim().to_string());
-        if current.as_deref() == Some(value.as_str()) {
-            continue;
-        }
-        if let Err(e) = sysctl.write(key, &value) {
-            failures.push(RuntimeFailure {
-                item: key.clone(),
-                error: e.to_string(),
-                hint: e.hint().map(str::to_string),
-            });
-        }
+    Converged {
+        items: planned
+            .into_iter()
+            .zip(outcomes)
+            .map(|(change, outcome)| {
+                let outcome = outcome.unwrap_or_else(|| Outcome::Failed {
+                    error: format!("{}: nothing acted on it", change.item),
+                    hint: None,
+                });
+                (change, outcome)
+            })
+            .collect(),
     }
-    let failed_items: Vec<&str> = failures.iter().map(|f| f.item.as_str()).collect();
-    let done = planned
-        .into_iter()
-        .filter(|c| c.convergeable && !failed_items.contains(&c.item.as_str()))
-        .collect();
-    (done, failures)
 }
 
 #[cfg(test)]
@@ -384,9 +653,21 @@ mod tests {
             Some("512".into()),
         );
         let changes = diff_running(&desired(), &running);
-        let items: Vec<&str> = changes.iter().map(|c| c.item.as_str()).collect();
+        let items: Vec<RuntimeItem> = changes.iter().map(|c| c.item.clone()).collect();
         assert_eq!(
             items,
+            [
+                RuntimeItem::Module("xt_state".into()),
+                RuntimeItem::Parameter {
+                    module: "nf_conntrack".into(),
+                    parameter: "expect_hashsize".into()
+                },
+                RuntimeItem::Sysctl("net.netfilter.nf_conntrack_buckets".into()),
+            ]
+        );
+        let shown: Vec<String> = items.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
             [
                 "module xt_state",
                 "nf_conntrack.expect_hashsize",
@@ -418,5 +699,144 @@ mod tests {
             Some("1024".into()),
         );
         assert_eq!(diff_running(&desired(), &running), vec![]);
+    }
+
+    /// The state of one sysctl file in a generated fake kernel tree.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Key {
+        /// Not in the desired state.
+        NotDesired,
+        /// Holds the desired value already.
+        Equal,
+        /// Differs; writable.
+        Differs,
+        /// Differs; mode 0444 (as outside the initial network namespace).
+        ReadOnly,
+        /// Not in the tree (its module is not there).
+        Absent,
+        /// A directory where the key should be (every write fails).
+        Broken,
+    }
+
+    /// Converging over every combination of key states: each planned item
+    /// gets exactly one outcome, the outcome is the one of its own key
+    /// (never of another), a refused or failed key keeps its value, and a
+    /// changed key holds the wanted value.
+    #[test]
+    fn each_outcome_belongs_to_its_own_item() {
+        use std::fs;
+        use std::os::unix::fs::PermissionsExt;
+        let limit_states = [Key::NotDesired, Key::Equal, Key::Differs, Key::ReadOnly];
+        let other_states = [
+            Key::NotDesired,
+            Key::Equal,
+            Key::Differs,
+            Key::Absent,
+            Key::Broken,
+        ];
+        // (key, wanted, other value)
+        let keys = [
+            (KEY_MAX, "5000", "262144"),
+            (KEY_BUCKETS, "2048", "1024"),
+            ("net.netfilter.nf_conntrack_tcp_loose", "0", "1"),
+            ("net.netfilter.nf_conntrack_acct", "1", "0"),
+        ];
+        let mut combinations = 0;
+        for a in limit_states {
+            for b in limit_states {
+                for c in other_states {
+                    for d in other_states {
+                        let states = [a, b, c, d];
+                        combinations += 1;
+                        let dir = tempfile::tempdir().unwrap();
+                        let nf = dir.path().join("proc/sys/net/netfilter");
+                        fs::create_dir_all(&nf).unwrap();
+                        fs::create_dir_all(dir.path().join("sys/module/nf_conntrack")).unwrap();
+                        let mut toml = String::from("[conntrack]\n");
+                        let mut sysctl = String::from("[sysctl]\n");
+                        for ((key, wanted, other), state) in keys.iter().zip(states) {
+                            let file = nf.join(key.rsplit('.').next().unwrap());
+                            match state {
+                                Key::Absent => {}
+                                Key::Broken => fs::create_dir(&file).unwrap(),
+                                Key::Equal => fs::write(&file, format!("{wanted}\n")).unwrap(),
+                                _ => fs::write(&file, format!("{other}\n")).unwrap(),
+                            }
+                            if state == Key::ReadOnly {
+                                fs::set_permissions(&file, fs::Permissions::from_mode(0o444))
+                                    .unwrap();
+                            }
+                            if state == Key::NotDesired {
+                                continue;
+                            }
+                            match *key {
+                                KEY_MAX => toml.push_str(&format!("max = {wanted}\n")),
+                                KEY_BUCKETS => toml.push_str(&format!("buckets = {wanted}\n")),
+                                _ => sysctl.push_str(&format!("\"{key}\" = {wanted}\n")),
+                            }
+                        }
+                        let desired = Desired::parse("t", &format!("{toml}{sysctl}")).unwrap();
+                        let mut host = Host::offline(dir.path());
+                        host.offline = false; // a fake live tree
+                        let planned = diff_running(&desired, &read_running(&host, &desired));
+                        let converged = converge(&host, &desired, OptionsFrom::ModprobeD);
+                        let items: Vec<&RuntimeItem> =
+                            converged.items.iter().map(|(c, _)| &c.item).collect();
+                        let planned_items: Vec<&RuntimeItem> =
+                            planned.iter().map(|c| &c.item).collect();
+                        assert_eq!(items, planned_items, "{states:?}");
+                        for ((key, wanted, other), state) in keys.iter().zip(states) {
+                            let item = RuntimeItem::Sysctl(key.to_string());
+                            let outcome = converged
+                                .items
+                                .iter()
+                                .find(|(c, _)| c.item == item)
+                                .map(|(_, o)| o);
+                            let file = nf.join(key.rsplit('.').next().unwrap());
+                            let now = fs::read_to_string(&file).ok();
+                            let ctx = format!("{states:?} {key}: {outcome:?}");
+                            match state {
+                                Key::NotDesired | Key::Equal => assert_eq!(outcome, None, "{ctx}"),
+                                Key::Differs => {
+                                    assert_eq!(outcome, Some(&Outcome::Changed), "{ctx}");
+                                    assert_eq!(
+                                        now.as_deref().map(str::trim),
+                                        Some(*wanted),
+                                        "{ctx}"
+                                    );
+                                }
+                                Key::ReadOnly => {
+                                    assert!(
+                                        matches!(outcome, Some(Outcome::Refused { .. })),
+                                        "{ctx}"
+                                    );
+                                    assert_eq!(
+                                        now.as_deref().map(str::trim),
+                                        Some(*other),
+                                        "{ctx}"
+                                    );
+                                }
+                                Key::Absent | Key::Broken => {
+                                    assert!(
+                                        matches!(outcome, Some(Outcome::Failed { .. })),
+                                        "{ctx}"
+                                    );
+                                }
+                            }
+                        }
+                        let changed = converged.changed();
+                        let failures = converged.failures();
+                        assert_eq!(changed.len() + failures.len(), planned.len());
+                        for f in &failures {
+                            assert!(
+                                !changed.iter().any(|c| c.item == f.change.item),
+                                "{states:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(combinations, 400);
     }
 }
