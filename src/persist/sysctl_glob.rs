@@ -9,8 +9,9 @@
 //! - then each `/`-separated component of the pattern is matched against one
 //!   name with fnmatch(3) rules: `*` (any run), `?` (one character),
 //!   `[...]` (a set: `!` or `^` negates, `a-z` ranges in byte order,
-//!   `[:alpha:]`-style classes, `]` first is literal, an unterminated `[` is
-//!   a plain `[`), and `\` quotes the next character;
+//!   `[:alpha:]`-style classes, `[.c.]` and `[=c=]` for one character, `]`
+//!   first is literal, an unterminated `[` is a plain `[`), and `\` quotes
+//!   the next character;
 //! - a name's leading `.` matches only a literal `.`.
 //!
 //! A key is a glob when it contains `*`, `?` or `[` (braces alone are not:
@@ -277,6 +278,21 @@ impl Bracket {
                     }
                     i += 2 + end + 2;
                     continue;
+                }
+            }
+            // A collating symbol `[.c.]` or an equivalence class `[=c=]`:
+            // one character in the C locale; anything else fails the match.
+            if c == b'[' && matches!(pattern.get(i + 1), Some(b'.' | b'=')) {
+                let kind = pattern[i + 1];
+                let rest = &pattern[i + 2..];
+                let end = rest.windows(2).position(|w| w == [kind, b']']);
+                match end {
+                    Some(1) => {
+                        items.push(Item::Byte(rest[0]));
+                        i += 2 + 1 + 2;
+                        continue;
+                    }
+                    _ => return Parsed::Invalid,
                 }
             }
             // One (possibly quoted) byte, maybe the start of a range.
