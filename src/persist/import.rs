@@ -343,6 +343,14 @@ pub fn import(root: &Path, from: ImportFrom, paths: &[PathBuf]) -> Result<Import
                     b.comments.push(format!("ignored: {e}"));
                 }
                 for a in assignments {
+                    if a.is_glob() {
+                        b.comments.push(format!(
+                            "{shown}:{}: left in place: glob key {} (nfkit.toml names keys one by one; \
+                             `nfkit verify` accounts for globs)",
+                            a.line, a.key
+                        ));
+                        continue;
+                    }
                     b.add_sysctl(&a.key, &a.value, &format!("{shown}:{}", a.line));
                 }
             }
@@ -422,9 +430,19 @@ mod tests {
         write(
             r,
             "/etc/sysctl.d/50-ct.conf",
-            "net.netfilter.nf_conntrack_tcp_loose = 0\n",
+            "net.netfilter.nf_conntrack_tcp_loose = 0\nnet.netfilter.nf_conntrack_tcp_timeout_* = 60\n",
         );
         let imported = import(r, ImportFrom::Debian, &[]).unwrap();
+        assert!(
+            !imported.desired.sysctl.keys().any(|k| k.contains('*')),
+            "glob keys stay where they are"
+        );
+        assert!(
+            imported
+                .comments
+                .iter()
+                .any(|c| c.contains("50-ct.conf:2: left in place: glob key"))
+        );
         assert_eq!(
             imported.desired.modules.load,
             ["loop", "nf_conntrack", "xt_conntrack"]
