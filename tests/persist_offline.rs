@@ -288,6 +288,48 @@ fn apply_warns_when_a_later_file_overrides_the_max_at_boot() {
 }
 
 #[test]
+fn sysctl_globs_and_exclusions_at_boot_on_a_systemd_root() {
+    // A glob applied after nfkit's file does not override its explicit key.
+    let dir = systemd_root();
+    let r = dir.path();
+    write(
+        r,
+        "/usr/lib/sysctl.d/99-zzz-vendor.conf",
+        "net.netfilter.nf_conntrack_* = 7\n",
+    );
+    write(r, "/etc/nfkit/nfkit.toml", "[conntrack]\nmax = 500000\n");
+    let text = ok(with_root(r).arg("apply"));
+    assert!(!text.contains("applied after nfkit's file"), "{text}");
+    assert!(
+        r.join("etc/sysctl.d/90-nfkit.conf").exists(),
+        "a glob does not move nfkit's file"
+    );
+    let out = run(with_root(r).arg("verify"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("wins over any glob"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A `-key` line applied after nfkit's file cancels it: apply warns, verify differs.
+    write(
+        r,
+        "/usr/lib/sysctl.d/99-zzz-vendor.conf",
+        "-net.netfilter.nf_conntrack_max\n",
+    );
+    let text = ok(with_root(r).arg("apply"));
+    assert!(text.contains("cancels it"), "{text}");
+    let out = run(with_root(r).arg("verify"));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cancels it"));
+}
+
+#[test]
 fn concurrent_applies_serialise() {
     let dir = systemd_root();
     let r = dir.path();

@@ -191,7 +191,19 @@ fn boot_override_warnings(root: &Path, desired: &Desired, layout: &Layout) -> Ve
     let boot = super::nextboot::NextBoot::read(root, layout);
     let mut warnings = Vec::new();
     for (key, value) in desired.sysctl_settings() {
-        if let Some(winner) = boot.sysctl_setters(&key).last()
+        let setters = boot.sysctl_boot(&key);
+        if let Some(cancelled) = setters
+            .skipped
+            .iter()
+            .find(|s| s.why == super::sysctl_d::Skip::Cancelled && setters.writes.is_empty())
+        {
+            warnings.push(format!(
+                "a `-{key}` line after {}:{} cancels it: systemd-sysctl does not set {key} at boot \
+                 (remove that line; `nfkit verify` shows all setters)",
+                cancelled.setter.file.display(),
+                cancelled.setter.line,
+            ));
+        } else if let Some(winner) = setters.winner()
             && winner.value != value
         {
             warnings.push(format!(

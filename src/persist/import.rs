@@ -484,6 +484,14 @@ pub fn import(
                     }
                 }
                 for a in assignments {
+                    if a.is_glob() {
+                        b.comments.push(format!(
+                            "{shown}:{}: left in place: glob key {} (nfkit.toml names keys one by one; \
+                             `nfkit verify` accounts for globs)",
+                            a.line, a.key
+                        ));
+                        continue;
+                    }
                     b.add_sysctl(&a.key, &a.value, &format!("{shown}:{}", a.line));
                 }
             }
@@ -567,9 +575,22 @@ mod tests {
         write(
             r,
             "/etc/sysctl.d/50-ct.conf",
-            "net.netfilter.nf_conntrack_tcp_loose = 0\nvm.swappiness = 10\n",
+            "net.netfilter.nf_conntrack_tcp_loose = 0
+net.netfilter.nf_conntrack_tcp_timeout_* = 60
+vm.swappiness = 10
+",
         );
         let imported = import(r, ImportFrom::Debian, Scope::Netfilter, &[]).unwrap();
+        assert!(
+            !imported.desired.sysctl.keys().any(|k| k.contains('*')),
+            "glob keys stay where they are"
+        );
+        assert!(
+            imported
+                .comments
+                .iter()
+                .any(|c| c.contains("50-ct.conf:2: left in place: glob key"))
+        );
         // loop is not a netfilter module: skipped, and said so.
         assert_eq!(
             imported.desired.modules.load,

@@ -16,6 +16,7 @@ pub mod record;
 pub mod runtime;
 pub mod shell_vars;
 pub mod sysctl_d;
+pub mod sysctl_glob;
 pub mod verify;
 
 /// Helpers shared by this module's unit tests.

@@ -62,6 +62,7 @@ pub struct NextBoot {
     pub boot_hook: Option<String>,
     sysctl_files: Vec<sysctl_d::ConfigFile>,
     sysctl_conf_last: Option<sysctl_d::ConfigFile>,
+    sysctl_applier: Option<sysctl_d::Applier>,
 }
 
 impl NextBoot {
@@ -125,8 +126,13 @@ impl NextBoot {
         }
         view.boot_hook = find_boot_hook(root);
         view.sysctl_files = plan::sysctl_files(root);
+        view.sysctl_applier = Some(if layout.systemd {
+            sysctl_d::Applier::SystemdSysctl
+        } else {
+            sysctl_d::Applier::ProcpsSystem
+        });
         for file in &view.sysctl_files {
-            let (_, errors) = sysctl_d::parse(&file.path, &file.text);
+            let (_, errors) = sysctl_d::parse_lines(&file.path, &file.text);
             view.problems.extend(errors.iter().map(ToString::to_string));
         }
         if !layout.systemd
@@ -192,17 +198,33 @@ impl NextBoot {
         found
     }
 
-    /// Every assignment of a sysctl key at boot, in application order (the
-    /// last one wins).
+    /// Every write of a sysctl key at boot, in the order they happen (the
+    /// last one wins), globs included.
     pub fn sysctl_setters(&self, key: &str) -> Vec<FromFile> {
-        let Ok(path) = crate::sysctl::key_to_relative_path(key) else {
-            return Vec::new();
-        };
-        sysctl_d::setters_of(&path, &self.sysctl_files, self.sysctl_conf_last.as_ref())
-            .all
+        self.sysctl_boot(key)
+            .writes
             .into_iter()
-            .map(|(file, line, value)| FromFile { value, file, line })
+            .map(|s| FromFile {
+                value: s.value,
+                file: s.file,
+                line: s.line,
+            })
             .collect()
+    }
+
+    /// How a sysctl key is set at boot: the writes in order (the last one
+    /// wins) and the lines that name or match it without writing it.
+    pub fn sysctl_boot(&self, key: &str) -> sysctl_d::Setters {
+        let Ok(path) = crate::sysctl::key_to_relative_path(key) else {
+            return sysctl_d::Setters::default();
+        };
+        sysctl_d::setters_of(
+            &path,
+            &self.sysctl_files,
+            self.sysctl_conf_last.as_ref(),
+            self.sysctl_applier
+                .unwrap_or(sysctl_d::Applier::SystemdSysctl),
+        )
     }
 }
 

@@ -145,19 +145,31 @@ fn change(target: Target, path: &str, before: Option<String>, after: Option<Stri
 }
 
 /// Whether some sysctl file applied after `name` (systemd's lexical order)
-/// sets one of `keys` (relative /proc/sys paths).
+/// would keep one of `keys` (relative /proc/sys paths) from nfkit's value:
+/// it assigns the key (or its other name), or cancels it with `-key`. A
+/// later glob does not: a line naming the key wins over globs.
 fn later_file_sets(root: &Path, name: &str, keys: &[String]) -> bool {
-    sysctl_files(root).iter().any(|f| {
-        let base = f
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if base.as_str() <= name || base.ends_with("-nfkit.conf") {
-            return false;
-        }
-        let (assignments, _) = sysctl_d::parse(&f.path, &f.text);
-        assignments.iter().any(|a| keys.contains(&a.path))
+    let ours = Path::new("/etc/sysctl.d").join(name);
+    let mut files: Vec<sysctl_d::ConfigFile> = sysctl_files(root)
+        .into_iter()
+        .filter(|f| {
+            !f.path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with("-nfkit.conf"))
+        })
+        .collect();
+    // A value no other line can have: a later line with the same value
+    // counts as setting the key too.
+    let text: String = keys.iter().map(|k| format!("{k} = \u{1}nfkit\n")).collect();
+    files.push(sysctl_d::ConfigFile {
+        path: ours.clone(),
+        text,
+    });
+    files.sort_by_key(|f| f.path.file_name().map(|n| n.to_os_string()));
+    keys.iter().any(|key| {
+        sysctl_d::setters_of(key, &files, None, sysctl_d::Applier::SystemdSysctl)
+            .winner()
+            .is_none_or(|w| w.file != ours)
     })
 }
 
@@ -401,6 +413,19 @@ mod tests {
         );
         let plan = plan_files(other.path(), &seed(), &[Target::SysctlD]).unwrap();
         assert_eq!(plan[0].path, Path::new(SYSCTL_FILE));
+        // A later glob does not override an explicit key; a later `-key`
+        // cancels it, and the legacy name is the same variable.
+        for (text, late) in [
+            ("net.netfilter.nf_conntrack_* = 1\n", false),
+            ("-net.netfilter.nf_conntrack_max\n", true),
+            ("net.nf_conntrack_max = 1\n", true),
+        ] {
+            let root = tempfile::tempdir().unwrap();
+            write(root.path(), "/usr/lib/sysctl.d/95-vendor.conf", text);
+            let plan = plan_files(root.path(), &seed(), &[Target::SysctlD]).unwrap();
+            let expected = if late { SYSCTL_FILE_LATE } else { SYSCTL_FILE };
+            assert_eq!(plan[0].path, Path::new(expected), "{text}");
+        }
     }
 
     #[test]

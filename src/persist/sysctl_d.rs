@@ -9,9 +9,28 @@
 //!   `/etc/sysctl.conf` is read only through a `99-sysctl.conf` symlink.
 //! - procps `sysctl --system`: the same set and order, then
 //!   `/etc/sysctl.conf` last, so it overrides everything.
+//!
+//! Glob keys (`net.netfilter.nf_conntrack_tcp_timeout_* = 60`, see
+//! [`super::sysctl_glob`]) and `-key` exclusion lines follow systemd-sysctl
+//! (v246+; checked against v252's source and binary):
+//! - every line goes into one ordered map keyed by the normalised key (glob
+//!   or not): a line with the value already there changes nothing (the entry
+//!   keeps its place), a different value (or an exclusion) removes the entry
+//!   and appends the new one. The map is then applied in order.
+//! - a glob writes every existing key it matches that has no entry of its
+//!   own: an explicit `key = value` anywhere, or a `-key` line, wins over
+//!   every glob whatever the file order; a later `-key` line also cancels an
+//!   earlier `key = value`, so the key is not written at all.
+//! - among globs, the one applied last wins: map order, so a glob repeated
+//!   later with the same value does not move.
+//!
+//! procps-ng 4 (`sysctl --system`) writes line by line instead: an explicit
+//! key's last line wins, globs skip keys named by any `key = value` or `-key`
+//! line, and a `-key` line does not cancel an assignment.
 
 use std::path::{Path, PathBuf};
 
+use super::sysctl_glob;
 use crate::sysctl::key_to_relative_path;
 
 /// Directories searched, highest priority first.
@@ -50,9 +69,43 @@ pub struct SyntaxError {
     pub reason: String,
 }
 
-/// Parses one file.
-pub fn parse(file: &Path, text: &str) -> (Vec<Assignment>, Vec<SyntaxError>) {
-    let mut assignments = Vec::new();
+/// One meaningful line of a sysctl.d file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// `key = value` (or `-key = value`).
+    Assign(Assignment),
+    /// `-key` alone: no glob sets the key (systemd ≥ 246, procps-ng 4).
+    Exclude {
+        /// The key as written (without the `-`).
+        key: String,
+        /// Normalised to a `/proc/sys` relative path.
+        path: String,
+        /// 1-based line.
+        line: usize,
+    },
+}
+
+impl Line {
+    /// The normalised key.
+    pub fn path(&self) -> &str {
+        match self {
+            Line::Assign(a) => &a.path,
+            Line::Exclude { path, .. } => path,
+        }
+    }
+}
+
+impl Assignment {
+    /// Whether the key is a glob pattern.
+    pub fn is_glob(&self) -> bool {
+        sysctl_glob::is_glob(&self.path)
+    }
+}
+
+/// Parses one file: assignments and `-key` exclusion lines, as
+/// systemd-sysctl reads them (one leading `-` is stripped).
+pub fn parse_lines(file: &Path, text: &str) -> (Vec<Line>, Vec<SyntaxError>) {
+    let mut lines = Vec::new();
     let mut errors = Vec::new();
     for (index, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -65,27 +118,49 @@ pub fn parse(file: &Path, text: &str) -> (Vec<Assignment>, Vec<SyntaxError>) {
             reason,
         };
         let Some((key, value)) = line.split_once('=') else {
-            // `-key` alone excludes a key from globs (systemd); keep quiet.
-            if line.starts_with('-') {
+            let Some(key) = line.strip_prefix('-') else {
+                errors.push(error(format!("no `=` in {line:?}")));
                 continue;
+            };
+            let key = key.trim();
+            match key_to_relative_path(key) {
+                Ok(path) => lines.push(Line::Exclude {
+                    key: key.to_string(),
+                    path,
+                    line: index + 1,
+                }),
+                Err(e) => errors.push(error(e.to_string())),
             }
-            errors.push(error(format!("no `=` in {line:?}")));
             continue;
         };
-        let mut key = key.trim();
-        let ignore_failure = key.starts_with('-');
-        key = key.trim_start_matches('-');
+        let (key, ignore_failure) = match key.strip_prefix('-') {
+            Some(rest) => (rest.trim(), true),
+            None => (key.trim(), false),
+        };
         match key_to_relative_path(key) {
-            Ok(path) => assignments.push(Assignment {
+            Ok(path) => lines.push(Line::Assign(Assignment {
                 key: key.to_string(),
                 path,
                 value: value.trim().to_string(),
                 ignore_failure,
                 line: index + 1,
-            }),
+            })),
             Err(e) => errors.push(error(e.to_string())),
         }
     }
+    (lines, errors)
+}
+
+/// Parses one file's assignments (exclusion lines are left out).
+pub fn parse(file: &Path, text: &str) -> (Vec<Assignment>, Vec<SyntaxError>) {
+    let (lines, errors) = parse_lines(file, text);
+    let assignments = lines
+        .into_iter()
+        .filter_map(|l| match l {
+            Line::Assign(a) => Some(a),
+            Line::Exclude { .. } => None,
+        })
+        .collect();
     (assignments, errors)
 }
 
@@ -122,41 +197,236 @@ pub fn effective_order(files: Vec<(usize, String, PathBuf, Option<String>)>) -> 
         .collect()
 }
 
-/// Who sets a key at boot, and who else does.
+/// What applies the files at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applier {
+    /// systemd-sysctl: sysctl.d only, one ordered map (see the module doc).
+    SystemdSysctl,
+    /// procps `sysctl --system`: sysctl.d then `/etc/sysctl.conf`, line by line.
+    ProcpsSystem,
+}
+
+/// One line that writes the key at boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setter {
+    /// The file (as seen inside the root).
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// The value written.
+    pub value: String,
+    /// The glob key as written, when the line sets the key through a glob.
+    pub glob: Option<String>,
+}
+
+/// Why a line that names (or matches) the key writes nothing at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// A later line of the same key replaced it (systemd's map).
+    Replaced,
+    /// A glob that matches the key: the key has a line of its own.
+    ExplicitWins,
+    /// A `-key` line: no glob sets the key.
+    Exclusion,
+    /// An assignment cancelled by a later `-key` line (systemd).
+    Cancelled,
+}
+
+/// A line that names or matches the key but does not write it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The line (value empty for a `-key` line).
+    pub setter: Setter,
+    /// Why.
+    pub why: Skip,
+}
+
+/// Who sets a key at boot, and who else names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Setters {
-    /// Every (file, line, value) assigning the key, in application order.
-    pub all: Vec<(PathBuf, usize, String)>,
+    /// Every write of the key, in the order they happen: the last one wins.
+    pub writes: Vec<Setter>,
+    /// Lines that name or match the key and write nothing, in file order.
+    pub skipped: Vec<Skipped>,
 }
 
 impl Setters {
     /// The value applied last (the winner), if any.
-    pub fn winner(&self) -> Option<&(PathBuf, usize, String)> {
-        self.all.last()
+    pub fn winner(&self) -> Option<&Setter> {
+        self.writes.last()
     }
 }
 
-/// All assignments of the key at `path` (normalised), in application order,
-/// over `ordered` files followed by `trailing` (procps' `/etc/sysctl.conf`).
-pub fn setters_of(path: &str, ordered: &[ConfigFile], trailing: Option<&ConfigFile>) -> Setters {
-    // net.nf_conntrack_max is the same kernel variable as
-    // net.netfilter.nf_conntrack_max (legacy name, initial namespace only).
-    let same: &[&str] = match path {
-        "net/netfilter/nf_conntrack_max" | "net/nf_conntrack_max" => {
-            &["net/netfilter/nf_conntrack_max", "net/nf_conntrack_max"]
+/// Other names of the same kernel variable: `net.nf_conntrack_max` is
+/// `net.netfilter.nf_conntrack_max` (legacy name, initial namespace only).
+fn same_variable(path: &str) -> Vec<String> {
+    match path {
+        "net/netfilter/nf_conntrack_max" | "net/nf_conntrack_max" => vec![
+            "net/netfilter/nf_conntrack_max".into(),
+            "net/nf_conntrack_max".into(),
+        ],
+        _ => vec![path.to_string()],
+    }
+}
+
+/// One parsed line with its file.
+struct Located<'a> {
+    file: &'a Path,
+    line: Line,
+}
+
+impl Located<'_> {
+    fn setter(&self) -> Setter {
+        let (line, value, glob) = match &self.line {
+            Line::Assign(a) => (a.line, a.value.clone(), a.is_glob().then(|| a.key.clone())),
+            Line::Exclude { line, .. } => (*line, String::new(), None),
+        };
+        Setter {
+            file: self.file.to_path_buf(),
+            line,
+            value,
+            glob,
         }
-        _ => &[],
+    }
+
+    fn value(&self) -> Option<&str> {
+        match &self.line {
+            Line::Assign(a) => Some(&a.value),
+            Line::Exclude { .. } => None,
+        }
+    }
+}
+
+/// How the key at `path` (normalised, assumed to exist at boot) is set when
+/// `applier` applies `ordered` files, followed by `trailing` (procps'
+/// `/etc/sysctl.conf`; systemd-sysctl never reads it directly).
+///
+/// Globs are matched against the key itself (and its other names), not
+/// against a list of keys: the question is "does this glob set my key".
+pub fn setters_of(
+    path: &str,
+    ordered: &[ConfigFile],
+    trailing: Option<&ConfigFile>,
+    applier: Applier,
+) -> Setters {
+    let names = same_variable(path);
+    let files: Vec<&ConfigFile> = match applier {
+        Applier::SystemdSysctl => ordered.iter().collect(),
+        Applier::ProcpsSystem => ordered.iter().chain(trailing).collect(),
     };
-    let mut all = Vec::new();
-    for file in ordered.iter().chain(trailing) {
-        let (assignments, _) = parse(&file.path, &file.text);
-        for a in assignments {
-            if a.path == path || same.contains(&a.path.as_str()) {
-                all.push((file.path.clone(), a.line, a.value));
+    // Only lines about this variable matter: its own names, and globs
+    // matching one of them.
+    let mut lines = Vec::new();
+    for file in files {
+        let (parsed, _) = parse_lines(&file.path, &file.text);
+        for line in parsed {
+            let key = line.path();
+            let relevant = if sysctl_glob::is_glob(key) {
+                names.iter().any(|n| sysctl_glob::matches(key, n))
+            } else {
+                names.iter().any(|n| n == key)
+            };
+            if relevant {
+                lines.push(Located {
+                    file: &file.path,
+                    line,
+                });
             }
         }
     }
-    Setters { all }
+    match applier {
+        Applier::SystemdSysctl => systemd_order(&names, lines),
+        Applier::ProcpsSystem => procps_order(&names, lines),
+    }
+}
+
+/// systemd-sysctl: the ordered map, then globs for keys without an entry.
+fn systemd_order(names: &[String], lines: Vec<Located<'_>>) -> Setters {
+    let mut skipped = Vec::new();
+    // The map, in order (entries replaced by a later line become None).
+    let mut map: Vec<Option<Located<'_>>> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for line in lines {
+        let key = line.line.path().to_string();
+        if let Some(&at) = index.get(&key) {
+            let existing = map[at].as_mut().expect("indexed entries are present");
+            if existing.value() == line.value() {
+                // Same value: the entry keeps its place; name the latest line.
+                *existing = line;
+                continue;
+            }
+            let old = map[at].take().expect("indexed entries are present");
+            let why = match (old.value(), line.value()) {
+                (Some(_), None) if !sysctl_glob::is_glob(&key) => Skip::Cancelled,
+                _ => Skip::Replaced,
+            };
+            skipped.push(Skipped {
+                setter: old.setter(),
+                why,
+            });
+        }
+        index.insert(key, map.len());
+        map.push(Some(line));
+    }
+    let explicit = |name: &String| index.contains_key(name.as_str());
+    let mut writes = Vec::new();
+    for entry in map.iter().flatten() {
+        let key = entry.line.path();
+        match (&entry.line, sysctl_glob::is_glob(key)) {
+            (Line::Exclude { .. }, _) => skipped.push(Skipped {
+                setter: entry.setter(),
+                why: Skip::Exclusion,
+            }),
+            (Line::Assign(_), false) => writes.push(entry.setter()),
+            (Line::Assign(_), true) => {
+                let matched: Vec<&String> = names
+                    .iter()
+                    .filter(|n| sysctl_glob::matches(key, n))
+                    .collect();
+                if matched.iter().any(|n| !explicit(n)) {
+                    writes.push(entry.setter());
+                } else {
+                    skipped.push(Skipped {
+                        setter: entry.setter(),
+                        why: Skip::ExplicitWins,
+                    });
+                }
+            }
+        }
+    }
+    skipped.sort_by(|a, b| (&a.setter.file, a.setter.line).cmp(&(&b.setter.file, b.setter.line)));
+    Setters { writes, skipped }
+}
+
+/// procps `sysctl --system`: line by line; globs skip every key named by a
+/// line of its own.
+fn procps_order(names: &[String], lines: Vec<Located<'_>>) -> Setters {
+    let explicit: std::collections::HashSet<&str> = lines
+        .iter()
+        .map(|l| l.line.path())
+        .filter(|k| !sysctl_glob::is_glob(k))
+        .collect();
+    let mut setters = Setters::default();
+    for entry in &lines {
+        let key = entry.line.path();
+        let skip = match &entry.line {
+            Line::Exclude { .. } => Some(Skip::Exclusion),
+            Line::Assign(_) if !sysctl_glob::is_glob(key) => None,
+            Line::Assign(_) => names
+                .iter()
+                .filter(|n| sysctl_glob::matches(key, n))
+                .all(|n| explicit.contains(n.as_str()))
+                .then_some(Skip::ExplicitWins),
+        };
+        match skip {
+            None => setters.writes.push(entry.setter()),
+            Some(why) => setters.skipped.push(Skipped {
+                setter: entry.setter(),
+                why,
+            }),
+        }
+    }
+    setters
 }
 
 /// Renders nfkit's sysctl.d file.
@@ -251,14 +521,17 @@ mod tests {
             names,
             ["/etc/sysctl.d/10-a.conf", "/run/sysctl.d/99-z.conf"]
         );
-        let setters = setters_of("k", &ordered, None);
-        assert_eq!(setters.winner().unwrap().2, "etc");
+        let setters = setters_of("k", &ordered, None, Applier::SystemdSysctl);
+        assert_eq!(setters.winner().unwrap().value, "etc");
         let conf = ConfigFile {
             path: "/etc/sysctl.conf".into(),
             text: "k=last\n".into(),
         };
         assert_eq!(
-            setters_of("k", &ordered, Some(&conf)).winner().unwrap().2,
+            setters_of("k", &ordered, Some(&conf), Applier::ProcpsSystem)
+                .winner()
+                .unwrap()
+                .value,
             "last"
         );
     }

@@ -7,6 +7,7 @@ use super::desired::Desired;
 use super::nextboot::{FromFile, NextBoot};
 use super::plan::{self, Layout};
 use super::runtime::{self, ModuleState, Running};
+use super::sysctl_d;
 use crate::conntrack::limits::effective_buckets;
 use crate::system::Host;
 
@@ -56,6 +57,52 @@ fn module_running(state: &ModuleState) -> &'static str {
         ModuleState::NotLoaded => "not loaded",
         ModuleState::Unknown => "unknown",
     }
+}
+
+/// Notes about the sysctl.d lines that set `key` at boot, or name or match
+/// it without setting it (globs, `-key` lines), when they matter.
+fn sysctl_notes(key: &str, value: &str, setters: &sysctl_d::Setters) -> Vec<String> {
+    let at = |s: &sysctl_d::Setter| format!("{}:{}", s.file.display(), s.line);
+    let through = |s: &sysctl_d::Setter| {
+        s.glob
+            .as_ref()
+            .map(|g| format!(" through the glob `{g}`"))
+            .unwrap_or_default()
+    };
+    let mut notes = Vec::new();
+    let mut lines: Vec<(&sysctl_d::Setter, Option<sysctl_d::Skip>)> =
+        setters.writes.iter().map(|s| (s, None)).collect();
+    lines.extend(setters.skipped.iter().map(|s| (&s.setter, Some(s.why))));
+    lines.sort_by(|a, b| (&a.0.file, a.0.line).cmp(&(&b.0.file, b.0.line)));
+    for (s, skip) in lines {
+        match skip {
+            None | Some(sysctl_d::Skip::Replaced) if s.value != value => {
+                notes.push(format!("{} sets {key} = {}{}", at(s), s.value, through(s)))
+            }
+            Some(sysctl_d::Skip::ExplicitWins) if s.value != value => notes.push(format!(
+                "{} sets {key} = {}{}, but not at boot: a line naming the key wins over any glob",
+                at(s),
+                s.value,
+                through(s)
+            )),
+            Some(sysctl_d::Skip::Cancelled) => notes.push(format!(
+                "{} sets {key} = {}, but a later `-{key}` line cancels it: systemd-sysctl does not set the key",
+                at(s),
+                s.value
+            )),
+            Some(sysctl_d::Skip::Exclusion) if setters.writes.is_empty() => notes.push(format!(
+                "{}: `-{key}` keeps every glob from setting it",
+                at(s)
+            )),
+            _ => {}
+        }
+    }
+    if let Some(last) = setters.winner()
+        && last.value != value
+    {
+        notes.push(format!("{} is applied last and wins", last.file.display()));
+    }
+    notes
 }
 
 /// Builds the report from the three views (pure).
@@ -264,17 +311,14 @@ pub fn compare(
                 None => ("(kernel default)".into(), None, false),
             }
         } else {
-            let setters = boot.sysctl_setters(&key);
-            for s in setters.iter().filter(|s| s.value != value) {
-                notes.push(format!("{} sets {key} = {}", at(s), s.value));
-            }
-            if let Some(last) = setters.last()
-                && last.value != value
-            {
-                notes.push(format!("{} is applied last and wins", last.file.display()));
-            }
-            match setters.last() {
-                Some(w) => (w.value.clone(), Some(at(w)), w.value == value),
+            let setters = boot.sysctl_boot(&key);
+            notes.extend(sysctl_notes(&key, &value, &setters));
+            match setters.winner() {
+                Some(w) => (
+                    w.value.clone(),
+                    Some(format!("{}:{}", w.file.display(), w.line)),
+                    w.value == value,
+                ),
                 None => ("(kernel default)".into(), None, false),
             }
         };
@@ -476,5 +520,57 @@ mod tests {
             .find(|r| r.item == "module nf_conntrack")
             .unwrap();
         assert!(nf.ok, "built in counts as loaded now and at boot: {nf:?}");
+    }
+
+    #[test]
+    fn glob_keys_and_exclusions_decide_the_boot_value() {
+        let d = Desired::parse(
+            "t",
+            "[sysctl]\n\"net.netfilter.nf_conntrack_tcp_timeout_close\" = 20\n\"net.netfilter.nf_conntrack_udp_timeout\" = 40\n\"net.netfilter.nf_conntrack_acct\" = 1\n",
+        )
+        .unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        write(r, "/etc/modules-load.d/c.conf", "nf_conntrack\n");
+        // A glob sets close; a later glob with another value loses to the
+        // explicit udp line of an earlier file; a later `-key` cancels acct.
+        write(
+            r,
+            "/usr/lib/sysctl.d/10-a.conf",
+            "net.netfilter.nf_conntrack_tcp_timeout_* = 20\nnet.netfilter.nf_conntrack_udp_timeout = 40\nnet.netfilter.nf_conntrack_acct = 1\n",
+        );
+        write(
+            r,
+            "/etc/sysctl.d/99-z.conf",
+            "net/netfilter/nf_conntrack_udp_* = 99\n-net.netfilter.nf_conntrack_acct\n",
+        );
+        let boot = NextBoot::read(r, &systemd_layout());
+        let report = compare(&d, None, &boot, &systemd_layout());
+        let row = |item: &str| report.rows.iter().find(|r| r.item == item).unwrap().clone();
+        let close = row("net.netfilter.nf_conntrack_tcp_timeout_close");
+        assert!(close.ok, "{close:?}");
+        assert_eq!(
+            close.boot_source.as_deref(),
+            Some("/usr/lib/sysctl.d/10-a.conf:1")
+        );
+        let udp = row("net.netfilter.nf_conntrack_udp_timeout");
+        assert!(udp.ok, "{udp:?}");
+        assert!(
+            udp.notes
+                .iter()
+                .any(|n| n.contains("99-z.conf:1") && n.contains("wins over any glob")),
+            "{:?}",
+            udp.notes
+        );
+        let acct = row("net.netfilter.nf_conntrack_acct");
+        assert!(!acct.ok);
+        assert_eq!(acct.boot, "(kernel default)");
+        assert!(
+            acct.notes
+                .iter()
+                .any(|n| n.contains("10-a.conf:3") && n.contains("cancels")),
+            "{:?}",
+            acct.notes
+        );
     }
 }
