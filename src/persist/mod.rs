@@ -12,6 +12,7 @@ pub mod module_list;
 pub mod nextboot;
 pub mod plan;
 pub mod runtime;
+pub(crate) mod shell_value;
 pub mod shell_vars;
 pub mod sysctl_d;
 pub mod verify;
