@@ -14,6 +14,7 @@ pub mod plan;
 pub mod runtime;
 pub(crate) mod shell_value;
 pub mod shell_vars;
+pub mod sysctl_conf;
 pub mod sysctl_d;
 pub mod verify;
 
