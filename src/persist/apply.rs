@@ -202,27 +202,20 @@ fn remove(root: &Path, path: &Path) -> Result<(), FileError> {
     }
 }
 
-/// Warnings for sysctl keys whose value at boot does not come from nfkit's
-/// file (a later sysctl.d file, or `/etc/sysctl.conf` applied last without
-/// systemd): the files are written, but the next boot would not keep the value.
-fn boot_override_warnings(root: &Path, desired: &Desired, layout: &Layout) -> Vec<String> {
-    let boot = super::nextboot::NextBoot::read(root, layout);
-    let mut warnings = Vec::new();
-    for (key, value) in desired.sysctl_settings() {
-        if let Some(winner) = boot.sysctl_setters(&key).last()
-            && winner.value != value
-        {
-            warnings.push(format!(
-                "{}:{} sets {key} = {} and is applied after nfkit's file: the next boot keeps {} \
-                 (remove or change that line; `nfkit verify` shows all setters)",
-                winner.file.display(),
-                winner.line,
-                winner.value,
-                winner.value
-            ));
-        }
+/// Pushes what the next boot would still get wrong (verify's next-boot
+/// model, see [`super::boot_gaps`]) onto `remaining`, with the fix.
+fn push_boot_gaps(remaining: &mut Vec<RuntimeChange>, root: &Path, desired: &Desired) {
+    for gap in super::boot_gaps::next_boot_gaps(root, desired) {
+        let mut lines = gap.why;
+        lines.push(format!("fix: {}", gap.fix));
+        remaining.push(RuntimeChange {
+            item: format!("next boot: {}", gap.item),
+            before: gap.boot,
+            after: gap.desired,
+            convergeable: false,
+            note: Some(lines.join("\n  ")),
+        });
     }
-    warnings
 }
 
 /// Checks the `[sysctl]` keys against what the running kernel exposes,
@@ -360,12 +353,14 @@ pub fn apply(
             let running = runtime::read_running(host, desired);
             report.runtime = runtime::diff_running(desired, &running);
         }
+        // With the files as apply would leave them, the next boot's gaps are
+        // what apply would report (when files change, the check says so).
+        if !changes.iter().any(|c| c.changed) {
+            push_boot_gaps(&mut report.remaining, &root, desired);
+        }
         return Ok(report);
     }
     write_files(&root, &changes)?;
-    report
-        .notes
-        .extend(boot_override_warnings(&root, desired, &report.layout));
     if !host.offline {
         let (done, failures) = runtime::converge(host, desired, runtime::OptionsFrom::ModprobeD);
         report.runtime = done;
@@ -376,6 +371,7 @@ pub fn apply(
             .filter(|c| !failed.contains(&c.item.as_str()))
             .collect();
     }
+    push_boot_gaps(&mut report.remaining, &root, desired);
     Ok(report)
 }
 

@@ -2,9 +2,11 @@
 //! precedence, and atomic writes.
 
 pub mod apply;
+pub mod boot_gaps;
 pub mod desired;
 pub mod diff;
 pub mod edit;
+pub mod el_boot;
 pub mod files;
 pub mod import;
 pub mod modprobe_d;

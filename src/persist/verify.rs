@@ -210,12 +210,13 @@ pub fn compare(
         }
     }
     // IPTABLES_MODULES are loaded by the iptables service, after
-    // systemd-sysctl (and after `sysctl -p` in EL init scripts): too late.
+    // systemd-sysctl and after rc.sysinit's `sysctl -p`: too late, unless
+    // the sysctl files are applied again afterwards (EL6's network service).
     let conntrack_at_boot = builtin("nf_conntrack")
-        || boot
-            .module_listed("nf_conntrack")
-            .iter()
-            .any(|f| f.file != std::path::Path::new(super::plan::IPTABLES_CONFIG));
+        || boot.module_listed("nf_conntrack").iter().any(|f| {
+            f.file != std::path::Path::new(super::plan::IPTABLES_CONFIG)
+                || boot.sysctls_after_iptables_modules
+        });
     let mut wanted = desired.sysctl_settings();
     if let Some(b) = desired.conntrack.buckets {
         wanted.push((
