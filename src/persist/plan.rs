@@ -245,9 +245,11 @@ pub fn plan_files(
             }
             Target::SysctlD => {
                 let settings = desired.sysctl_settings();
+                // Other names of the same variable count (net.nf_conntrack_max).
                 let keys: Vec<String> = settings
                     .iter()
                     .filter_map(|(k, _)| crate::sysctl::key_to_relative_path(k).ok())
+                    .flat_map(|p| sysctl_conf::same_variable(&p))
                     .collect();
                 let early = files::read_under(root, Path::new(SYSCTL_FILE))?;
                 let late = files::read_under(root, Path::new(SYSCTL_FILE_LATE))?;
@@ -430,6 +432,22 @@ mod tests {
         );
         let plan = plan_files(other.path(), &seed(), &[Target::SysctlD]).unwrap();
         assert_eq!(plan[0].path, Path::new(SYSCTL_FILE));
+        // The legacy name of the same variable counts (Debian/EL7's
+        // 99-sysctl.conf link to a PCS-style /etc/sysctl.conf).
+        let legacy = tempfile::tempdir().unwrap();
+        write(
+            legacy.path(),
+            "/etc/sysctl.conf",
+            "net.nf_conntrack_max = 1\n",
+        );
+        fs::create_dir_all(legacy.path().join("etc/sysctl.d")).unwrap();
+        std::os::unix::fs::symlink(
+            "../sysctl.conf",
+            legacy.path().join("etc/sysctl.d/99-sysctl.conf"),
+        )
+        .unwrap();
+        let plan = plan_files(legacy.path(), &seed(), &[Target::SysctlD]).unwrap();
+        assert_eq!(plan[0].path, Path::new(SYSCTL_FILE_LATE));
     }
 
     #[test]
