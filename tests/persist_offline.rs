@@ -148,6 +148,8 @@ fn el_host_iptables_config_keeps_every_other_byte() {
     let r = dir.path();
     let original = "# Load additional iptables modules (nat helpers)\n#   Default: -none-\nIPTABLES_MODULES=\"\"\n\n# Unload modules on restart and stop\nIPTABLES_MODULES_UNLOAD=\"yes\"\nIPTABLES_SAVE_ON_STOP=\"no\"\n";
     write(r, "/etc/sysconfig/iptables-config", original);
+    // Saved rules: the iptables service loads the list at boot.
+    write(r, "/etc/sysconfig/iptables", "*filter\nCOMMIT\n");
     fs::set_permissions(
         r.join("etc/sysconfig/iptables-config"),
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
@@ -193,7 +195,15 @@ fn pcs_import_apply_verify_round_trip() {
     let toml = ok(with_root(r).args(["import", "--from", "pcs"]));
     assert!(toml.contains("ip_conntrack → nf_conntrack"), "{toml}");
     write(r, "/etc/nfkit/nfkit.toml", &toml);
-    ok(with_root(r).arg("apply"));
+    // The files are written, but the max still does not take at boot (below):
+    // apply says so and exits 3, as verify does.
+    let out = run(with_root(r).arg("apply"));
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("still differs: next boot: net.netfilter.nf_conntrack_max"),
+        "{out:?}"
+    );
     assert_eq!(
         read(r, "/etc/modprobe.d/nfkit.conf").lines().last(),
         Some("options nf_conntrack ip_conntrack_disable_ve0=0")
@@ -231,6 +241,7 @@ fn pcs_import_apply_verify_round_trip() {
     );
     let verify: Value = serde_json::from_str(&ok(with_root(r).args(["--json", "verify"]))).unwrap();
     assert_eq!(verify["ok"], true, "{verify:#}");
+    assert!(ok(with_root(r).arg("apply")).contains("nothing to do"));
 }
 
 #[test]
@@ -264,27 +275,31 @@ fn persist_flags_edit_nfkit_toml_and_write_files() {
 }
 
 #[test]
-fn apply_warns_when_a_later_file_overrides_the_max_at_boot() {
-    // Debian without systemd: procps applies /etc/sysctl.conf last.
+fn sysctl_conf_applied_last_is_updated_in_place() {
+    // Debian without systemd: procps applies /etc/sysctl.conf after every
+    // sysctl.d file, so its line would override nfkit's file: nfkit changes
+    // that line's value, and nothing else.
     let dir = tempfile::tempdir().unwrap();
     let r = dir.path();
     write(r, "/etc/debian_version", "12.5\n");
     write(r, "/etc/modules", "");
     fs::create_dir_all(r.join("etc/sysctl.d")).unwrap();
-    write(
-        r,
-        "/etc/sysctl.conf",
-        "# local tuning\nnet.netfilter.nf_conntrack_max = 1000\n",
-    );
+    let conf = "# local tuning\nvm.swappiness=10\nnet.netfilter.nf_conntrack_max = 1000 \n# end\n";
+    write(r, "/etc/sysctl.conf", conf);
     write(r, "/etc/nfkit/nfkit.toml", "[conntrack]\nmax = 500000\n");
-    let text = ok(with_root(r).arg("apply"));
-    assert!(
-        text.contains("/etc/sysctl.conf:2 sets net.netfilter.nf_conntrack_max = 1000"),
-        "{text}"
+    let report: Value = serde_json::from_str(&ok(with_root(r).args(["--json", "apply"]))).unwrap();
+    assert_eq!(
+        report["targets"],
+        serde_json::json!(["etc-modules", "sysctl.d", "sysctl.conf"])
     );
-    let out = run(with_root(r).arg("verify"));
-    assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("/etc/sysctl.conf is applied last"));
+    assert_eq!(report["remaining"], serde_json::json!([]));
+    assert_eq!(
+        read(r, "/etc/sysctl.conf"),
+        conf.replace("= 1000 ", "= 500000 ")
+    );
+    assert!(read(r, "/etc/sysctl.d/90-nfkit.conf").contains("nf_conntrack_max = 500000"));
+    assert_eq!(run(with_root(r).arg("verify")).status.code(), Some(0));
+    assert!(ok(with_root(r).arg("apply")).contains("nothing to do"));
 }
 
 #[test]
@@ -322,8 +337,18 @@ fn sysctl_globs_and_exclusions_at_boot_on_a_systemd_root() {
         "/usr/lib/sysctl.d/99-zzz-vendor.conf",
         "-net.netfilter.nf_conntrack_max\n",
     );
-    let text = ok(with_root(r).arg("apply"));
+    // apply's word is verify's: the next boot differs, so apply exits 3 and
+    // names the line to change.
+    let out = run(with_root(r).arg("apply"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
     assert!(text.contains("cancels it"), "{text}");
+    assert!(
+        text.contains(
+            "fix: change or remove the setting at /usr/lib/sysctl.d/99-zzz-vendor.conf:1"
+        ),
+        "{text}"
+    );
     let out = run(with_root(r).arg("verify"));
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stdout).contains("cancels it"));
@@ -452,4 +477,165 @@ fn symlink_out_of_root_is_refused() {
         fs::read_dir(outside.path()).unwrap().next().is_none(),
         "wrote outside the root: {out:?}"
     );
+}
+
+/// The EL6/PCS host of issue 9: iptables-config, parallels.conf,
+/// net.nf_conntrack_max in /etc/sysctl.conf, no /etc/sysctl.d, no saved
+/// rules. After import and a new max, apply must not say "nothing to do".
+fn pcs_el6_root() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "/etc/sysconfig/iptables-config",
+        "# Load additional iptables modules (nat helpers)\n#   Default: -none-\nIPTABLES_MODULES=\"\nip_conntrack\nipt_state\niptable_filter\n\"\nIPTABLES_MODULES_UNLOAD=\"no\"\n",
+    );
+    write(
+        r,
+        "/etc/modprobe.d/parallels.conf",
+        "options ip_conntrack ip_conntrack_disable_ve0=0\n",
+    );
+    write(
+        r,
+        "/etc/sysctl.conf",
+        "# Kernel sysctl configuration file for Red Hat Linux\n\
+         kernel.sysrq = 0\n\
+         net.nf_conntrack_max = 500000\n\
+         kernel.shmmax = 68719476736\n",
+    );
+    let toml = ok(with_root(r).arg("import"));
+    assert!(toml.contains("max = 500000"), "{toml}");
+    write(
+        r,
+        "/etc/nfkit/nfkit.toml",
+        &toml.replace("max = 500000", "max = 600000"),
+    );
+    dir
+}
+
+#[test]
+fn pcs_el6_apply_persists_the_max_in_sysctl_conf_and_reports_the_module_gap() {
+    let dir = pcs_el6_root();
+    let r = dir.path();
+    let before = read(r, "/etc/sysctl.conf");
+    let out = run(with_root(r).args(["--json", "apply"]));
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["targets"],
+        serde_json::json!(["modprobe.d", "sysctl.conf", "iptables-config"])
+    );
+    // sysctl.conf: only the value of that line changed, legacy name kept.
+    assert_eq!(
+        read(r, "/etc/sysctl.conf"),
+        before.replace(
+            "net.nf_conntrack_max = 500000",
+            "net.nf_conntrack_max = 600000"
+        )
+    );
+    // IPTABLES_MODULES: one module per line, as the admin wrote it.
+    assert_eq!(
+        read(r, "/etc/sysconfig/iptables-config"),
+        "# Load additional iptables modules (nat helpers)\n#   Default: -none-\nIPTABLES_MODULES=\"\nnf_conntrack\nxt_state\niptable_filter\n\"\nIPTABLES_MODULES_UNLOAD=\"no\"\n"
+    );
+    // Nothing loads the modules at boot: listed with the fix.
+    let remaining = report["remaining"].as_array().unwrap();
+    let items: Vec<&str> = remaining
+        .iter()
+        .map(|c| c["item"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        items,
+        [
+            "next boot: module nf_conntrack",
+            "next boot: module xt_state",
+            "next boot: module iptable_filter",
+            "next boot: net.netfilter.nf_conntrack_max"
+        ]
+    );
+    let note = remaining[0]["note"].as_str().unwrap();
+    for fix in [
+        "/etc/rc.d/rc.local",
+        "contrib/sysvinit/nfkit",
+        "service iptables save",
+    ] {
+        assert!(note.contains(fix), "{fix}: {note}");
+    }
+    // apply's word is verify's word; a second apply writes nothing and says
+    // the same; --check too.
+    assert_eq!(run(with_root(r).arg("verify")).status.code(), Some(3));
+    let again: Value =
+        serde_json::from_slice(&run(with_root(r).args(["--json", "apply"])).stdout).unwrap();
+    assert!(
+        again["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["action"] == "unchanged"),
+        "{again:#}"
+    );
+    assert_eq!(again["remaining"], report["remaining"]);
+    assert_eq!(
+        run(with_root(r).args(["apply", "--check"])).status.code(),
+        Some(3)
+    );
+}
+
+#[test]
+fn pcs_el6_with_a_boot_path_apply_and_verify_agree_on_ok() {
+    // `nfkit boot` from rc.local.
+    let dir = pcs_el6_root();
+    let r = dir.path();
+    write(
+        r,
+        "/etc/rc.d/rc.local",
+        "#!/bin/sh\ntouch /var/lock/subsys/local\n/usr/sbin/nfkit boot\n",
+    );
+    let text = ok(with_root(r).arg("apply"));
+    assert!(!text.contains("still differs"), "{text}");
+    assert_eq!(run(with_root(r).arg("verify")).status.code(), Some(0));
+    assert!(ok(with_root(r).arg("apply")).contains("nothing to do"));
+    assert_eq!(
+        run(with_root(r).args(["apply", "--check"])).status.code(),
+        Some(0)
+    );
+
+    // Saved rules: the iptables service loads IPTABLES_MODULES, and the
+    // network service applies sysctl.conf after it.
+    let dir = pcs_el6_root();
+    let r = dir.path();
+    write(
+        r,
+        "/etc/sysconfig/iptables",
+        "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n",
+    );
+    write(
+        r,
+        "/etc/rc.d/init.d/network",
+        "#!/bin/bash\n# chkconfig: 2345 10 90\n",
+    );
+    let text = ok(with_root(r).arg("apply"));
+    assert!(!text.contains("still differs"), "{text}");
+    assert!(read(r, "/etc/sysctl.conf").contains("net.nf_conntrack_max = 600000"));
+    assert_eq!(run(with_root(r).arg("verify")).status.code(), Some(0));
+    assert!(ok(with_root(r).arg("apply")).contains("nothing to do"));
+}
+
+#[test]
+fn el6_without_sysctl_conf_gets_one_with_the_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(r, "/etc/redhat-release", "CentOS release 6.10 (Final)\n");
+    write(r, "/etc/rc.d/rc.local", "/usr/sbin/nfkit boot\n");
+    write(
+        r,
+        "/etc/nfkit/nfkit.toml",
+        "[conntrack]\nmax = 300000\n[sysctl]\n\"net.netfilter.nf_conntrack_tcp_loose\" = 0\n",
+    );
+    ok(with_root(r).arg("apply"));
+    assert_eq!(
+        read(r, "/etc/sysctl.conf"),
+        "net.netfilter.nf_conntrack_max = 300000\nnet.netfilter.nf_conntrack_tcp_loose = 0\n"
+    );
+    assert_eq!(run(with_root(r).arg("verify")).status.code(), Some(0));
 }

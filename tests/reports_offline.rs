@@ -192,7 +192,12 @@ fn a_dry_run_writes_nothing_anywhere() {
         // The same persist commands without --dry-run do write (the test
         // can tell a write from none).
         let out = run(with_root(r).args(["conntrack", "set", "--max", "5000", "--persist"]));
-        assert_eq!(out.status.code(), Some(0), "{layout}: {out:?}");
+        // 3: written, but the next boot still differs (a layout with no boot
+        // path for modules); never an error.
+        assert!(
+            matches!(out.status.code(), Some(0 | 3)),
+            "{layout}: {out:?}"
+        );
         assert_ne!(snapshot(r), before, "{layout}: --persist wrote nothing");
     }
     assert_eq!(runs, 5 * 11 * 2);

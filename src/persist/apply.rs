@@ -17,7 +17,7 @@ use super::desired::{Desired, Target};
 use super::diff;
 use super::files::{self, FileError, RunLock};
 use super::plan::{self, FileChange, Layout, PlanError};
-use super::runtime::{self, RuntimeChange, RuntimeFailure};
+use super::runtime::{self, RuntimeChange, RuntimeFailure, RuntimeItem};
 use crate::system::Host;
 
 /// Options of one apply.
@@ -184,39 +184,20 @@ fn ensure_parent(lock: &RunLock, root: &Path, path: &Path) -> Result<(), FileErr
     }
 }
 
-/// Warnings for sysctl keys whose value at boot does not come from nfkit's
-/// file (a later sysctl.d file, or `/etc/sysctl.conf` applied last without
-/// systemd): the files are written, but the next boot would not keep the value.
-fn boot_override_warnings(root: &Path, desired: &Desired, layout: &Layout) -> Vec<String> {
-    let boot = super::nextboot::NextBoot::read(root, layout);
-    let mut warnings = Vec::new();
-    for (key, value) in desired.sysctl_settings() {
-        let setters = boot.sysctl_boot(&key);
-        if let Some(cancelled) = setters
-            .skipped
-            .iter()
-            .find(|s| s.why == super::sysctl_d::Skip::Cancelled && setters.writes.is_empty())
-        {
-            warnings.push(format!(
-                "a `-{key}` line after {}:{} cancels it: systemd-sysctl does not set {key} at boot \
-                 (remove that line; `nfkit verify` shows all setters)",
-                cancelled.setter.file.display(),
-                cancelled.setter.line,
-            ));
-        } else if let Some(winner) = setters.winner()
-            && winner.value != value
-        {
-            warnings.push(format!(
-                "{}:{} sets {key} = {} and is applied after nfkit's file: the next boot keeps {} \
-                 (remove or change that line; `nfkit verify` shows all setters)",
-                winner.file.display(),
-                winner.line,
-                winner.value,
-                winner.value
-            ));
-        }
+/// Pushes what the next boot would still get wrong (verify's next-boot
+/// model, see [`super::boot_gaps`]) onto `remaining`, with the fix.
+fn push_boot_gaps(remaining: &mut Vec<RuntimeChange>, root: &Path, desired: &Desired) {
+    for gap in super::boot_gaps::next_boot_gaps(root, desired) {
+        let mut lines = gap.why;
+        lines.push(format!("fix: {}", gap.fix));
+        remaining.push(RuntimeChange {
+            item: RuntimeItem::NextBoot(gap.item),
+            before: gap.boot,
+            after: gap.desired,
+            convergeable: false,
+            note: Some(lines.join("\n  ")),
+        });
     }
-    warnings
 }
 
 /// Checks the `[sysctl]` keys against what the running kernel exposes,
@@ -378,18 +359,21 @@ fn run(host: &Host, desired: &Desired, lock: Option<&RunLock>) -> Result<ApplyRe
             let running = runtime::read_running(host, desired);
             report.runtime = runtime::diff_running(desired, &running);
         }
+        // With the files as apply would leave them, the next boot's gaps are
+        // what apply would report (when files change, the check says so).
+        if !changes.iter().any(|c| c.changed) {
+            push_boot_gaps(&mut report.remaining, &root, desired);
+        }
         return Ok(report);
     };
     write_files(lock, &root, &changes)?;
-    report
-        .notes
-        .extend(boot_override_warnings(&root, desired, &report.layout));
     if !host.offline {
         let converged = runtime::converge(host, desired, runtime::OptionsFrom::ModprobeD);
         report.runtime = converged.changed();
         report.failures = converged.failures();
         report.remaining = runtime::remaining(host, desired, &report.failures);
     }
+    push_boot_gaps(&mut report.remaining, &root, desired);
     Ok(report)
 }
 

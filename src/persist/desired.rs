@@ -94,6 +94,10 @@ pub enum Target {
     /// `IPTABLES_MODULES` in `/etc/sysconfig/iptables-config`.
     #[serde(rename = "iptables-config")]
     IptablesConfig,
+    /// The lines of nfkit's sysctl keys in `/etc/sysctl.conf`, edited in
+    /// place (hosts without systemd, where that file is read at boot).
+    #[serde(rename = "sysctl.conf")]
+    SysctlConf,
 }
 
 impl Target {
@@ -105,6 +109,7 @@ impl Target {
             Target::ModprobeD => "modprobe.d",
             Target::SysctlD => "sysctl.d",
             Target::IptablesConfig => "iptables-config",
+            Target::SysctlConf => "sysctl.conf",
         }
     }
 }

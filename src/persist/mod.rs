@@ -2,9 +2,11 @@
 //! precedence, and atomic writes.
 
 pub mod apply;
+pub mod boot_gaps;
 pub mod desired;
 pub mod diff;
 pub mod edit;
+pub mod el_boot;
 pub mod files;
 pub mod import;
 pub mod import_scope;
@@ -14,7 +16,9 @@ pub mod nextboot;
 pub mod plan;
 pub mod record;
 pub mod runtime;
+pub(crate) mod shell_value;
 pub mod shell_vars;
+pub mod sysctl_conf;
 pub mod sysctl_d;
 pub mod sysctl_glob;
 pub mod verify;

@@ -9,7 +9,8 @@
 //! - Module options: every `options` line of modprobe.d for the module's
 //!   real name (lines keyed by an alias apply only when loading by that alias).
 //! - sysctls: sysctl.d with systemd's order, plus `/etc/sysctl.conf` applied
-//!   last on hosts without systemd (procps `sysctl --system`).
+//!   last on hosts without systemd (procps `sysctl --system`); on EL6-style
+//!   hosts `/etc/sysctl.conf` first, then `/etc/sysctl.d/*` (see el_boot).
 
 use std::path::{Path, PathBuf};
 
@@ -60,6 +61,10 @@ pub struct NextBoot {
     pub problems: Vec<String>,
     /// Where `nfkit boot` is hooked into the boot (init script, unit, rc.local).
     pub boot_hook: Option<String>,
+    /// The sysctl files are applied again after the iptables service loaded
+    /// `IPTABLES_MODULES` (EL6: the network service), so sysctls of those
+    /// modules take effect at boot.
+    pub sysctls_after_iptables_modules: bool,
     sysctl_files: Vec<sysctl_d::ConfigFile>,
     sysctl_conf_last: Option<sysctl_d::ConfigFile>,
     sysctl_applier: Option<sysctl_d::Applier>,
@@ -69,7 +74,13 @@ impl NextBoot {
     /// Reads the configuration under `root`.
     pub fn read(root: &Path, layout: &Layout) -> Self {
         let mut view = NextBoot::default();
-        let mut lists = plan::conf_dir_files(root, &MODULES_LOAD_DIRS);
+        let el = super::el_boot::is_el_initscripts(root, layout);
+        // EL6's rc.sysinit does not read modules-load.d.
+        let mut lists = if el {
+            Vec::new()
+        } else {
+            plan::conf_dir_files(root, &MODULES_LOAD_DIRS)
+        };
         if !layout.systemd
             && let Ok(Some(text)) = files::read_under(root, Path::new(plan::ETC_MODULES))
         {
@@ -125,7 +136,15 @@ impl NextBoot {
             view.problems.extend(errors.iter().map(ToString::to_string));
         }
         view.boot_hook = find_boot_hook(root);
-        view.sysctl_files = plan::sysctl_files(root);
+        view.sysctls_after_iptables_modules =
+            el && super::el_boot::sysctls_after_iptables_service(root);
+        view.sysctl_files = if el {
+            super::el_boot::sysctl_files(root)
+        } else {
+            plan::sysctl_files(root)
+        };
+        // EL6 applies its files with `sysctl -p` one after another: procps
+        // order (last line wins), like `sysctl --system`.
         view.sysctl_applier = Some(if layout.systemd {
             sysctl_d::Applier::SystemdSysctl
         } else {
@@ -136,6 +155,7 @@ impl NextBoot {
             view.problems.extend(errors.iter().map(ToString::to_string));
         }
         if !layout.systemd
+            && !el
             && let Ok(Some(text)) = files::read_under(root, Path::new("/etc/sysctl.conf"))
         {
             view.sysctl_conf_last = Some(sysctl_d::ConfigFile {

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::desired::{Desired, Target};
 use super::files::{self, FileError};
-use super::{modprobe_d, module_list, shell_vars, sysctl_d};
+use super::{modprobe_d, module_list, shell_vars, sysctl_conf, sysctl_d};
 
 /// First line of every file nfkit owns.
 pub const HEADER: &str =
@@ -23,6 +23,8 @@ pub const MODPROBE_FILE: &str = "/etc/modprobe.d/nfkit.conf";
 pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-nfkit.conf";
 /// Name used when a later file would override 90-nfkit.conf.
 pub const SYSCTL_FILE_LATE: &str = "/etc/sysctl.d/99-zz-nfkit.conf";
+/// procps' / the init scripts' sysctl file.
+pub const SYSCTL_CONF: &str = "/etc/sysctl.conf";
 /// EL / Virtuozzo / PCS iptables service configuration.
 pub const IPTABLES_CONFIG: &str = "/etc/sysconfig/iptables-config";
 /// The variable nfkit manages in it.
@@ -80,6 +82,13 @@ pub fn default_targets(layout: &Layout) -> Vec<Target> {
     }
     if layout.sysctl_d || layout.systemd {
         targets.push(Target::SysctlD);
+    }
+    // Without systemd the boot reads /etc/sysctl.conf: alone (no sysctl.d),
+    // or after every sysctl.d file (procps `--system`). nfkit keeps its keys'
+    // lines there (see sysctl_conf). With systemd it is read only through
+    // the 99-sysctl.conf link, which nfkit's 99-zz-nfkit.conf follows.
+    if !layout.systemd {
+        targets.push(Target::SysctlConf);
     }
     if layout.iptables_config {
         targets.push(Target::IptablesConfig);
@@ -248,6 +257,8 @@ pub fn plan_files(
             }
             Target::SysctlD => {
                 let settings = desired.sysctl_settings();
+                // Other names of the same variable (net.nf_conntrack_max) are
+                // matched by the setters model itself.
                 let keys: Vec<String> = settings
                     .iter()
                     .filter_map(|(k, _)| crate::sysctl::key_to_relative_path(k).ok())
@@ -266,6 +277,22 @@ pub fn plan_files(
                 } else {
                     changes.push(change(target, SYSCTL_FILE, early, after));
                 }
+            }
+            Target::SysctlConf => {
+                let before = files::read_under(root, Path::new(SYSCTL_CONF))?;
+                let settings = desired.sysctl_settings();
+                // The only sysctl file nfkit writes here: missing keys are
+                // appended. Beside sysctl.d: only the lines that would
+                // override nfkit's file change.
+                let append = !targets.contains(&Target::SysctlD);
+                let after = match &before {
+                    Some(text) => Some(sysctl_conf::set_values(text, &settings, append)),
+                    None if append && !settings.is_empty() => {
+                        Some(sysctl_conf::set_values("", &settings, true))
+                    }
+                    None => None,
+                };
+                changes.push(change(target, SYSCTL_CONF, before, after));
             }
             Target::IptablesConfig => {
                 let Some(before) = files::read_under(root, Path::new(IPTABLES_CONFIG))? else {
@@ -330,13 +357,17 @@ mod tests {
         assert!(!layout.systemd && layout.iptables_config);
         assert_eq!(
             default_targets(&layout),
-            vec![Target::ModprobeD, Target::IptablesConfig]
+            vec![
+                Target::ModprobeD,
+                Target::SysctlConf,
+                Target::IptablesConfig
+            ]
         );
         let busybox = tempfile::tempdir().unwrap();
         write(busybox.path(), ETC_MODULES, "");
         assert_eq!(
             default_targets(&detect(busybox.path())),
-            vec![Target::EtcModules]
+            vec![Target::EtcModules, Target::SysctlConf]
         );
     }
 
@@ -426,6 +457,58 @@ mod tests {
             let expected = if late { SYSCTL_FILE_LATE } else { SYSCTL_FILE };
             assert_eq!(plan[0].path, Path::new(expected), "{text}");
         }
+        // The legacy name of the same variable counts (Debian/EL7's
+        // 99-sysctl.conf link to a PCS-style /etc/sysctl.conf).
+        let legacy = tempfile::tempdir().unwrap();
+        write(
+            legacy.path(),
+            "/etc/sysctl.conf",
+            "net.nf_conntrack_max = 1\n",
+        );
+        fs::create_dir_all(legacy.path().join("etc/sysctl.d")).unwrap();
+        std::os::unix::fs::symlink(
+            "../sysctl.conf",
+            legacy.path().join("etc/sysctl.d/99-sysctl.conf"),
+        )
+        .unwrap();
+        let plan = plan_files(legacy.path(), &seed(), &[Target::SysctlD]).unwrap();
+        assert_eq!(plan[0].path, Path::new(SYSCTL_FILE_LATE));
+    }
+
+    #[test]
+    fn sysctl_conf_is_edited_in_place_or_appended() {
+        let d = Desired::parse("t", "[conntrack]\nmax = 600000\n").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let text = "# c\nnet.nf_conntrack_max=500000\nkernel.sysrq = 0";
+        write(root.path(), SYSCTL_CONF, text);
+        // Beside sysctl.d: only the overriding line changes.
+        let plan = plan_files(root.path(), &d, &[Target::SysctlD, Target::SysctlConf]).unwrap();
+        assert_eq!(
+            plan[1].after.as_deref(),
+            Some("# c\nnet.nf_conntrack_max=600000\nkernel.sysrq = 0")
+        );
+        // Alone: the same, and a missing key is appended.
+        let other = Desired::parse(
+            "t",
+            "[sysctl]\n\"net.netfilter.nf_conntrack_tcp_loose\" = 0\n",
+        )
+        .unwrap();
+        let plan = plan_files(root.path(), &other, &[Target::SysctlConf]).unwrap();
+        assert_eq!(
+            plan[0].after.as_deref(),
+            Some(format!("{text}\nnet.netfilter.nf_conntrack_tcp_loose = 0\n").as_str()) // spaced as the last line
+        );
+        let plan = plan_files(root.path(), &other, &[Target::SysctlD, Target::SysctlConf]).unwrap();
+        assert!(!plan[1].changed, "not set there and not nfkit's only file");
+        // No sysctl.conf: created only when it is nfkit's only sysctl file.
+        let empty = tempfile::tempdir().unwrap();
+        let plan = plan_files(empty.path(), &d, &[Target::SysctlD, Target::SysctlConf]).unwrap();
+        assert_eq!(plan[1].after, None);
+        let plan = plan_files(empty.path(), &d, &[Target::SysctlConf]).unwrap();
+        assert_eq!(
+            plan[0].after.as_deref(),
+            Some("net.netfilter.nf_conntrack_max = 600000\n")
+        );
     }
 
     #[test]

@@ -235,29 +235,82 @@ pub fn find<'a>(assignments: &'a [ShellAssignment], name: &str) -> Option<&'a Sh
     assignments.iter().rev().find(|a| a.name == name)
 }
 
-/// Quotes a list of words as a new value in the style of `previous`.
-/// A value that spanned lines keeps one word per line.
+/// Whether a word can be written bare (no quotes needed).
+fn bare_safe(word: &str) -> bool {
+    !word.is_empty()
+        && !word.starts_with('~')
+        && word.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'_' | b'-' | b'.' | b',' | b':' | b'/' | b'+' | b'@' | b'%'
+                )
+        })
+}
+
+/// Quotes a list of words as a fresh value in the style of `previous`
+/// (used when the previous value cannot be edited word by word: none, bare,
+/// or several quoted pieces). A value that spanned lines gets one word per
+/// line.
 pub fn quote_words(words: &[String], previous: Option<(&ShellAssignment, &str)>) -> String {
     let multi_line = previous.is_some_and(|(a, text)| text[a.span.clone()].contains('\n'));
-    let joined = if multi_line {
-        format!("\n{}\n", words.join("\n"))
-    } else {
-        words.join(" ")
+    let join = |quoted: Vec<String>| {
+        if multi_line {
+            format!("\n{}\n", quoted.join("\n"))
+        } else {
+            quoted.join(" ")
+        }
     };
-    match previous.map(|(a, _)| a.quoting) {
-        Some(Quoting::Single) => format!("'{joined}'"),
-        Some(Quoting::Bare) if words.len() <= 1 => joined,
-        _ => format!("\"{joined}\""),
+    let style = previous.map(|(a, _)| a.quoting);
+    if style == Some(Quoting::Single) && !words.iter().any(|w| w.contains('\'')) {
+        return format!("'{}'", join(words.to_vec()));
     }
+    if style == Some(Quoting::Bare) && words.len() == 1 && bare_safe(&words[0]) {
+        return words[0].clone();
+    }
+    let escaped = words
+        .iter()
+        .map(|w| {
+            w.chars().fold(String::new(), |mut s, c| {
+                if matches!(c, '"' | '\\' | '$' | '`') {
+                    s.push('\\');
+                }
+                s.push(c);
+                s
+            })
+        })
+        .collect();
+    format!("\"{}\"", join(escaped))
 }
 
 /// Sets `name` to `words` in `text`: the last assignment's value is
 /// replaced in place; when there is none, `name="..."` is appended.
+///
+/// The value keeps its layout (see [`super::shell_value`]): words that stay
+/// keep their bytes and lines, so the change is the smallest one that says
+/// the new list; the same words give back `text` unchanged. Every byte
+/// outside the value stays.
 pub fn set_words(text: &str, name: &str, words: &[String]) -> Result<String, ShellError> {
     let assignments = parse(text)?;
-    match find(&assignments, name) {
+    let previous = find(&assignments, name);
+    if let Some(bad) = words
+        .iter()
+        .find(|w| w.is_empty() || w.chars().any(char::is_whitespace))
+    {
+        return Err(ShellError {
+            line: previous.map_or_else(|| text.lines().count() + 1, |a| a.line),
+            reason: format!("{name}: {bad:?} cannot be written as one word of the list"),
+        });
+    }
+    match previous {
         Some(a) => {
-            let new_value = quote_words(words, Some((a, text)));
+            if self::words(&a.value) == words {
+                return Ok(text.to_string());
+            }
+            let raw = &text[a.span.clone()];
+            let new_value = super::shell_value::split(raw)
+                .and_then(|list| list.rewrite(words))
+                .unwrap_or_else(|| quote_words(words, Some((a, text))));
             let mut out = String::with_capacity(text.len() + new_value.len());
             out.push_str(&text[..a.span.start]);
             out.push_str(&new_value);

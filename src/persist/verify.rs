@@ -257,12 +257,13 @@ pub fn compare(
         }
     }
     // IPTABLES_MODULES are loaded by the iptables service, after
-    // systemd-sysctl (and after `sysctl -p` in EL init scripts): too late.
+    // systemd-sysctl and after rc.sysinit's `sysctl -p`: too late, unless
+    // the sysctl files are applied again afterwards (EL6's network service).
     let conntrack_at_boot = builtin("nf_conntrack")
-        || boot
-            .module_listed("nf_conntrack")
-            .iter()
-            .any(|f| f.file != std::path::Path::new(super::plan::IPTABLES_CONFIG));
+        || boot.module_listed("nf_conntrack").iter().any(|f| {
+            f.file != std::path::Path::new(super::plan::IPTABLES_CONFIG)
+                || boot.sysctls_after_iptables_modules
+        });
     let mut wanted = desired.sysctl_settings();
     if let Some(b) = desired.conntrack.buckets {
         wanted.push((
@@ -319,7 +320,21 @@ pub fn compare(
                     Some(format!("{}:{}", w.file.display(), w.line)),
                     w.value == value,
                 ),
-                None => ("(kernel default)".into(), None, false),
+                // A later `-key` line that cancels the assignments decides.
+                None => {
+                    let cancelled_by = setters
+                        .skipped
+                        .iter()
+                        .rfind(|s| s.why == sysctl_d::Skip::Exclusion)
+                        .filter(|_| {
+                            setters
+                                .skipped
+                                .iter()
+                                .any(|s| s.why == sysctl_d::Skip::Cancelled)
+                        })
+                        .map(|s| format!("{}:{}", s.setter.file.display(), s.setter.line));
+                    ("(kernel default)".into(), cancelled_by, false)
+                }
             }
         };
         let mut boot_ok = boot_ok;

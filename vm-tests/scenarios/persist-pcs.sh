@@ -6,7 +6,10 @@
 # `nfkit import` translates it, `nfkit apply` persists it, and after a reboot
 # (systemd guest) the kernel matches. ip_conntrack_disable_ve0 exists only on
 # Virtuozzo kernels: on this Debian kernel verify must single it out as not
-# accepted, and everything else must agree.
+# accepted, and everything else must agree. (The EL6/PCS host without systemd
+# and sysctl.d, where nfkit edits /etc/sysctl.conf in place and apply reports
+# the missing module boot path, is covered offline: tests/persist_offline.rs
+# pcs_el6_*.)
 # shellcheck disable=SC2034 # SCENARIO_* are read by the host runner
 
 SCENARIO_DESC="PCS-style config imported, applied, rebooted, verified (legacy names, alias-keyed options)"
@@ -85,6 +88,14 @@ CFG
     diff <(grep -v -x -f <(printf '%s\n' nf_conntrack nf_conntrack_ftp nf_nat_ftp xt_state ipt_REJECT xt_multiport iptable_filter iptable_mangle iptable_nat ip_conntrack ip_conntrack_ftp ip_nat_ftp ipt_state ipt_multiport) "$OUT/iptables-config.before") \
          <(grep -v -x -f <(printf '%s\n' nf_conntrack nf_conntrack_ftp nf_nat_ftp xt_state ipt_REJECT xt_multiport iptable_filter iptable_mangle iptable_nat ip_conntrack ip_conntrack_ftp ip_nat_ftp ipt_state ipt_multiport) /etc/sysconfig/iptables-config) >"$OUT/config-diff" 2>&1
     check_eq "iptables-config: comments and other keys unchanged" "" "$(cat "$OUT/config-diff")"
+    # The one-module-per-line layout is kept: the diff is exactly the renamed
+    # lines (modules that stay keep their lines).
+    check_eq "iptables-config: only the renamed lines changed, one module per line" \
+        "< ip_conntrack|< ip_conntrack_ftp|< ip_nat_ftp|< ipt_multiport|< ipt_state|> nf_conntrack|> nf_conntrack_ftp|> nf_nat_ftp|> xt_multiport|> xt_state" \
+        "$(diff "$OUT/iptables-config.before" /etc/sysconfig/iptables-config | grep '^[<>]' | LC_ALL=C sort | paste -sd'|')"
+    # systemd guest: modules-load.d and sysctl.d carry everything to the next
+    # boot, so apply reports no next-boot gap (only the Virtuozzo parameter).
+    check_eq "apply: no next-boot gap on a systemd host" "" "$(grep 'next boot:' /tmp/apply-output || true)"
 }
 
 boot_verify() {
