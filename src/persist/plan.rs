@@ -145,7 +145,11 @@ fn change(target: Target, path: &str, before: Option<String>, after: Option<Stri
 }
 
 /// Whether some sysctl file applied after `name` (systemd's lexical order)
-/// sets one of `keys` (relative /proc/sys paths).
+/// sets one of `keys` (relative /proc/sys paths). nfkit's own files do not
+/// count; a file of another directory that has the same name as one of them
+/// does (nfkit's file in /etc would mask it). The legacy
+/// `net.nf_conntrack_max` sets the same variable as
+/// `net.netfilter.nf_conntrack_max`.
 fn later_file_sets(root: &Path, name: &str, keys: &[String]) -> bool {
     sysctl_files(root).iter().any(|f| {
         let base = f
@@ -153,11 +157,20 @@ fn later_file_sets(root: &Path, name: &str, keys: &[String]) -> bool {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if base.as_str() <= name || base.ends_with("-nfkit.conf") {
+        if base.as_str() <= name
+            || f.path == Path::new(SYSCTL_FILE)
+            || f.path == Path::new(SYSCTL_FILE_LATE)
+        {
             return false;
         }
         let (assignments, _) = sysctl_d::parse(&f.path, &f.text);
-        assignments.iter().any(|a| keys.contains(&a.path))
+        assignments.iter().any(|a| {
+            let path = match a.path.as_str() {
+                "net/nf_conntrack_max" => "net/netfilter/nf_conntrack_max",
+                other => other,
+            };
+            keys.iter().any(|k| k == path)
+        })
     })
 }
 
@@ -401,6 +414,34 @@ mod tests {
         );
         let plan = plan_files(other.path(), &seed(), &[Target::SysctlD]).unwrap();
         assert_eq!(plan[0].path, Path::new(SYSCTL_FILE));
+    }
+
+    #[test]
+    fn legacy_key_and_foreign_files_named_like_ours_count_as_later() {
+        // Debian/EL: 99-sysctl.conf -> ../sysctl.conf with the legacy name.
+        let root = tempfile::tempdir().unwrap();
+        write(
+            root.path(),
+            "/etc/sysctl.conf",
+            "net.nf_conntrack_max = 0\n",
+        );
+        std::os::unix::fs::symlink("../sysctl.conf", {
+            fs::create_dir_all(root.path().join("etc/sysctl.d")).unwrap();
+            root.path().join("etc/sysctl.d/99-sysctl.conf")
+        })
+        .unwrap();
+        let plan = plan_files(root.path(), &seed(), &[Target::SysctlD]).unwrap();
+        assert_eq!(plan[0].path, Path::new(SYSCTL_FILE_LATE));
+        // A vendor file with the name of nfkit's late file: nfkit's file in
+        // /etc masks it.
+        let vendor = tempfile::tempdir().unwrap();
+        write(
+            vendor.path(),
+            "/usr/lib/sysctl.d/99-zz-nfkit.conf",
+            "net.netfilter.nf_conntrack_max = 0\n",
+        );
+        let plan = plan_files(vendor.path(), &seed(), &[Target::SysctlD]).unwrap();
+        assert_eq!(plan[0].path, Path::new(SYSCTL_FILE_LATE));
     }
 
     #[test]
