@@ -1036,3 +1036,228 @@ fn apply_and_verify_agree_on_every_host() {
         survey
     );
 }
+
+// ---------------------------------------------------------------------------
+// Minimal failing cases found by the property, kept as plain tests (the
+// seeds in tests/proptest-regressions/ replay them too, but a seed depends on
+// the generators' shape; these do not).
+
+fn host_of(kind: Kind) -> HostSpec {
+    HostSpec {
+        kind,
+        systemd_via_run: false,
+        iptables_rules: false,
+        hook: None,
+    }
+}
+
+fn wants(toml_fields: impl FnOnce(&mut DesiredSpec)) -> DesiredSpec {
+    let mut d = DesiredSpec {
+        load: vec![],
+        options: vec![],
+        max: None,
+        buckets: None,
+        sysctl: vec![],
+        targets: None,
+    };
+    toml_fields(&mut d);
+    d
+}
+
+fn holds(case: Case) {
+    if let Err(message) = check(&case) {
+        panic!("{message}\ncase: {case:#?}");
+    }
+}
+
+/// Fixed here: `[sysctl]` had one key spelled with dots and with slashes, with
+/// two values; both lines went into 90-nfkit.conf and the second won. Now
+/// refused (apply exits 1, nothing written).
+#[test]
+fn regression_one_sysctl_key_spelled_twice() {
+    holds(Case {
+        host: host_of(Kind::Systemd),
+        desired: wants(|d| {
+            d.sysctl = vec![
+                ("net.netfilter.nf_conntrack_udp_timeout", 30),
+                ("net/netfilter/nf_conntrack_udp_timeout", 60),
+            ]
+        }),
+        files: vec![],
+    });
+}
+
+/// Fixed here: `ip_conntrack.hashsize` (alias-keyed) contradicting
+/// `conntrack.buckets` was accepted; nfkit.conf got the alias's value.
+#[test]
+fn regression_alias_hashsize_contradicts_buckets() {
+    holds(Case {
+        host: host_of(Kind::Systemd),
+        desired: wants(|d| {
+            d.buckets = Some(65536);
+            d.options = vec![("ip_conntrack", "hashsize", Val::Int(16384))];
+        }),
+        files: vec![],
+    });
+}
+
+/// Fixed here: one parameter set through the real name and an alias with
+/// two values (`ip_conntrack_ftp.ports`, `nf_conntrack_ftp.ports`).
+#[test]
+fn regression_one_option_through_alias_and_real_name() {
+    holds(Case {
+        host: host_of(Kind::Systemd),
+        desired: wants(|d| {
+            d.options = vec![
+                ("nf_conntrack_ftp", "ports", Val::Text("21,2121")),
+                ("ip_conntrack_ftp", "ports", Val::Text("21")),
+            ]
+        }),
+        files: vec![],
+    });
+}
+
+/// Fixed here: the legacy `net.nf_conntrack_max` in /etc/sysctl.conf, read
+/// at boot through Debian's `99-sysctl.conf -> ../sysctl.conf`, overrode
+/// 90-nfkit.conf (plan did not see it as the same key; verify did).
+#[test]
+fn regression_legacy_key_in_a_later_sysctl_file() {
+    holds(Case {
+        host: host_of(Kind::DebianSystemd),
+        desired: wants(|d| d.max = Some(262144)),
+        files: vec![PreFile::SysctlConf(vec![(
+            "net.nf_conntrack_max",
+            Pre::Other(0),
+        )])],
+    });
+}
+
+/// Fixed here: a file of another directory named like nfkit's late file
+/// (`/run/sysctl.d/99-zz-nfkit.conf`) was taken for nfkit's own and ignored.
+#[test]
+fn regression_foreign_file_named_like_nfkits() {
+    holds(Case {
+        host: host_of(Kind::Systemd),
+        desired: wants(|d| d.max = Some(65536)),
+        files: vec![PreFile::Sysctl {
+            dir: SysDir::Run,
+            name: "99-zz-nfkit.conf",
+            lines: vec![("net.netfilter.nf_conntrack_max", Pre::Other(0))],
+        }],
+    });
+}
+
+/// A glob in a later sysctl.d file: apply and verify must treat it alike
+/// (today both ignore globs; issue 9 part 2 makes verify model them).
+#[test]
+fn glob_key_in_a_later_sysctl_file() {
+    holds(Case {
+        host: host_of(Kind::Systemd),
+        desired: wants(|d| {
+            d.sysctl = vec![("net.netfilter.nf_conntrack_tcp_timeout_established", 86400)]
+        }),
+        files: vec![PreFile::Sysctl {
+            dir: SysDir::Etc,
+            name: "95-conntrack.conf",
+            lines: vec![(
+                "net.netfilter.nf_conntrack_tcp_timeout_*",
+                Pre::Other(600000),
+            )],
+        }],
+    });
+}
+
+/// Open (issue 9 part 2, PCS): the issue's host. No sysctl.d: the max in
+/// /etc/sysctl.conf is not updated, and no boot path loads the modules.
+#[test]
+fn open_pcs_host_without_sysctl_d() {
+    holds(Case {
+        host: host_of(Kind::El6Pcs),
+        desired: wants(|d| {
+            d.load = vec!["ip_conntrack", "ipt_state"];
+            d.max = Some(600000);
+        }),
+        files: vec![PreFile::SysctlConf(vec![(
+            "net.nf_conntrack_max",
+            Pre::Other(500000),
+        )])],
+    });
+}
+
+/// Open (issue 9 part 2, PCS): /etc/sysctl.conf applied last (no systemd)
+/// overrides 90-nfkit.conf.
+#[test]
+fn open_sysctl_conf_applied_last_overrides() {
+    holds(Case {
+        host: host_of(Kind::DebianSysv),
+        desired: wants(|d| d.max = Some(600000)),
+        files: vec![PreFile::SysctlConf(vec![(
+            "net.netfilter.nf_conntrack_max",
+            Pre::Other(500000),
+        )])],
+    });
+}
+
+/// Open (issue 9 part 2, PCS): no boot path loads the modules
+/// (IPTABLES_MODULES without /etc/sysconfig/iptables, no hook).
+#[test]
+fn open_no_boot_path_loads_modules() {
+    holds(Case {
+        host: host_of(Kind::El6Pcs),
+        desired: wants(|d| d.load = vec!["xt_state"]),
+        files: vec![],
+    });
+}
+
+/// Open (not in the known list): a file applied after nfkit's late
+/// sysctl.d name (`zz-late.conf`, `99-zzz-local.conf`, any directory) wins.
+#[test]
+fn open_sysctl_file_after_nfkits_late_name() {
+    holds(Case {
+        host: host_of(Kind::Systemd),
+        desired: wants(|d| d.max = Some(262144)),
+        files: vec![PreFile::Sysctl {
+            dir: SysDir::Etc,
+            name: "zz-late.conf",
+            lines: vec![("net.netfilter.nf_conntrack_max", Pre::Other(0))],
+        }],
+    });
+}
+
+/// Open (not in the known list): a modprobe.d file that sorts after
+/// nfkit.conf (PCS ships `parallels.conf`) sets the same option.
+#[test]
+fn open_modprobe_file_after_nfkit_conf() {
+    holds(Case {
+        host: host_of(Kind::Systemd),
+        desired: wants(|d| d.buckets = Some(65536)),
+        files: vec![PreFile::Modprobe {
+            dir: ModDir::Etc,
+            name: "parallels.conf",
+            lines: vec![("nf_conntrack", "hashsize", Pre::Other(Val::Int(1024)))],
+        }],
+    });
+}
+
+/// Open (not in the known list): busybox (no modprobe.d, no sysctl.d, no
+/// sysctl.conf) or explicit `[persist] targets` without a target for what is
+/// desired: nothing persists the option or the sysctl.
+#[test]
+fn open_nothing_persists_options_or_sysctls() {
+    holds(Case {
+        host: host_of(Kind::Busybox),
+        desired: wants(|d| {
+            d.options = vec![("nf_conntrack", "expect_hashsize", Val::Int(1024))];
+            d.sysctl = vec![("net.netfilter.nf_log_all_netns", 1)];
+        }),
+        files: vec![],
+    });
+    holds(Case {
+        host: host_of(Kind::Systemd),
+        desired: wants(|d| {
+            d.max = Some(262144);
+            d.targets = Some(vec!["modules-load.d"]);
+        }),
+        files: vec![],
+    });
+}
