@@ -226,21 +226,56 @@ impl Desired {
             limits::parse_max(&max.to_string(), self.conntrack.allow_unlimited)
                 .map_err(|e| invalid("conntrack.max".into(), e.to_string()))?;
         }
+        // One parameter of one module, spelled by its real name and by a
+        // 2.6-era alias (`ip_conntrack`), must not get two values: only
+        // one of them would hold at boot.
+        let mut parameters: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
+        for (module, options) in &self.modules.options {
+            for (key, value) in options {
+                let field = format!("modules.options.{module}.{key}");
+                let id = (real_module_name(module), key.replace('-', "_"));
+                if let Some((other, other_value)) = parameters.get(&id)
+                    && *other_value != value.render()
+                {
+                    return Err(invalid(
+                        field,
+                        format!(
+                            "contradicts {other} = {other_value} (the same parameter of {}); set only one",
+                            id.0
+                        ),
+                    ));
+                }
+                parameters.insert(id, (field, value.render()));
+            }
+        }
         if let Some(buckets) = self.conntrack.buckets {
             limits::parse_buckets(&buckets.to_string())
                 .map_err(|e| invalid("conntrack.buckets".into(), e.to_string()))?;
-            if let Some(hashsize) = self
-                .modules
-                .options
-                .get("nf_conntrack")
-                .and_then(|o| o.get("hashsize"))
-                && hashsize.render() != buckets.to_string()
+            if let Some((field, hashsize)) =
+                parameters.get(&("nf_conntrack".to_string(), "hashsize".to_string()))
+                && *hashsize != buckets.to_string()
             {
                 return Err(invalid(
-                    "modules.options.nf_conntrack.hashsize".into(),
+                    field.clone(),
                     format!("contradicts conntrack.buckets = {buckets}; set only one"),
                 ));
             }
+        }
+        // "net.netfilter.x" and "net/netfilter/x" are the same key.
+        let mut keys: BTreeMap<String, (&String, String)> = BTreeMap::new();
+        for (key, value) in &self.sysctl {
+            let normalised = key.replace('/', ".");
+            if let Some((other, other_value)) = keys.get(&normalised)
+                && *other_value != value.render()
+            {
+                return Err(invalid(
+                    format!("sysctl.\"{key}\""),
+                    format!(
+                        "contradicts sysctl.\"{other}\" = {other_value} (the same key); set only one"
+                    ),
+                ));
+            }
+            keys.insert(normalised, (key, value.render()));
         }
         for key in self.sysctl.keys() {
             let normalised = key.replace('/', ".");
@@ -463,6 +498,42 @@ targets = ["modules-load.d", "modprobe.d", "sysctl.d"]
         )
         .unwrap_err();
         assert!(e.to_string().contains("contradicts"), "{e}");
+        // The same parameter through an alias, or the same key spelled twice.
+        let e = Desired::parse(
+            "f",
+            "[conntrack]\nbuckets = 65536\n[modules.options.ip_conntrack]\nhashsize = 16384\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "f: modules.options.ip_conntrack.hashsize: contradicts conntrack.buckets = 65536; set only one"
+        );
+        let e = Desired::parse(
+            "f",
+            "[modules.options.ip_conntrack_ftp]\nports = \"21\"\n[modules.options.nf_conntrack_ftp]\nports = \"21,2121\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "f: modules.options.nf_conntrack_ftp.ports: contradicts \
+             modules.options.ip_conntrack_ftp.ports = 21 (the same parameter of nf_conntrack_ftp); set only one"
+        );
+        let e = Desired::parse(
+            "f",
+            "[sysctl]\n\"net.netfilter.nf_conntrack_udp_timeout\" = 30\n\"net/netfilter/nf_conntrack_udp_timeout\" = 60\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("the same key") && e.to_string().contains("set only one"),
+            "{e}"
+        );
+        // The same value twice is not a contradiction.
+        Desired::parse(
+            "f",
+            "[conntrack]\nbuckets = 65536\n[modules.options.ip_conntrack]\nhashsize = 65536\n\
+             [sysctl]\n\"net.netfilter.nf_conntrack_acct\" = 1\n\"net/netfilter/nf_conntrack_acct\" = 1\n",
+        )
+        .unwrap();
         let e = Desired::parse("f", "[persist]\ntargets = [\"floppy\"]\n").unwrap_err();
         assert!(e.to_string().contains("floppy"), "{e}");
     }

@@ -161,11 +161,9 @@ fn later_file_sets(root: &Path, name: &str, keys: &[String]) -> bool {
     let ours = Path::new("/etc/sysctl.d").join(name);
     let mut files: Vec<sysctl_d::ConfigFile> = sysctl_files(root)
         .into_iter()
-        .filter(|f| {
-            !f.path
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().ends_with("-nfkit.conf"))
-        })
+        // nfkit's own files do not count; a file of another directory named
+        // like one of them does (nfkit's file in /etc would mask it).
+        .filter(|f| f.path != Path::new(SYSCTL_FILE) && f.path != Path::new(SYSCTL_FILE_LATE))
         .collect();
     // A value no other line can have: a later line with the same value
     // counts as setting the key too.
@@ -509,6 +507,34 @@ mod tests {
             plan[0].after.as_deref(),
             Some("net.netfilter.nf_conntrack_max = 600000\n")
         );
+    }
+
+    #[test]
+    fn legacy_key_and_foreign_files_named_like_ours_count_as_later() {
+        // Debian/EL: 99-sysctl.conf -> ../sysctl.conf with the legacy name.
+        let root = tempfile::tempdir().unwrap();
+        write(
+            root.path(),
+            "/etc/sysctl.conf",
+            "net.nf_conntrack_max = 0\n",
+        );
+        std::os::unix::fs::symlink("../sysctl.conf", {
+            fs::create_dir_all(root.path().join("etc/sysctl.d")).unwrap();
+            root.path().join("etc/sysctl.d/99-sysctl.conf")
+        })
+        .unwrap();
+        let plan = plan_files(root.path(), &seed(), &[Target::SysctlD]).unwrap();
+        assert_eq!(plan[0].path, Path::new(SYSCTL_FILE_LATE));
+        // A vendor file with the name of nfkit's late file: nfkit's file in
+        // /etc masks it.
+        let vendor = tempfile::tempdir().unwrap();
+        write(
+            vendor.path(),
+            "/usr/lib/sysctl.d/99-zz-nfkit.conf",
+            "net.netfilter.nf_conntrack_max = 0\n",
+        );
+        let plan = plan_files(vendor.path(), &seed(), &[Target::SysctlD]).unwrap();
+        assert_eq!(plan[0].path, Path::new(SYSCTL_FILE_LATE));
     }
 
     #[test]
