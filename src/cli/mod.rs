@@ -139,6 +139,21 @@ impl Output {
             let _ = std::io::stderr().lock().write_all(text.as_bytes());
         }
     }
+
+    /// Prints notes (`nfkit: note: LINE`) on stderr, for the text output
+    /// only: with `--json` they are fields of the report, with `-q` silent.
+    pub fn notes<S: AsRef<str>>(&self, lines: impl IntoIterator<Item = S>) {
+        if self.json || self.quiet {
+            return;
+        }
+        let mut text = String::new();
+        for line in lines {
+            let _ = writeln!(text, "nfkit: note: {}", line.as_ref());
+        }
+        if !text.is_empty() {
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        }
+    }
 }
 
 fn write_stdout(text: &str) -> anyhow::Result<()> {

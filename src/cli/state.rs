@@ -289,25 +289,28 @@ pub(super) fn run_import(host: &Host, args: ImportArgs, output: Output) -> anyho
         ..output
     };
     out.emit(&json, |o| o.push_str(&text))?;
+    let mut notes = Vec::new();
     if imported.sources.is_empty() {
-        eprintln!(
-            "nfkit: note: no configuration found to import under {}",
+        notes.push(format!(
+            "no configuration found to import under {}",
             host.root.display()
-        );
+        ));
     }
     // The comments travel with the TOML into a file; say it where it is seen.
-    if !output.json && !output.quiet {
-        let added = imported.added().count();
-        if added > 0 {
-            eprintln!(
-                "nfkit: note: --all added {added} item{} beyond the admin's netfilter configuration (each listed in the output's comments)",
-                if added == 1 { "" } else { "s" }
-            );
-        }
-        for line in summary.iter().filter(|l| l.starts_with("not imported")) {
-            eprintln!("nfkit: note: {line}");
-        }
+    let added = imported.added().count();
+    if added > 0 {
+        notes.push(format!(
+            "--all added {added} item{} beyond the admin's netfilter configuration (each listed in the output's comments)",
+            if added == 1 { "" } else { "s" }
+        ));
     }
+    notes.extend(
+        summary
+            .iter()
+            .filter(|l| l.starts_with("not imported"))
+            .cloned(),
+    );
+    output.notes(notes);
     Ok(EXIT_OK)
 }
 

@@ -349,6 +349,11 @@ impl Builder {
         };
         let legacy = canonical != dotted;
         match canonical.as_str() {
+            // Read-only: a value in a file was never applied (sysctl reports
+            // an error for it); nfkit would refuse it in nfkit.toml.
+            "net.netfilter.nf_conntrack_count" => self.comments.push(format!(
+                "{origin}: dropped {dotted} = {value}: read-only (the number of tracked connections)"
+            )),
             "net.netfilter.nf_conntrack_max" => match value.parse::<u32>() {
                 Ok(n) => {
                     if legacy {
@@ -808,10 +813,24 @@ vm.swappiness = 10
         write(
             r,
             "/etc/sysctl.conf",
-            "net.ipv4.netfilter.ip_conntrack_max = 65536\nnet.ipv4.netfilter.ip_conntrack_tcp_timeout_established = 3600\n",
+            "net.ipv4.netfilter.ip_conntrack_max = 65536\nnet.ipv4.netfilter.ip_conntrack_tcp_timeout_established = 3600\nnet.ipv4.netfilter.ip_conntrack_count = 5\n",
         );
         let imported = import(r, ImportFrom::Rhel, Scope::Netfilter, &[]).unwrap();
         assert_eq!(imported.desired.conntrack.max, Some(65536));
+        // The read-only count is not imported (apply would refuse it).
+        assert!(
+            !imported.desired.sysctl.keys().any(|k| k.contains("count")),
+            "{:?}",
+            imported.desired.sysctl
+        );
+        assert!(
+            imported
+                .comments
+                .iter()
+                .any(|c| c.contains("ip_conntrack_count = 5: read-only")),
+            "{:?}",
+            imported.comments
+        );
         assert_eq!(
             imported.desired.sysctl["net.netfilter.nf_conntrack_tcp_timeout_established"],
             OptionValue::Integer(3600)
