@@ -232,7 +232,7 @@ ensure_packages() {
         fi
         report+=$'\n'"  plan '${names[$i]}' (apt-get install ${plans[$i]}): $why"
     done
-    ((chosen >= 0)) || _pkg_die "cannot install ${missing_pkgs[*]} (for $what): no plan resolves without removing a package; apt said:$report"
+    ((chosen >= 0)) || _pkg_die "cannot install ${missing_pkgs[*]} (for $what): no apt plan works (one must resolve and remove nothing):$report"
 
     read -r -a args <<<"${plans[$chosen]}"
     if [[ ${NFKIT_PKG_PLAN_ONLY:-} == 1 ]]; then
