@@ -42,35 +42,22 @@ image_is_complete() {
         [[ $(cat "$dir/stamp") == "$(recipe_hash)" ]]
 }
 
-# ensure_packages CMD:PACKAGE...: installs the Debian packages whose commands
-# are missing. Checks first; runs `apt-get update` at most once per process,
-# and only when something is missing. Fails loudly when it cannot install.
-_APT_UPDATED=0
-ensure_packages() {
-    local spec cmd pkg missing=()
-    for spec in "$@"; do
-        cmd=${spec%%:*} pkg=${spec#*:}
-        # root's PATH has /usr/sbin; a user's may not: look there too.
-        if ! command -v "$cmd" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$cmd && ! -x /sbin/$cmd ]]; then
-            missing+=("$pkg")
-        fi
-    done
-    ((${#missing[@]} == 0)) && return 0
-    # Deduplicate (several commands may come from one package).
-    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-    [[ $(id -u) == 0 ]] || die "missing packages (${missing[*]}); run as root or install them"
-    command -v apt-get >/dev/null || die "missing packages (${missing[*]}) and no apt-get"
-    log "installing ${missing[*]}"
-    if ((_APT_UPDATED == 0)); then
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq || die "apt-get update failed"
-        _APT_UPDATED=1
-    fi
-    local aptlog
-    aptlog=$(mktemp)
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-        >"$aptlog" 2>&1 || { cat "$aptlog" >&2; die "apt-get install ${missing[*]} failed"; }
-    rm -f "$aptlog"
-}
+# ensure_packages CMD:PACKAGE...: one apt call for every missing package,
+# chosen so that the versions fit the installed ones (our image's
+# bookworm-backports qemu-utils!), never removing a package, every command
+# checked again afterwards. See tests/support/packages.sh.
+# shellcheck disable=SC2034 # read by packages.sh
+PKG_LOG_NAME=vm-tests
+# shellcheck source-path=SCRIPTDIR source=../../tests/support/packages.sh
+source "$REPO_ROOT/tests/support/packages.sh"
+
+# What the host needs to run guests (vm-tests/run) and to build the image
+# (vm-tests/build-image). vm-tests/run ensures both lists in one call when the
+# image still has to be built.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+RUN_PACKAGES=(qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils mke2fs:e2fsprogs debugfs:e2fsprogs)
+# shellcheck disable=SC2034
+BUILD_PACKAGES=(debootstrap:debootstrap mke2fs:e2fsprogs chroot:coreutils flock:util-linux)
 
 # debian_mirror: the Debian mirror of the host's apt sources (deb822 .sources
 # files or one-line .list files), overridable with NFKIT_VM_MIRROR. Only the
