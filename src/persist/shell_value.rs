@@ -277,10 +277,23 @@ impl QuotedList {
         let old_values: Vec<&str> = self.words.iter().map(|(_, v)| v.as_str()).collect();
         let new_values: Vec<&str> = new.iter().map(String::as_str).collect();
         let pairs = common(&old_values, &new_values);
-        // For each new word, the old word it keeps.
+        // For each new word, the old word it keeps, or the removed old word
+        // whose place it takes (between two kept words, the k-th added word
+        // replaces the k-th removed one): a renamed module stays on its line.
         let mut kept: Vec<Option<usize>> = vec![None; new.len()];
-        for &(i, j) in &pairs {
-            kept[j] = Some(i);
+        let mut replaces: Vec<Option<usize>> = vec![None; new.len()];
+        let (mut next_old, mut next_new) = (0, 0);
+        for &(i, j) in pairs
+            .iter()
+            .chain(std::iter::once(&(old_values.len(), new.len())))
+        {
+            for (slot, old_i) in (next_new..j).zip(next_old..i) {
+                replaces[slot] = Some(old_i);
+            }
+            if j < new.len() {
+                kept[j] = Some(i);
+            }
+            (next_old, next_new) = (i + 1, j + 1);
         }
         let usual = self.usual_separator();
         let after_old = |i: usize| -> String {
@@ -294,8 +307,9 @@ impl QuotedList {
         let mut anchor: Option<usize> = None; // last kept old word so far
         for (j, word) in new.iter().enumerate() {
             if j > 0 {
-                let sep = match kept[j] {
-                    // A kept word keeps the separator before it (its line).
+                let sep = match kept[j].or(replaces[j]) {
+                    // A kept word keeps the separator before it (its line),
+                    // and so does a word taking a removed word's place.
                     Some(i) if i > 0 => self.seps[i - 1].to_string(),
                     // An added word follows the style after its neighbour.
                     _ => match anchor {
@@ -305,12 +319,16 @@ impl QuotedList {
                 };
                 out.push_str(&sep);
             }
-            match kept[j] {
-                Some(i) => {
+            match (kept[j], replaces[j]) {
+                (Some(i), _) => {
                     out.push_str(&self.words[i].0);
                     anchor = Some(i);
                 }
-                None => out.push_str(&quote_word(word, q)?),
+                (None, Some(i)) => {
+                    out.push_str(&quote_word(word, q)?);
+                    anchor = Some(i);
+                }
+                (None, None) => out.push_str(&quote_word(word, q)?),
             }
         }
         out.push_str(&self.trail);
@@ -380,6 +398,29 @@ mod tests {
         assert_eq!(
             one.rewrite(&words(&["nf_conntrack", "xt_state"])).unwrap(),
             "\"\nnf_conntrack\nxt_state\n\""
+        );
+    }
+
+    #[test]
+    fn renamed_words_take_the_place_of_the_old_ones() {
+        // import turns 2.6-era names into today's: every word changes, the
+        // layout stays.
+        let list = split("\"ip_conntrack ip_conntrack_ftp ip_nat_ftp \\\n    ipt_state\"").unwrap();
+        assert_eq!(
+            list.rewrite(&words(&[
+                "nf_conntrack",
+                "nf_conntrack_ftp",
+                "nf_nat_ftp",
+                "xt_state"
+            ]))
+            .unwrap(),
+            "\"nf_conntrack nf_conntrack_ftp nf_nat_ftp \\\n    xt_state\""
+        );
+        // One word per line: a renamed word keeps its line and indentation.
+        let list = split("\"\n  a\n  b\n  c\n\"").unwrap();
+        assert_eq!(
+            list.rewrite(&words(&["a", "x", "c", "d"])).unwrap(),
+            "\"\n  a\n  x\n  c\n  d\n\""
         );
     }
 

@@ -354,12 +354,16 @@ pub fn compare(
             && !conntrack_at_boot
             && boot.boot_hook.is_none()
         {
-            notes.push(
+            let applier = if layout.systemd {
+                "systemd-sysctl skips it silently"
+            } else {
+                "the boot's `sysctl -p` fails on it"
+            };
+            notes.push(format!(
                 "nf_conntrack is not loaded at boot before sysctls are applied, so the key does not exist \
-                 yet (systemd-sysctl skips it silently): list nf_conntrack in modules-load.d or /etc/modules, \
-                 or run `nfkit boot` at boot (contrib/)"
-                    .into(),
-            );
+                 yet ({applier}): load nf_conntrack at boot before the sysctls (modules-load.d, /etc/modules, \
+                 or IPTABLES_MODULES with the saved rules on EL), or run `nfkit boot` at boot (contrib/)"
+            ));
             boot_ok = false;
         }
         rows.push(VerifyRow {
