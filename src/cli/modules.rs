@@ -7,9 +7,9 @@ use clap::{Args, Subcommand};
 
 use super::{EXIT_ERROR, EXIT_OK, Output};
 use crate::modules::error::ErrorInfo;
-use crate::modules::ops::{self, LoadFlags, SeqStep, UnloadFlags};
 use crate::modules::options::{EffectiveOption, OptionSource};
-use crate::modules::unload::{Role, StepResult};
+use crate::modules::removal::{Role, StepResult};
+use crate::modules::{self, LoadFlags, SeqStep, UnloadFlags};
 use crate::system::Host;
 
 /// `nfkit modules`.
@@ -96,12 +96,12 @@ pub(super) fn run(
 ) -> anyhow::Result<u8> {
     match args.action {
         ModulesAction::List { all } => {
-            let r = ops::list(host, all)?;
+            let r = modules::list(host, all)?;
             output.emit(&r, |out| render_list(out, &r))?;
             Ok(EXIT_OK)
         }
         ModulesAction::Resolve { release, names } => {
-            let r = ops::resolve(host, release.kernel_release.as_deref(), &names)?;
+            let r = modules::resolve(host, release.kernel_release.as_deref(), &names)?;
             output.emit(&r, |out| render_resolve(out, &r, output.verbose))?;
             report_errors(output, r.results.iter().filter_map(|x| x.error.as_ref()));
             Ok(if r.ok() { EXIT_OK } else { EXIT_ERROR })
@@ -114,12 +114,12 @@ pub(super) fn run(
             persist,
             args,
         } => {
-            let requests = ops::parse_load_args(&args)?;
+            let requests = modules::parse_load_args(&args)?;
             if persist && host.offline {
                 // Offline: record and write the image's files only.
                 let (persisted, code) =
                     super::state::persist(host, config, &persist_edits(&requests), dry_run)?;
-                super::state::emit_with_persist::<ops::LoadReport>(
+                super::state::emit_with_persist::<modules::LoadReport>(
                     output,
                     None,
                     |_| {},
@@ -132,7 +132,7 @@ pub(super) fn run(
                 apply_blacklist,
                 ignore_install,
             };
-            let r = ops::load(host, release.kernel_release.as_deref(), &requests, flags)?;
+            let r = modules::load(host, release.kernel_release.as_deref(), &requests, flags)?;
             report_errors(
                 output,
                 r.results
@@ -164,7 +164,7 @@ pub(super) fn run(
                 dry_run,
                 ignore_install,
             };
-            let r = ops::unload(host, release.kernel_release.as_deref(), &names, flags)?;
+            let r = modules::unload(host, release.kernel_release.as_deref(), &names, flags)?;
             output.emit(&r, |out| render_unload(out, &r))?;
             report_errors(
                 output,
@@ -192,7 +192,7 @@ fn report_errors<'a>(output: Output, errors: impl Iterator<Item = &'a ErrorInfo>
     }
 }
 
-fn render_list(out: &mut String, r: &ops::ListReport) {
+fn render_list(out: &mut String, r: &modules::ListReport) {
     let w = r
         .modules
         .iter()
@@ -258,7 +258,7 @@ fn opts_line(opts: &[EffectiveOption]) -> String {
         .join(", ")
 }
 
-fn render_target(out: &mut String, t: &ops::Target) {
+fn render_target(out: &mut String, t: &modules::Target) {
     if !t.live {
         let _ = writeln!(
             out,
@@ -268,7 +268,7 @@ fn render_target(out: &mut String, t: &ops::Target) {
     }
 }
 
-fn render_resolve(out: &mut String, r: &ops::ResolveReport, verbose: u8) {
+fn render_resolve(out: &mut String, r: &modules::ResolveReport, verbose: u8) {
     render_target(out, &r.target);
     for x in &r.results {
         if !x.found {
@@ -333,7 +333,7 @@ fn render_resolve(out: &mut String, r: &ops::ResolveReport, verbose: u8) {
     }
 }
 
-fn render_load(out: &mut String, r: &ops::LoadReport) {
+fn render_load(out: &mut String, r: &modules::LoadReport) {
     render_target(out, &r.target);
     for x in &r.results {
         if x.error.is_some() {
@@ -367,7 +367,7 @@ fn render_load(out: &mut String, r: &ops::LoadReport) {
     }
 }
 
-fn render_unload(out: &mut String, r: &ops::UnloadReport) {
+fn render_unload(out: &mut String, r: &modules::UnloadReport) {
     if !r.target.live {
         let state = if r.target.root == std::path::Path::new("/") {
             "planned as if none of its modules were loaded".to_string()
@@ -409,7 +409,7 @@ fn render_unload(out: &mut String, r: &ops::UnloadReport) {
 
 /// `--persist` edits for loaded names: keyed by the name as given (nfkit.toml
 /// keeps what the user asked for; apply resolves aliases when loading).
-fn persist_edits(requests: &[ops::LoadRequest]) -> Vec<crate::persist::edit::Edit> {
+fn persist_edits(requests: &[modules::LoadRequest]) -> Vec<crate::persist::edit::Edit> {
     requests
         .iter()
         .map(|r| crate::persist::edit::Edit::LoadModule {

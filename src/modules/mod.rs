@@ -1,9 +1,35 @@
-//! Kernel modules: pure logic and the high-level operations.
+//! Kernel modules: pure logic and the high-level operations behind
+//! `nfkit modules list|resolve|load|unload`.
+//!
+//! Semantics are modprobe's (kmod tools/modprobe.c), with three deliberate
+//! differences: install/remove commands are never run, a blacklisted or
+//! policy-disabled module is reported (not a silent success), and options
+//! given for a load are checked against the module's real parameters.
+//!
+//! | file | job |
+//! |---|---|
+//! | [`target`] | which module tree and kernel; looking names up in it |
+//! | [`resolve`] | `modules resolve` |
+//! | [`load`] | `modules load` (the named steps of a load) |
+//! | [`unload`] | `modules unload`, over the pure planner in [`removal`] |
+//! | [`list`] | `modules list` |
 pub mod error;
 pub mod legacy;
+pub mod list;
+pub mod load;
 pub mod name;
-pub mod ops;
 pub mod options;
+pub mod removal;
+pub mod resolve;
 pub mod suggest;
 pub mod sysfs;
+pub mod target;
 pub mod unload;
+
+pub use list::{ListReport, ListedModule, list};
+pub use load::{
+    LoadFlags, LoadReport, LoadRequest, LoadResult, LoadedModule, SeqStep, load, parse_load_args,
+};
+pub use resolve::{Param, ResolveReport, Resolved, ResolvedModule, Softdeps, resolve};
+pub use target::{Target, config_dirs};
+pub use unload::{UnloadFlags, UnloadReport, UnloadResult, UnloadedModule, unload};

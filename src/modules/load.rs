@@ -1,0 +1,604 @@
+//! `nfkit modules load`: modprobe's insert through libkmod, with the
+//! options checked against the module's real parameters, install commands
+//! never run, and a failed load rolled back.
+
+use nix::errno::Errno;
+use serde::Serialize;
+
+use super::error::{ErrorInfo, ModuleError, Op};
+use super::options::{self, EffectiveOption, ModOption};
+use super::resolve::params_from_modinfo;
+use super::target::{Target, lookup, sysfs_builtin};
+use super::{legacy, name, removal, sysfs};
+use crate::kmod::{self, Context, InitState, Module, ProbeAction, probe_flags};
+use crate::system::Host;
+
+/// One module libkmod would insert (or handle) for a load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SeqStep {
+    /// Module name.
+    pub module: String,
+    /// `insmod`, `install` (an install command) or `builtin`.
+    pub action: &'static str,
+    /// `.ko` file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Options passed (modprobe.d + given, for the target).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub options: String,
+    /// The install command, for `install`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub install_command: Option<String>,
+}
+
+pub(crate) fn seq(actions: &[ProbeAction]) -> Vec<SeqStep> {
+    actions
+        .iter()
+        .filter(|a| a.install || a.path.is_some() || a.builtin)
+        .map(|a| SeqStep {
+            module: a.module.clone(),
+            action: if a.install {
+                "install"
+            } else if a.builtin {
+                "builtin"
+            } else {
+                "insmod"
+            },
+            path: a.path.clone(),
+            options: a.options.clone(),
+            install_command: a.install_command.clone(),
+        })
+        .collect()
+}
+
+/// One `NAME [OPTION=VALUE...]` from the load command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadRequest {
+    /// Module name or alias.
+    pub name: String,
+    /// Options given for it.
+    pub options: Vec<ModOption>,
+}
+
+/// Splits `NAME [OPT=VAL...] NAME ...`: a word with `=` is an option of the
+/// name before it.
+pub fn parse_load_args(args: &[String]) -> Result<Vec<LoadRequest>, ModuleError> {
+    let mut out: Vec<LoadRequest> = Vec::new();
+    for a in args {
+        if a.contains('=') {
+            let Some(last) = out.last_mut() else {
+                return Err(ModuleError::InvalidName {
+                    op: Op::Load,
+                    name: a.clone(),
+                    problem: name::NameProblem::Assignment,
+                });
+            };
+            let o = options::parse_given(a).map_err(|problem| ModuleError::InvalidOption {
+                op: Op::Load,
+                module: last.name.clone(),
+                option: a.clone(),
+                problem,
+            })?;
+            last.options.push(o);
+        } else {
+            out.push(LoadRequest {
+                name: a.clone(),
+                options: Vec::new(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Flags of `nfkit modules load`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadFlags {
+    /// Report what would be done; insert nothing.
+    pub dry_run: bool,
+    /// Apply the blacklist to names too (`modprobe -b`).
+    pub apply_blacklist: bool,
+    /// Ignore the target's install command and softdeps (`modprobe -i`).
+    pub ignore_install: bool,
+}
+
+/// The outcome for one module of a load.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadedModule {
+    /// Real module name.
+    pub module: String,
+    /// `loaded`, `would_load`, `already_loaded`, `builtin` or `failed`.
+    pub outcome: &'static str,
+    /// Modules inserted (or that would be), in order.
+    pub sequence: Vec<SeqStep>,
+    /// Effective options of the module.
+    pub options: Vec<EffectiveOption>,
+    /// Remarks (options not applied, policy-disabled dependencies…).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// The error, for `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+}
+
+/// The outcome for one name of a load.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadResult {
+    /// The name as given.
+    pub name: String,
+    /// Options as given.
+    pub options: Vec<ModOption>,
+    /// True when every module of the name is in the kernel (or would be).
+    pub ok: bool,
+    /// Per module.
+    pub modules: Vec<LoadedModule>,
+    /// Legacy-name note.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub legacy: Option<String>,
+    /// The error, when the name itself failed (invalid, not found).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+}
+
+/// `nfkit modules load` result.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    /// The module tree used.
+    pub target: Target,
+    /// Dry run?
+    pub dry_run: bool,
+    /// One entry per name, in order.
+    pub results: Vec<LoadResult>,
+}
+
+impl LoadReport {
+    /// True when every name succeeded.
+    pub fn ok(&self) -> bool {
+        self.results.iter().all(|r| r.ok)
+    }
+}
+
+/// Maps a failed insert to the error the user sees.
+fn insert_error(
+    t: &Target,
+    m: &Module<'_>,
+    failed: &str,
+    errno: Errno,
+    opts: &str,
+    e: kmod::Error,
+) -> ModuleError {
+    let op = Op::Load;
+    let module = failed.to_owned();
+    match errno {
+        Errno::EPERM => ModuleError::NotPermitted {
+            reason: sysfs::eperm_reason(&t.proc_root, &t.sys_root, &module),
+            op,
+            module,
+        },
+        Errno::ENOEXEC => ModuleError::WrongKernel {
+            vermagic: if failed == m.name() {
+                m.info()
+                    .ok()
+                    .and_then(|i| i.into_iter().find(|(k, _)| k == "vermagic").map(|(_, v)| v))
+            } else {
+                None
+            },
+            running: t.running_release.clone(),
+            op,
+            module,
+        },
+        Errno::EINVAL => ModuleError::InvalidArgument {
+            op,
+            module,
+            options: opts.to_owned(),
+        },
+        Errno::ENOENT => ModuleError::UnknownSymbol { op, module },
+        Errno::EBUSY | Errno::EAGAIN => ModuleError::InUse {
+            op,
+            module,
+            refcnt: 0,
+            holders: Vec::new(),
+        },
+        Errno::ENOKEY | Errno::EKEYREJECTED | Errno::EBADMSG => {
+            ModuleError::Signature { op, module, errno }
+        }
+        Errno::ENOSYS => ModuleError::NoModuleSupport {
+            op,
+            module,
+            detail: "init_module: ENOSYS".into(),
+        },
+        _ => ModuleError::Kmod {
+            op,
+            module,
+            source: e,
+        },
+    }
+}
+
+/// `nfkit modules load`. Continues past a failed name; see
+/// [`LoadReport::ok`].
+pub fn load(
+    host: &Host,
+    release: Option<&str>,
+    requests: &[LoadRequest],
+    flags: LoadFlags,
+) -> Result<LoadReport, ModuleError> {
+    let op = Op::Load;
+    let t = Target::new(host, release, op)?;
+    let ctx = t.context(op)?;
+    let mut results = Vec::new();
+    for req in requests {
+        let legacy = legacy::lookup(&req.name);
+        let mods = match lookup(&ctx, &t, op, &req.name) {
+            Ok(m) => m,
+            Err(e) => {
+                results.push(LoadResult {
+                    name: req.name.clone(),
+                    options: req.options.clone(),
+                    ok: false,
+                    modules: Vec::new(),
+                    legacy: legacy.map(|l| l.note(&[])),
+                    error: Some(ErrorInfo::from(&e)),
+                });
+                continue;
+            }
+        };
+        let names: Vec<String> = mods.iter().map(Module::name).collect();
+        let modules: Vec<LoadedModule> = mods
+            .iter()
+            .map(|m| {
+                load_module(&t, &ctx, m, req, flags).unwrap_or_else(|b| {
+                    let (module, e, notes) = *b;
+                    LoadedModule {
+                        module,
+                        outcome: "failed",
+                        sequence: Vec::new(),
+                        options: Vec::new(),
+                        notes,
+                        error: Some(ErrorInfo::from(&e)),
+                    }
+                })
+            })
+            .collect();
+        results.push(LoadResult {
+            name: req.name.clone(),
+            options: req.options.clone(),
+            ok: modules.iter().all(|m| m.outcome != "failed"),
+            modules,
+            legacy: legacy.map(|l| l.note(&names)),
+            error: None,
+        });
+    }
+    Ok(LoadReport {
+        target: t,
+        dry_run: flags.dry_run,
+        results,
+    })
+}
+
+/// Parameters a module has: modinfo (complete: every `module_param`
+/// declares a `parmtype`) plus what sysfs shows when loaded.
+fn known_params(t: &Target, m: &Module<'_>) -> Vec<String> {
+    let mut p: Vec<String> = m
+        .info()
+        .map(|i| {
+            params_from_modinfo(&i)
+                .into_iter()
+                .map(|p| p.name)
+                .collect()
+        })
+        .unwrap_or_default();
+    if t.live {
+        p.extend(sysfs::sys_parameters(&t.sys_root, &m.name()));
+    }
+    p.sort();
+    p.dedup();
+    p
+}
+
+fn unknown_params(given: &[ModOption], known: &[String]) -> Vec<String> {
+    given
+        .iter()
+        .filter(|o| !known.iter().any(|k| k.replace('-', "_") == o.key()))
+        .map(|o| o.name.clone())
+        .collect()
+}
+
+/// A failed load: the module, the error, and notes (e.g. the rollback).
+type LoadFailure = Box<(String, ModuleError, Vec<String>)>;
+
+/// Removes, newest first, the modules a failed probe inserted before the one
+/// that failed, so that a failed load leaves the kernel as it found it
+/// (modprobe leaves them loaded). Returns notes for the report.
+fn roll_back(ctx: &Context, inserted: &[String]) -> Vec<String> {
+    let mut removed = Vec::new();
+    let mut notes = Vec::new();
+    for name in inserted.iter().rev() {
+        let result = ctx.module(name).and_then(|m| {
+            if m.refcnt()? > 0 {
+                return Ok(false); // something else started using it: keep
+            }
+            m.remove(0).map(|()| true)
+        });
+        match result {
+            Ok(true) => removed.push(name.clone()),
+            Ok(false) => notes.push(format!("kept {name}: now in use")),
+            Err(e) => notes.push(format!("could not remove {name} again: {e}")),
+        }
+    }
+    if !removed.is_empty() {
+        notes.insert(
+            0,
+            format!(
+                "rolled back: removed {} (inserted as dependencies before the failure)",
+                removed.join(", ")
+            ),
+        );
+    }
+    notes
+}
+
+fn load_module(
+    t: &Target,
+    ctx: &Context,
+    m: &Module<'_>,
+    req: &LoadRequest,
+    flags: LoadFlags,
+) -> Result<LoadedModule, LoadFailure> {
+    let op = Op::Load;
+    let module = m.name();
+    let fail = |e: ModuleError| Box::new((module.clone(), e, Vec::new()));
+    let extra = options::join(&req.options);
+    let effective = options::merge(&m.options().unwrap_or_default(), &req.options);
+    let mut notes = Vec::new();
+    let known = known_params(t, m);
+    let unknown = unknown_params(&req.options, &known);
+    let is_builtin = matches!(m.initstate(), Ok(InitState::Builtin)) || sysfs_builtin(t, m);
+    let loaded = t.live && matches!(m.initstate(), Ok(InitState::Live | InitState::Coming));
+
+    if is_builtin || loaded {
+        // Only sysfs can tell for sure (modinfo misses module_param_call
+        // parameters such as nf_conntrack's hashsize).
+        let verifiable = t.live && sysfs::in_sysfs(&t.sys_root, &module);
+        if !unknown.is_empty() && !verifiable {
+            notes.push(format!(
+                "cannot verify parameter(s) {}: not declared in modinfo and {module} is not in /sys/module",
+                unknown.join(", ")
+            ));
+        } else if !unknown.is_empty() {
+            return Err(fail(ModuleError::UnknownParameter {
+                op,
+                module: module.clone(),
+                unknown,
+                accepted: known,
+            }));
+        }
+        if !req.options.is_empty() {
+            notes.push(if is_builtin {
+                format!("options not applied: {module} is built in; set them on the kernel command line ({module}.PARAM=VALUE) or in /sys/module/{module}/parameters")
+            } else {
+                format!("options not applied: {module} is already loaded (unload it first, or write /sys/module/{module}/parameters)")
+            });
+        }
+        return Ok(LoadedModule {
+            outcome: if is_builtin {
+                "builtin"
+            } else {
+                "already_loaded"
+            },
+            module,
+            sequence: Vec::new(),
+            options: effective,
+            notes,
+            error: None,
+        });
+    }
+    if !unknown.is_empty() {
+        // modinfo lists every module_param but not module_param_call ones
+        // (e.g. nf_conntrack hashsize): the real check is after loading.
+        notes.push(format!(
+            "parameter(s) {} not declared in modinfo: {} against /sys/module/{module}/parameters after loading",
+            unknown.join(", "),
+            if flags.dry_run { "will be checked" } else { "checked" }
+        ));
+    }
+
+    let mut pflags = probe_flags::APPLY_BLACKLIST_ALIAS_ONLY;
+    if flags.apply_blacklist {
+        pflags |= probe_flags::APPLY_BLACKLIST;
+    }
+    if flags.ignore_install {
+        pflags |= probe_flags::IGNORE_COMMAND;
+    }
+    if !t.live {
+        // Offline tree: the running kernel's state says nothing about it
+        // (what `modprobe --show-depends` does too).
+        pflags |= probe_flags::IGNORE_LOADED;
+    }
+    let via_alias = module != name::normalize(&req.name);
+    let blacklisted = |flag: u32| ModuleError::Blacklisted {
+        op,
+        name: req.name.clone(),
+        module: module.clone(),
+        via_alias: via_alias && flag == probe_flags::APPLY_BLACKLIST_ALIAS_ONLY,
+    };
+
+    // Plan first (dry run), so that commands are judged before anything is
+    // inserted.
+    let plan = m.probe_insert(
+        pflags | probe_flags::DRY_RUN,
+        Some(&extra).filter(|e| !e.is_empty()).map(String::as_str),
+        &mut |_, _| Ok(()),
+    );
+    match plan.result {
+        Ok(0) => {}
+        Ok(flag) => return Err(fail(blacklisted(flag))),
+        Err(e) => {
+            let errno = e.errno().unwrap_or(Errno::EINVAL);
+            return Err(fail(insert_error(t, m, &module, errno, &extra, e)));
+        }
+    }
+    for a in plan.actions.iter().filter(|a| a.install) {
+        let cmd = a.install_command.clone().unwrap_or_default();
+        if removal::is_policy_command(&cmd) {
+            if a.module == module {
+                return Err(fail(ModuleError::DisabledByPolicy {
+                    op,
+                    module: module.clone(),
+                    kind: "install",
+                    command: cmd,
+                }));
+            }
+            notes.push(format!(
+                "dependency {} is disabled by policy (`install {} {cmd}`): not inserted",
+                a.module, a.module
+            ));
+        } else {
+            return Err(fail(ModuleError::CommandRefused {
+                op,
+                module: a.module.clone(),
+                kind: "install",
+                command: cmd,
+            }));
+        }
+    }
+    let sequence = seq(&plan.actions);
+    if flags.dry_run {
+        return Ok(LoadedModule {
+            module,
+            outcome: "would_load",
+            sequence,
+            options: effective,
+            notes,
+            error: None,
+        });
+    }
+    t.require_live(op, &module).map_err(fail)?;
+    if !t.proc_root.join("modules").exists() {
+        return Err(fail(ModuleError::NoModuleSupport {
+            op,
+            module: module.clone(),
+            detail: format!("no {}", t.proc_root.join("modules").display()),
+        }));
+    }
+
+    // The real insert. The install callback is only reached for the
+    // policy commands accepted above: `true` succeeds without running
+    // anything, `false` fails like the command would.
+    let run = m.probe_insert(
+        pflags,
+        Some(&extra).filter(|e| !e.is_empty()).map(String::as_str),
+        &mut |_, cmd| {
+            if cmd.trim().ends_with("false") {
+                Err(Errno::EPERM)
+            } else {
+                Ok(())
+            }
+        },
+    );
+    match run.result {
+        Ok(0) => {}
+        Ok(flag) => return Err(fail(blacklisted(flag))),
+        Err(e) => {
+            let errno = e.errno().unwrap_or(Errno::EINVAL);
+            // libkmod stops at the module that failed: the last one reported;
+            // the ones before it were inserted by this probe.
+            let failed = run
+                .actions
+                .last()
+                .map_or(module.clone(), |a| a.module.clone());
+            let inserted: Vec<String> = run.actions[..run.actions.len().saturating_sub(1)]
+                .iter()
+                .filter(|a| !a.install && !a.builtin)
+                .map(|a| a.module.clone())
+                .collect();
+            let notes = roll_back(ctx, &inserted);
+            return Err(Box::new((
+                module.clone(),
+                insert_error(t, m, &failed, errno, &extra, e),
+                notes,
+            )));
+        }
+    }
+    // Post-load check: current kernels ignore unknown parameters silently.
+    let in_sysfs = sysfs::sys_parameters(&t.sys_root, &module);
+    let mut ignored = Vec::new();
+    for o in &req.options {
+        if in_sysfs.iter().any(|p| p.replace('-', "_") == o.key()) {
+            continue;
+        }
+        if known.iter().any(|p| p.replace('-', "_") == o.key()) {
+            notes.push(format!(
+                "parameter {} is not visible in /sys/module/{module}/parameters (declared without sysfs permissions)",
+                o.name
+            ));
+        } else {
+            ignored.push(o.name.clone());
+        }
+    }
+    if !ignored.is_empty() {
+        let mut accepted = in_sysfs;
+        accepted.extend(known);
+        accepted.sort();
+        accepted.dedup();
+        return Err(fail(ModuleError::UnknownParameter {
+            op,
+            module: module.clone(),
+            unknown: ignored,
+            accepted,
+        }));
+    }
+    Ok(LoadedModule {
+        module,
+        outcome: "loaded",
+        sequence: seq(&run.actions),
+        options: effective,
+        notes,
+        error: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_args_attach_options_to_the_name_before() {
+        let args: Vec<String> = [
+            "nf_conntrack",
+            "hashsize=65536",
+            "acct=1",
+            "xt_state",
+            "ipt_REJECT",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let r = parse_load_args(&args).unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0].name, "nf_conntrack");
+        assert_eq!(r[0].options.len(), 2);
+        assert_eq!(r[1].options.len(), 0);
+        let err = parse_load_args(&["hashsize=1".to_string()]).unwrap_err();
+        assert_eq!(err.kind(), "invalid_name");
+        let err = parse_load_args(&["x".to_string(), "a b=1".to_string()]).unwrap_err();
+        assert_eq!(err.kind(), "invalid_option");
+    }
+
+    #[test]
+    fn unknown_params_fold_dashes() {
+        assert_eq!(
+            unknown_params(
+                &[options::parse_given("hash-size=1").unwrap()],
+                &["hash_size".into()]
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            unknown_params(
+                &[options::parse_given("ip_conntrack_disable_ve0=0").unwrap()],
+                &["hashsize".into()]
+            ),
+            vec!["ip_conntrack_disable_ve0"]
+        );
+    }
+}
