@@ -337,6 +337,38 @@ fn roll_back(ctx: &Context, inserted: &[String]) -> Vec<String> {
     notes
 }
 
+/// One module of a load, taken through the steps of loading in order:
+/// [`check_given_options`](Self::check_given_options) →
+/// [`already_in_kernel`](Self::already_in_kernel) →
+/// [`plan`](Self::plan) → [`judge_commands`](Self::judge_commands) →
+/// (dry run stops here) → [`preflight`](Self::preflight) →
+/// [`insert`](Self::insert) (rolled back on failure) →
+/// [`check_options_applied`](Self::check_options_applied).
+struct LoadJob<'a, 'c> {
+    t: &'a Target,
+    ctx: &'c Context,
+    m: &'a Module<'c>,
+    req: &'a LoadRequest,
+    flags: LoadFlags,
+    /// Real module name.
+    module: String,
+    /// The given options in the kernel's form (libkmod's `extra_options`).
+    extra: String,
+    /// Parameters the module declares (modinfo, plus sysfs when loaded).
+    known: Vec<String>,
+    /// Given parameters not in `known`.
+    unknown: Vec<String>,
+    /// Remarks for the report, in the order the steps made them.
+    notes: Vec<String>,
+}
+
+/// Where the module already is, when it needs no insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InKernel {
+    Builtin,
+    Loaded,
+}
+
 fn load_module(
     t: &Target,
     ctx: &Context,
@@ -344,217 +376,290 @@ fn load_module(
     req: &LoadRequest,
     flags: LoadFlags,
 ) -> Result<LoadedModule, LoadFailure> {
-    let op = Op::Load;
     let module = m.name();
-    let fail = |e: ModuleError| Box::new((module.clone(), e, Vec::new()));
-    let extra = options::join(&req.options);
-    let effective = options::merge(&m.options().unwrap_or_default(), &req.options);
-    let mut notes = Vec::new();
     let known = known_params(t, m);
-    let unknown = unknown_params(&req.options, &known);
-    let is_builtin = matches!(m.initstate(), Ok(InitState::Builtin)) || sysfs_builtin(t, m);
-    let loaded = t.live && matches!(m.initstate(), Ok(InitState::Live | InitState::Coming));
+    let mut job = LoadJob {
+        unknown: unknown_params(&req.options, &known),
+        known,
+        extra: options::join(&req.options),
+        module,
+        notes: Vec::new(),
+        t,
+        ctx,
+        m,
+        req,
+        flags,
+    };
+    let effective = options::merge(&m.options().unwrap_or_default(), &req.options);
+    let done = |job: LoadJob<'_, '_>, outcome, sequence| LoadedModule {
+        module: job.module,
+        outcome,
+        sequence,
+        options: effective.clone(),
+        notes: job.notes,
+        error: None,
+    };
+    if let Some(place) = job.already_in_kernel() {
+        job.check_given_options(Some(place))?;
+        let outcome = match place {
+            InKernel::Builtin => "builtin",
+            InKernel::Loaded => "already_loaded",
+        };
+        return Ok(done(job, outcome, Vec::new()));
+    }
+    job.check_given_options(None)?;
+    let pflags = job.probe_flags();
+    let plan = job.plan(pflags)?;
+    job.judge_commands(&plan)?;
+    if flags.dry_run {
+        return Ok(done(job, "would_load", seq(&plan)));
+    }
+    job.preflight()?;
+    let inserted = job.insert(pflags)?;
+    job.check_options_applied()?;
+    Ok(done(job, "loaded", seq(&inserted)))
+}
 
-    if is_builtin || loaded {
+impl LoadJob<'_, '_> {
+    fn fail(&self, e: ModuleError) -> LoadFailure {
+        Box::new((self.module.clone(), e, Vec::new()))
+    }
+
+    /// Builtin, or loaded in the running kernel (live or coming): nothing
+    /// to insert.
+    fn already_in_kernel(&self) -> Option<InKernel> {
+        let state = self.m.initstate();
+        if matches!(state, Ok(InitState::Builtin)) || sysfs_builtin(self.t, self.m) {
+            Some(InKernel::Builtin)
+        } else if self.t.live && matches!(state, Ok(InitState::Live | InitState::Coming)) {
+            Some(InKernel::Loaded)
+        } else {
+            None
+        }
+    }
+
+    /// Given options against the module's declared parameters. For a module
+    /// already in the kernel (`place`), sysfs is the full list, so an
+    /// unknown one is an error; otherwise modinfo misses
+    /// `module_param_call` parameters (nf_conntrack's hashsize), so it is a
+    /// note and the real check comes after loading.
+    fn check_given_options(&mut self, place: Option<InKernel>) -> Result<(), LoadFailure> {
+        let module = &self.module;
+        let Some(place) = place else {
+            if !self.unknown.is_empty() {
+                self.notes.push(format!(
+                    "parameter(s) {} not declared in modinfo: {} against /sys/module/{module}/parameters after loading",
+                    self.unknown.join(", "),
+                    if self.flags.dry_run { "will be checked" } else { "checked" }
+                ));
+            }
+            return Ok(());
+        };
         // Only sysfs can tell for sure (modinfo misses module_param_call
         // parameters such as nf_conntrack's hashsize).
-        let verifiable = t.live && sysfs::in_sysfs(&t.sys_root, &module);
-        if !unknown.is_empty() && !verifiable {
-            notes.push(format!(
+        let verifiable = self.t.live && sysfs::in_sysfs(&self.t.sys_root, module);
+        if !self.unknown.is_empty() && !verifiable {
+            self.notes.push(format!(
                 "cannot verify parameter(s) {}: not declared in modinfo and {module} is not in /sys/module",
-                unknown.join(", ")
+                self.unknown.join(", ")
             ));
-        } else if !unknown.is_empty() {
-            return Err(fail(ModuleError::UnknownParameter {
-                op,
+        } else if !self.unknown.is_empty() {
+            return Err(self.fail(ModuleError::UnknownParameter {
+                op: Op::Load,
                 module: module.clone(),
-                unknown,
-                accepted: known,
+                unknown: self.unknown.clone(),
+                accepted: self.known.clone(),
             }));
         }
-        if !req.options.is_empty() {
-            notes.push(if is_builtin {
-                format!("options not applied: {module} is built in; set them on the kernel command line ({module}.PARAM=VALUE) or in /sys/module/{module}/parameters")
-            } else {
-                format!("options not applied: {module} is already loaded (unload it first, or write /sys/module/{module}/parameters)")
+        if !self.req.options.is_empty() {
+            self.notes.push(match place {
+                InKernel::Builtin => format!("options not applied: {module} is built in; set them on the kernel command line ({module}.PARAM=VALUE) or in /sys/module/{module}/parameters"),
+                InKernel::Loaded => format!("options not applied: {module} is already loaded (unload it first, or write /sys/module/{module}/parameters)"),
             });
         }
-        return Ok(LoadedModule {
-            outcome: if is_builtin {
-                "builtin"
-            } else {
-                "already_loaded"
-            },
-            module,
-            sequence: Vec::new(),
-            options: effective,
-            notes,
-            error: None,
-        });
-    }
-    if !unknown.is_empty() {
-        // modinfo lists every module_param but not module_param_call ones
-        // (e.g. nf_conntrack hashsize): the real check is after loading.
-        notes.push(format!(
-            "parameter(s) {} not declared in modinfo: {} against /sys/module/{module}/parameters after loading",
-            unknown.join(", "),
-            if flags.dry_run { "will be checked" } else { "checked" }
-        ));
+        Ok(())
     }
 
-    let mut pflags = probe_flags::APPLY_BLACKLIST_ALIAS_ONLY;
-    if flags.apply_blacklist {
-        pflags |= probe_flags::APPLY_BLACKLIST;
+    /// libkmod probe flags for this load.
+    fn probe_flags(&self) -> u32 {
+        let mut pflags = probe_flags::APPLY_BLACKLIST_ALIAS_ONLY;
+        if self.flags.apply_blacklist {
+            pflags |= probe_flags::APPLY_BLACKLIST;
+        }
+        if self.flags.ignore_install {
+            pflags |= probe_flags::IGNORE_COMMAND;
+        }
+        if !self.t.live {
+            // Offline tree: the running kernel's state says nothing about it
+            // (what `modprobe --show-depends` does too).
+            pflags |= probe_flags::IGNORE_LOADED;
+        }
+        pflags
     }
-    if flags.ignore_install {
-        pflags |= probe_flags::IGNORE_COMMAND;
-    }
-    if !t.live {
-        // Offline tree: the running kernel's state says nothing about it
-        // (what `modprobe --show-depends` does too).
-        pflags |= probe_flags::IGNORE_LOADED;
-    }
-    let via_alias = module != name::normalize(&req.name);
-    let blacklisted = |flag: u32| ModuleError::Blacklisted {
-        op,
-        name: req.name.clone(),
-        module: module.clone(),
-        via_alias: via_alias && flag == probe_flags::APPLY_BLACKLIST_ALIAS_ONLY,
-    };
 
-    // Plan first (dry run), so that commands are judged before anything is
-    // inserted.
-    let plan = m.probe_insert(
-        pflags | probe_flags::DRY_RUN,
-        Some(&extra).filter(|e| !e.is_empty()).map(String::as_str),
-        &mut |_, _| Ok(()),
-    );
-    match plan.result {
-        Ok(0) => {}
-        Ok(flag) => return Err(fail(blacklisted(flag))),
-        Err(e) => {
-            let errno = e.errno().unwrap_or(Errno::EINVAL);
-            return Err(fail(insert_error(t, m, &module, errno, &extra, e)));
+    fn extra_options(&self) -> Option<&str> {
+        Some(self.extra.as_str()).filter(|e| !e.is_empty())
+    }
+
+    /// The error for a probe stopped by a blacklist flag.
+    fn blacklisted(&self, flag: u32) -> ModuleError {
+        let via_alias = self.module != name::normalize(&self.req.name);
+        ModuleError::Blacklisted {
+            op: Op::Load,
+            name: self.req.name.clone(),
+            module: self.module.clone(),
+            via_alias: via_alias && flag == probe_flags::APPLY_BLACKLIST_ALIAS_ONLY,
         }
     }
-    for a in plan.actions.iter().filter(|a| a.install) {
-        let cmd = a.install_command.clone().unwrap_or_default();
-        if removal::is_policy_command(&cmd) {
-            if a.module == module {
-                return Err(fail(ModuleError::DisabledByPolicy {
-                    op,
-                    module: module.clone(),
+
+    /// A dry-run probe first, so that commands are judged before anything
+    /// is inserted: the modules a load would handle, in order.
+    fn plan(&self, pflags: u32) -> Result<Vec<ProbeAction>, LoadFailure> {
+        let plan = self.m.probe_insert(
+            pflags | probe_flags::DRY_RUN,
+            self.extra_options(),
+            &mut |_, _| Ok(()),
+        );
+        match plan.result {
+            Ok(0) => Ok(plan.actions),
+            Ok(flag) => Err(self.fail(self.blacklisted(flag))),
+            Err(e) => {
+                let errno = e.errno().unwrap_or(Errno::EINVAL);
+                Err(self.fail(insert_error(
+                    self.t,
+                    self.m,
+                    &self.module,
+                    errno,
+                    &self.extra,
+                    e,
+                )))
+            }
+        }
+    }
+
+    /// Install commands in the plan: a policy command (`/bin/true`,
+    /// `/bin/false`) on the target refuses the load and on a dependency
+    /// skips it (noted); any other command refuses the load (nfkit never
+    /// runs commands).
+    fn judge_commands(&mut self, plan: &[ProbeAction]) -> Result<(), LoadFailure> {
+        for a in plan.iter().filter(|a| a.install) {
+            let cmd = a.install_command.clone().unwrap_or_default();
+            if removal::is_policy_command(&cmd) {
+                if a.module == self.module {
+                    return Err(self.fail(ModuleError::DisabledByPolicy {
+                        op: Op::Load,
+                        module: self.module.clone(),
+                        kind: "install",
+                        command: cmd,
+                    }));
+                }
+                self.notes.push(format!(
+                    "dependency {} is disabled by policy (`install {} {cmd}`): not inserted",
+                    a.module, a.module
+                ));
+            } else {
+                return Err(self.fail(ModuleError::CommandRefused {
+                    op: Op::Load,
+                    module: a.module.clone(),
                     kind: "install",
                     command: cmd,
                 }));
             }
-            notes.push(format!(
-                "dependency {} is disabled by policy (`install {} {cmd}`): not inserted",
-                a.module, a.module
-            ));
-        } else {
-            return Err(fail(ModuleError::CommandRefused {
-                op,
-                module: a.module.clone(),
-                kind: "install",
-                command: cmd,
-            }));
         }
-    }
-    let sequence = seq(&plan.actions);
-    if flags.dry_run {
-        return Ok(LoadedModule {
-            module,
-            outcome: "would_load",
-            sequence,
-            options: effective,
-            notes,
-            error: None,
-        });
-    }
-    t.require_live(op, &module).map_err(fail)?;
-    if !t.proc_root.join("modules").exists() {
-        return Err(fail(ModuleError::NoModuleSupport {
-            op,
-            module: module.clone(),
-            detail: format!("no {}", t.proc_root.join("modules").display()),
-        }));
+        Ok(())
     }
 
-    // The real insert. The install callback is only reached for the
-    // policy commands accepted above: `true` succeeds without running
-    // anything, `false` fails like the command would.
-    let run = m.probe_insert(
-        pflags,
-        Some(&extra).filter(|e| !e.is_empty()).map(String::as_str),
-        &mut |_, cmd| {
-            if cmd.trim().ends_with("false") {
-                Err(Errno::EPERM)
-            } else {
-                Ok(())
+    /// A real insert needs the running kernel, with module support.
+    fn preflight(&self) -> Result<(), LoadFailure> {
+        let op = Op::Load;
+        self.t
+            .require_live(op, &self.module)
+            .map_err(|e| self.fail(e))?;
+        let proc_modules = self.t.proc_root.join("modules");
+        if !proc_modules.exists() {
+            return Err(self.fail(ModuleError::NoModuleSupport {
+                op,
+                module: self.module.clone(),
+                detail: format!("no {}", proc_modules.display()),
+            }));
+        }
+        Ok(())
+    }
+
+    /// The real insert. The install callback is only reached for the policy
+    /// commands accepted by [`Self::judge_commands`]: `true` succeeds without
+    /// running anything, `false` fails like the command would. On failure,
+    /// the modules this probe inserted before the failing one are removed
+    /// again ([`roll_back`]).
+    fn insert(&self, pflags: u32) -> Result<Vec<ProbeAction>, LoadFailure> {
+        let run = self
+            .m
+            .probe_insert(pflags, self.extra_options(), &mut |_, cmd| {
+                if cmd.trim().ends_with("false") {
+                    Err(Errno::EPERM)
+                } else {
+                    Ok(())
+                }
+            });
+        match run.result {
+            Ok(0) => Ok(run.actions),
+            Ok(flag) => Err(self.fail(self.blacklisted(flag))),
+            Err(e) => {
+                let errno = e.errno().unwrap_or(Errno::EINVAL);
+                // libkmod stops at the module that failed: the last one
+                // reported; the ones before it were inserted by this probe.
+                let failed = run
+                    .actions
+                    .last()
+                    .map_or(self.module.clone(), |a| a.module.clone());
+                let inserted: Vec<String> = run.actions[..run.actions.len().saturating_sub(1)]
+                    .iter()
+                    .filter(|a| !a.install && !a.builtin)
+                    .map(|a| a.module.clone())
+                    .collect();
+                let notes = roll_back(self.ctx, &inserted);
+                Err(Box::new((
+                    self.module.clone(),
+                    insert_error(self.t, self.m, &failed, errno, &self.extra, e),
+                    notes,
+                )))
             }
-        },
-    );
-    match run.result {
-        Ok(0) => {}
-        Ok(flag) => return Err(fail(blacklisted(flag))),
-        Err(e) => {
-            let errno = e.errno().unwrap_or(Errno::EINVAL);
-            // libkmod stops at the module that failed: the last one reported;
-            // the ones before it were inserted by this probe.
-            let failed = run
-                .actions
-                .last()
-                .map_or(module.clone(), |a| a.module.clone());
-            let inserted: Vec<String> = run.actions[..run.actions.len().saturating_sub(1)]
-                .iter()
-                .filter(|a| !a.install && !a.builtin)
-                .map(|a| a.module.clone())
-                .collect();
-            let notes = roll_back(ctx, &inserted);
-            return Err(Box::new((
-                module.clone(),
-                insert_error(t, m, &failed, errno, &extra, e),
-                notes,
-            )));
         }
     }
-    // Post-load check: current kernels ignore unknown parameters silently.
-    let in_sysfs = sysfs::sys_parameters(&t.sys_root, &module);
-    let mut ignored = Vec::new();
-    for o in &req.options {
-        if in_sysfs.iter().any(|p| p.replace('-', "_") == o.key()) {
-            continue;
+
+    /// Post-load check: current kernels ignore unknown parameters silently,
+    /// so each given option must show in `/sys/module/M/parameters`.
+    fn check_options_applied(&mut self) -> Result<(), LoadFailure> {
+        let module = &self.module;
+        let in_sysfs = sysfs::sys_parameters(&self.t.sys_root, module);
+        let mut ignored = Vec::new();
+        for o in &self.req.options {
+            if in_sysfs.iter().any(|p| p.replace('-', "_") == o.key()) {
+                continue;
+            }
+            if self.known.iter().any(|p| p.replace('-', "_") == o.key()) {
+                self.notes.push(format!(
+                    "parameter {} is not visible in /sys/module/{module}/parameters (declared without sysfs permissions)",
+                    o.name
+                ));
+            } else {
+                ignored.push(o.name.clone());
+            }
         }
-        if known.iter().any(|p| p.replace('-', "_") == o.key()) {
-            notes.push(format!(
-                "parameter {} is not visible in /sys/module/{module}/parameters (declared without sysfs permissions)",
-                o.name
-            ));
-        } else {
-            ignored.push(o.name.clone());
+        if ignored.is_empty() {
+            return Ok(());
         }
-    }
-    if !ignored.is_empty() {
         let mut accepted = in_sysfs;
-        accepted.extend(known);
+        accepted.extend(self.known.iter().cloned());
         accepted.sort();
         accepted.dedup();
-        return Err(fail(ModuleError::UnknownParameter {
-            op,
+        Err(self.fail(ModuleError::UnknownParameter {
+            op: Op::Load,
             module: module.clone(),
             unknown: ignored,
             accepted,
-        }));
+        }))
     }
-    Ok(LoadedModule {
-        module,
-        outcome: "loaded",
-        sequence: seq(&run.actions),
-        options: effective,
-        notes,
-        error: None,
-    })
 }
 
 #[cfg(test)]
