@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::error::{ModuleError, Op};
+use super::state::ModState;
 use super::sysfs;
 use crate::system::Host;
 
@@ -20,7 +21,7 @@ pub struct ListedModule {
     /// Modules holding it.
     pub holders: Vec<String>,
     /// `live`, `coming`, `going` or `builtin`.
-    pub state: String,
+    pub state: ModState,
 }
 
 /// `nfkit modules list` result.
@@ -55,7 +56,7 @@ pub fn list(host: &Host, all: bool) -> Result<ListReport, ModuleError> {
             size: Some(m.size),
             refcount: Some(m.refcnt),
             holders: m.holders.clone(),
-            state: m.state.clone(),
+            state: m.state,
         }));
     }
     let mut builtin: Vec<String> = sys
@@ -82,7 +83,7 @@ pub fn list(host: &Host, all: bool) -> Result<ListReport, ModuleError> {
                 size: None,
                 refcount: None,
                 holders: Vec::new(),
-                state: "builtin".into(),
+                state: ModState::Builtin,
             });
         }
     }
@@ -121,7 +122,7 @@ mod tests {
         let r = list(&host, false).unwrap();
         assert!(!r.module_support);
         assert_eq!(r.modules.len(), 1);
-        assert_eq!(r.modules[0].state, "builtin");
+        assert_eq!(r.modules[0].state, ModState::Builtin);
         assert!(r.note.unwrap().contains("no loadable module support"));
         assert_eq!(list(&host, true).unwrap().modules.len(), 2);
         // With /proc/modules.

@@ -21,6 +21,7 @@ pub mod name;
 pub mod options;
 pub mod removal;
 pub mod resolve;
+pub mod state;
 pub mod suggest;
 pub mod sysfs;
 pub mod target;
@@ -31,5 +32,6 @@ pub use load::{
     LoadFlags, LoadReport, LoadRequest, LoadResult, LoadedModule, SeqStep, load, parse_load_args,
 };
 pub use resolve::{Param, ResolveReport, Resolved, ResolvedModule, Softdeps, resolve};
+pub use state::ModState;
 pub use target::{Target, config_dirs};
 pub use unload::{UnloadFlags, UnloadReport, UnloadResult, UnloadedModule, unload};

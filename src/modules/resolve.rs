@@ -7,22 +7,23 @@ use serde::Serialize;
 use super::error::{ErrorInfo, ModuleError, Op};
 use super::load::{SeqStep, seq};
 use super::options::{self, EffectiveOption};
+use super::state::ModState;
 use super::target::{Target, lookup, sysfs_builtin};
 use super::{legacy, name, removal};
 use crate::kmod::{InitState, Module, probe_flags};
 use crate::system::Host;
 
 /// A module state as nfkit reports it.
-fn state_name(t: &Target, m: &Module<'_>) -> &'static str {
+fn state_of(t: &Target, m: &Module<'_>) -> ModState {
     match m.initstate() {
-        Ok(InitState::Builtin) => "builtin",
+        Ok(InitState::Builtin) => ModState::Builtin,
         // Without the live kernel, /sys/module says nothing about this tree.
-        _ if !t.live => "not_loaded",
-        Ok(InitState::Live) => "live",
-        Ok(InitState::Coming) => "coming",
-        Ok(InitState::Going) => "going",
-        Ok(_) => "unknown",
-        Err(_) => "not_loaded",
+        _ if !t.live => ModState::NotLoaded,
+        Ok(InitState::Live) => ModState::Live,
+        Ok(InitState::Coming) => ModState::Coming,
+        Ok(InitState::Going) => ModState::Going,
+        Ok(_) => ModState::Unknown,
+        Err(_) => ModState::NotLoaded,
     }
 }
 
@@ -94,7 +95,7 @@ pub struct ResolvedModule {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// `builtin`, `live`, `coming`, `going` or `not_loaded`.
-    pub state: &'static str,
+    pub state: ModState,
     /// In the modprobe.d blacklist.
     pub blacklisted: bool,
     /// Whether `nfkit modules load NAME` would insert it (false when
@@ -210,9 +211,9 @@ pub fn resolve(
 fn resolve_module(t: &Target, m: &Module<'_>, given: &str, blacklist: &[String]) -> ResolvedModule {
     let module = m.name();
     let via_alias = module != name::normalize(given);
-    let mut state = state_name(t, m);
-    if state == "not_loaded" && sysfs_builtin(t, m) {
-        state = "builtin";
+    let mut state = state_of(t, m);
+    if state == ModState::NotLoaded && sysfs_builtin(t, m) {
+        state = ModState::Builtin;
     }
     let blacklisted = blacklist.contains(&module);
     let (pre, post) = m
@@ -232,9 +233,9 @@ fn resolve_module(t: &Target, m: &Module<'_>, given: &str, blacklist: &[String])
         // "softdep takes precedence" over install (modprobe.d(5)).
         None
     };
-    let reason = if state == "builtin" {
+    let reason = if state == ModState::Builtin {
         Some("built into the kernel".to_owned())
-    } else if matches!(state, "live" | "coming") {
+    } else if matches!(state, ModState::Live | ModState::Coming) {
         Some("already loaded".to_owned())
     } else if blacklisted && via_alias {
         Some(format!(

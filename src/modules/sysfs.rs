@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::error::EpermReason;
+use super::state::ModState;
 
 /// One line of /proc/modules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -20,8 +21,8 @@ pub struct ProcModule {
     pub refcnt: u32,
     /// Modules using it.
     pub holders: Vec<String>,
-    /// `live`, `coming` or `going` (the kernel's Live/Loading/Unloading).
-    pub state: String,
+    /// Live, coming or going (the kernel's Live/Loading/Unloading).
+    pub state: ModState,
 }
 
 /// Parses /proc/modules: `name size refcnt holders,|- State 0xaddr [(taint)]`.
@@ -41,13 +42,7 @@ pub fn parse_proc_modules(text: &str) -> Vec<ProcModule> {
                     .map(str::to_owned)
                     .collect(),
             };
-            let state = match f.next().unwrap_or("Live") {
-                "Live" => "live",
-                "Loading" => "coming",
-                "Unloading" => "going",
-                other => return Some((name, size, refcnt, holders, other.to_ascii_lowercase())),
-            }
-            .to_owned();
+            let state = ModState::from_proc_modules(f.next().unwrap_or("Live"));
             Some((name, size, refcnt, holders, state))
         })
         .map(|(name, size, refcnt, holders, state)| ProcModule {
@@ -297,7 +292,7 @@ bad line
         assert_eq!(m[1].size, 172032);
         assert_eq!(m[1].refcnt, 3);
         assert_eq!(m[1].holders, vec!["xt_state", "nf_nat", "xt_conntrack"]);
-        assert_eq!(m[3].state, "coming");
+        assert_eq!(m[3].state, ModState::Coming);
     }
 
     #[test]

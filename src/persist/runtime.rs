@@ -10,7 +10,7 @@ use super::desired::Desired;
 use crate::conntrack::set::{self as ct_set, SetRequest};
 use crate::conntrack::{KEY_BUCKETS, KEY_MAX};
 use crate::modules::sysfs;
-use crate::modules::{self, LoadFlags, LoadRequest};
+use crate::modules::{self, LoadFlags, LoadRequest, ModState};
 use crate::system::Host;
 
 /// State of one desired module in the running kernel.
@@ -89,9 +89,11 @@ pub fn read_running(host: &Host, desired: &Desired) -> Running {
                 .and_then(|x| x.modules.first())
                 .map(|m| {
                     let state = match m.state {
-                        "builtin" => ModuleState::Builtin,
-                        "not_loaded" => ModuleState::NotLoaded,
-                        _ => ModuleState::Loaded,
+                        ModState::Builtin => ModuleState::Builtin,
+                        ModState::NotLoaded => ModuleState::NotLoaded,
+                        ModState::Live | ModState::Coming | ModState::Going | ModState::Unknown => {
+                            ModuleState::Loaded
+                        }
                     };
                     (m.module.clone(), state)
                 })
