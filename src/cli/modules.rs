@@ -9,7 +9,7 @@ use super::{EXIT_ERROR, EXIT_OK, Output};
 use crate::modules::error::ErrorInfo;
 use crate::modules::options::{EffectiveOption, OptionSource};
 use crate::modules::removal::{Role, StepResult};
-use crate::modules::{self, LoadFlags, SeqStep, UnloadFlags};
+use crate::modules::{self, LoadFlags, LoadOutcome, SeqAction, SeqStep, UnloadFlags};
 use crate::system::Host;
 
 /// `nfkit modules`.
@@ -235,7 +235,7 @@ fn render_list(out: &mut String, r: &modules::ListReport) {
 fn seq_line(seq: &[SeqStep]) -> String {
     seq.iter()
         .map(|s| match s.action {
-            "insmod" => s.module.clone(),
+            SeqAction::Insmod => s.module.clone(),
             other => format!("{}({other})", s.module),
         })
         .collect::<Vec<_>>()
@@ -341,12 +341,12 @@ fn render_load(out: &mut String, r: &modules::LoadReport) {
         }
         for m in &x.modules {
             let what = match m.outcome {
-                "loaded" => format!("loaded ({})", seq_line(&m.sequence)),
-                "would_load" if m.sequence.is_empty() => "nothing to insert".to_owned(),
-                "would_load" => format!("would insert {}", seq_line(&m.sequence)),
-                "already_loaded" => "already loaded".to_owned(),
-                "builtin" => "built into the kernel".to_owned(),
-                other => other.to_owned(),
+                LoadOutcome::Loaded => format!("loaded ({})", seq_line(&m.sequence)),
+                LoadOutcome::WouldLoad if m.sequence.is_empty() => "nothing to insert".to_owned(),
+                LoadOutcome::WouldLoad => format!("would insert {}", seq_line(&m.sequence)),
+                LoadOutcome::AlreadyLoaded => "already loaded".to_owned(),
+                LoadOutcome::Builtin => "built into the kernel".to_owned(),
+                LoadOutcome::Failed => "failed".to_owned(),
             };
             let alias = if m.module == x.name {
                 String::new()
@@ -354,7 +354,7 @@ fn render_load(out: &mut String, r: &modules::LoadReport) {
                 format!(" -> {}", m.module)
             };
             let _ = writeln!(out, "{}{alias}: {what}", x.name);
-            if !m.options.is_empty() && m.outcome != "failed" {
+            if !m.options.is_empty() && m.outcome != LoadOutcome::Failed {
                 let _ = writeln!(out, "  options: {}", opts_line(&m.options));
             }
             for n in &m.notes {
@@ -388,7 +388,12 @@ fn render_unload(out: &mut String, r: &modules::UnloadReport) {
             let _ = writeln!(out, "{}: failed", x.name);
         }
         for m in &x.modules {
-            let _ = writeln!(out, "{}: {}", m.module, m.outcome.replace('_', " "));
+            let _ = writeln!(
+                out,
+                "{}: {}",
+                m.module,
+                m.outcome.as_str().replace('_', " ")
+            );
             for s in &m.steps {
                 let why = match &s.role {
                     Role::Target => String::new(),

@@ -36,6 +36,25 @@ impl fmt::Display for Op {
     }
 }
 
+/// Which modprobe.d command a module has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandKind {
+    /// `install MODULE COMMAND`.
+    Install,
+    /// `remove MODULE COMMAND`.
+    Remove,
+}
+
+impl fmt::Display for CommandKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            CommandKind::Install => "install",
+            CommandKind::Remove => "remove",
+        })
+    }
+}
+
 /// Why the kernel said EPERM, when it can be told.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "reason")]
@@ -229,7 +248,7 @@ pub enum ModuleError {
         /// Module.
         module: String,
         /// `install` or `remove`.
-        kind: &'static str,
+        kind: CommandKind,
         /// The command.
         command: String,
     },
@@ -241,7 +260,7 @@ pub enum ModuleError {
         /// Module.
         module: String,
         /// `install` or `remove`.
-        kind: &'static str,
+        kind: CommandKind,
         /// The command.
         command: String,
     },
@@ -410,7 +429,10 @@ impl ModuleError {
             ModuleError::DisabledByPolicy { .. } => {
                 "an administrator disabled this module in modprobe.d; remove that line if it is really needed".into()
             }
-            ModuleError::CommandRefused { kind: "install", .. } => {
+            ModuleError::CommandRefused {
+                kind: CommandKind::Install,
+                ..
+            } => {
                 "pass --ignore-install to load the module itself (like modprobe -i), or run the command yourself".into()
             }
             ModuleError::CommandRefused { .. } => {

@@ -2,10 +2,12 @@
 //! options checked against the module's real parameters, install commands
 //! never run, and a failed load rolled back.
 
+use std::fmt;
+
 use nix::errno::Errno;
 use serde::Serialize;
 
-use super::error::{ErrorInfo, ModuleError, Op};
+use super::error::{CommandKind, ErrorInfo, ModuleError, Op};
 use super::options::{self, EffectiveOption, ModOption};
 use super::resolve::params_from_modinfo;
 use super::target::{Target, lookup, sysfs_builtin};
@@ -13,13 +15,77 @@ use super::{legacy, name, removal, sysfs};
 use crate::kmod::{self, Context, InitState, Module, ProbeAction, probe_flags};
 use crate::system::Host;
 
+/// How libkmod handles one module of a load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeqAction {
+    /// Inserted from its `.ko` file.
+    Insmod,
+    /// Handled by its modprobe.d install command (never run by nfkit).
+    Install,
+    /// Built into the kernel: nothing to insert.
+    Builtin,
+}
+
+impl SeqAction {
+    /// The name used in text and JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeqAction::Insmod => "insmod",
+            SeqAction::Install => "install",
+            SeqAction::Builtin => "builtin",
+        }
+    }
+}
+
+impl fmt::Display for SeqAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// The outcome for one module of a load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadOutcome {
+    /// Inserted (with what it needed).
+    Loaded,
+    /// Dry run: would be inserted (or has nothing to insert).
+    WouldLoad,
+    /// Already in the running kernel.
+    AlreadyLoaded,
+    /// Built into the kernel.
+    Builtin,
+    /// Not loaded: see the error.
+    Failed,
+}
+
+impl LoadOutcome {
+    /// The name used in text and JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadOutcome::Loaded => "loaded",
+            LoadOutcome::WouldLoad => "would_load",
+            LoadOutcome::AlreadyLoaded => "already_loaded",
+            LoadOutcome::Builtin => "builtin",
+            LoadOutcome::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for LoadOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// One module libkmod would insert (or handle) for a load.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SeqStep {
     /// Module name.
     pub module: String,
-    /// `insmod`, `install` (an install command) or `builtin`.
-    pub action: &'static str,
+    /// How it is handled.
+    pub action: SeqAction,
     /// `.ko` file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -38,11 +104,11 @@ pub(crate) fn seq(actions: &[ProbeAction]) -> Vec<SeqStep> {
         .map(|a| SeqStep {
             module: a.module.clone(),
             action: if a.install {
-                "install"
+                SeqAction::Install
             } else if a.builtin {
-                "builtin"
+                SeqAction::Builtin
             } else {
-                "insmod"
+                SeqAction::Insmod
             },
             path: a.path.clone(),
             options: a.options.clone(),
@@ -106,8 +172,8 @@ pub struct LoadFlags {
 pub struct LoadedModule {
     /// Real module name.
     pub module: String,
-    /// `loaded`, `would_load`, `already_loaded`, `builtin` or `failed`.
-    pub outcome: &'static str,
+    /// What happened.
+    pub outcome: LoadOutcome,
     /// Modules inserted (or that would be), in order.
     pub sequence: Vec<SeqStep>,
     /// Effective options of the module.
@@ -250,7 +316,7 @@ pub fn load(
                     let (module, e, notes) = *b;
                     LoadedModule {
                         module,
-                        outcome: "failed",
+                        outcome: LoadOutcome::Failed,
                         sequence: Vec::new(),
                         options: Vec::new(),
                         notes,
@@ -262,7 +328,7 @@ pub fn load(
         results.push(LoadResult {
             name: req.name.clone(),
             options: req.options.clone(),
-            ok: modules.iter().all(|m| m.outcome != "failed"),
+            ok: modules.iter().all(|m| m.outcome != LoadOutcome::Failed),
             modules,
             legacy: legacy.map(|l| l.note(&names)),
             error: None,
@@ -402,8 +468,8 @@ fn load_module(
     if let Some(place) = job.already_in_kernel() {
         job.check_given_options(Some(place))?;
         let outcome = match place {
-            InKernel::Builtin => "builtin",
-            InKernel::Loaded => "already_loaded",
+            InKernel::Builtin => LoadOutcome::Builtin,
+            InKernel::Loaded => LoadOutcome::AlreadyLoaded,
         };
         return Ok(done(job, outcome, Vec::new()));
     }
@@ -412,12 +478,12 @@ fn load_module(
     let plan = job.plan(pflags)?;
     job.judge_commands(&plan)?;
     if flags.dry_run {
-        return Ok(done(job, "would_load", seq(&plan)));
+        return Ok(done(job, LoadOutcome::WouldLoad, seq(&plan)));
     }
     job.preflight()?;
     let inserted = job.insert(pflags)?;
     job.check_options_applied()?;
-    Ok(done(job, "loaded", seq(&inserted)))
+    Ok(done(job, LoadOutcome::Loaded, seq(&inserted)))
 }
 
 impl LoadJob<'_, '_> {
@@ -549,7 +615,7 @@ impl LoadJob<'_, '_> {
                     return Err(self.fail(ModuleError::DisabledByPolicy {
                         op: Op::Load,
                         module: self.module.clone(),
-                        kind: "install",
+                        kind: CommandKind::Install,
                         command: cmd,
                     }));
                 }
@@ -561,7 +627,7 @@ impl LoadJob<'_, '_> {
                 return Err(self.fail(ModuleError::CommandRefused {
                     op: Op::Load,
                     module: a.module.clone(),
-                    kind: "install",
+                    kind: CommandKind::Install,
                     command: cmd,
                 }));
             }
@@ -704,6 +770,42 @@ mod tests {
                 &["hashsize".into()]
             ),
             vec!["ip_conntrack_disable_ve0"]
+        );
+    }
+
+    #[test]
+    fn outcome_and_action_names_are_the_json_strings() {
+        for o in [
+            LoadOutcome::Loaded,
+            LoadOutcome::WouldLoad,
+            LoadOutcome::AlreadyLoaded,
+            LoadOutcome::Builtin,
+            LoadOutcome::Failed,
+        ] {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
+        for a in [SeqAction::Insmod, SeqAction::Install, SeqAction::Builtin] {
+            assert_eq!(serde_json::to_value(a).unwrap(), a.as_str());
+        }
+        for (o, name) in [
+            (crate::modules::UnloadOutcome::Removed, "removed"),
+            (crate::modules::UnloadOutcome::WouldRemove, "would_remove"),
+            (crate::modules::UnloadOutcome::NotLoaded, "not_loaded"),
+            (crate::modules::UnloadOutcome::Failed, "failed"),
+        ] {
+            assert_eq!(serde_json::to_value(o).unwrap(), name);
+            assert_eq!(o.as_str(), name);
+        }
+        assert_eq!(LoadOutcome::WouldLoad.as_str(), "would_load");
+        let e = ModuleError::DisabledByPolicy {
+            op: Op::Load,
+            module: "xt_x".into(),
+            kind: CommandKind::Install,
+            command: "/bin/true".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "load xt_x: disabled by policy (modprobe.d: `install xt_x /bin/true`)"
         );
     }
 }

@@ -29,9 +29,10 @@ pub mod unload;
 
 pub use list::{ListReport, ListedModule, list};
 pub use load::{
-    LoadFlags, LoadReport, LoadRequest, LoadResult, LoadedModule, SeqStep, load, parse_load_args,
+    LoadFlags, LoadOutcome, LoadReport, LoadRequest, LoadResult, LoadedModule, SeqAction, SeqStep,
+    load, parse_load_args,
 };
 pub use resolve::{Param, ResolveReport, Resolved, ResolvedModule, Softdeps, resolve};
 pub use state::ModState;
 pub use target::{Target, config_dirs};
-pub use unload::{UnloadFlags, UnloadReport, UnloadResult, UnloadedModule, unload};
+pub use unload::{UnloadFlags, UnloadOutcome, UnloadReport, UnloadResult, UnloadedModule, unload};

@@ -2,12 +2,13 @@
 //! against the live kernel, or simulated for a dry run (on the running
 //! kernel's state, or on another tree's snapshot of it).
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use serde::Serialize;
 
-use super::error::{ErrorInfo, ModuleError, Op};
+use super::error::{CommandKind, ErrorInfo, ModuleError, Op};
 use super::removal::{self, Backend, Facts, Refusal, State, Step};
 use super::target::{Target, lookup, sysfs_builtin};
 use super::{name, sysfs};
@@ -24,12 +25,44 @@ pub struct UnloadFlags {
 }
 
 /// The outcome for one module of an unload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnloadOutcome {
+    /// Removed (with what it took along).
+    Removed,
+    /// Dry run: would be removed.
+    WouldRemove,
+    /// Not in the kernel: nothing to do.
+    NotLoaded,
+    /// Not removed: see the error.
+    Failed,
+}
+
+impl UnloadOutcome {
+    /// The name used in text and JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnloadOutcome::Removed => "removed",
+            UnloadOutcome::WouldRemove => "would_remove",
+            UnloadOutcome::NotLoaded => "not_loaded",
+            UnloadOutcome::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for UnloadOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// The outcome for one module of an unload.
 #[derive(Debug, Clone, Serialize)]
 pub struct UnloadedModule {
     /// Real module name.
     pub module: String,
-    /// `removed`, `would_remove`, `not_loaded` or `failed`.
-    pub outcome: &'static str,
+    /// What happened.
+    pub outcome: UnloadOutcome,
     /// Every module removed (or that would be) or kept, in order.
     pub steps: Vec<Step>,
     /// The error, for `failed`.
@@ -216,13 +249,13 @@ fn refusal_error(t: &Target, module: &str, r: Refusal) -> ModuleError {
         Refusal::DisabledByPolicy(command) => ModuleError::DisabledByPolicy {
             op,
             module,
-            kind: "remove",
+            kind: CommandKind::Remove,
             command,
         },
         Refusal::Command(command) => ModuleError::CommandRefused {
             op,
             module,
-            kind: "remove",
+            kind: CommandKind::Remove,
             command,
         },
         Refusal::Errno(Errno::EPERM) => ModuleError::NotPermitted {
@@ -304,7 +337,7 @@ pub fn unload(
                             detail: format!("no {}", t.proc_root.join("modules").display()),
                         })),
                         module,
-                        outcome: "failed",
+                        outcome: UnloadOutcome::Failed,
                         steps: Vec::new(),
                     });
                     continue;
@@ -324,17 +357,17 @@ pub fn unload(
                     removal::unload(&mut live, &module, flags.ignore_install)
                 };
                 let (kind, error) = match outcome.result {
-                    Ok(true) if flags.dry_run => ("would_remove", None),
-                    Ok(true) => ("removed", None),
+                    Ok(true) if flags.dry_run => (UnloadOutcome::WouldRemove, None),
+                    Ok(true) => (UnloadOutcome::Removed, None),
                     Ok(false) if sysfs_builtin(&t, m) => (
-                        "failed",
+                        UnloadOutcome::Failed,
                         Some(ModuleError::Builtin {
                             op,
                             module: module.clone(),
                         }),
                     ),
-                    Ok(false) => ("not_loaded", None),
-                    Err(r) => ("failed", Some(refusal_error(&t, &module, r))),
+                    Ok(false) => (UnloadOutcome::NotLoaded, None),
+                    Err(r) => (UnloadOutcome::Failed, Some(refusal_error(&t, &module, r))),
                 };
                 out.push(UnloadedModule {
                     module,
@@ -348,7 +381,7 @@ pub fn unload(
         results.push(match res {
             Ok(modules) => UnloadResult {
                 name: given.clone(),
-                ok: modules.iter().all(|m| m.outcome != "failed"),
+                ok: modules.iter().all(|m| m.outcome != UnloadOutcome::Failed),
                 modules,
                 error: None,
             },
