@@ -423,11 +423,10 @@ fn persist_edits(requests: &[modules::LoadRequest]) -> Vec<crate::persist::edit:
                 .options
                 .iter()
                 .map(|o| {
-                    let text = o.to_kernel();
-                    match text.split_once('=') {
-                        Some((k, v)) => (k.to_string(), v.to_string()),
-                        None => (text, "1".to_string()),
-                    }
+                    (
+                        o.name.clone(),
+                        o.kernel_value().unwrap_or_else(|| "1".to_string()),
+                    )
                 })
                 .collect(),
         })

@@ -364,7 +364,7 @@ fn known_params(t: &Target, m: &Module<'_>) -> Vec<String> {
 fn unknown_params(given: &[ModOption], known: &[String]) -> Vec<String> {
     given
         .iter()
-        .filter(|o| !known.iter().any(|k| k.replace('-', "_") == o.key()))
+        .filter(|o| !known.iter().any(|k| o.is_param(k)))
         .map(|o| o.name.clone())
         .collect()
 }
@@ -700,10 +700,10 @@ impl LoadJob<'_, '_> {
         let in_sysfs = sysfs::sys_parameters(&self.t.sys_root, module);
         let mut ignored = Vec::new();
         for o in &self.req.options {
-            if in_sysfs.iter().any(|p| p.replace('-', "_") == o.key()) {
+            if in_sysfs.iter().any(|p| o.is_param(p)) {
                 continue;
             }
-            if self.known.iter().any(|p| p.replace('-', "_") == o.key()) {
+            if self.known.iter().any(|p| o.is_param(p)) {
                 self.notes.push(format!(
                     "parameter {} is not visible in /sys/module/{module}/parameters (declared without sysfs permissions)",
                     o.name
