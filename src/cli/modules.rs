@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::{EXIT_ERROR, EXIT_OK, Output};
 use crate::modules::error::ErrorInfo;
+use crate::modules::name::ModuleName;
 use crate::modules::options::{EffectiveOption, OptionSource};
 use crate::modules::removal::{Role, StepResult};
 use crate::modules::{self, LoadFlags, LoadOutcome, SeqAction, SeqStep, UnloadFlags};
@@ -418,7 +419,7 @@ fn persist_edits(requests: &[modules::LoadRequest]) -> Vec<crate::persist::edit:
     requests
         .iter()
         .map(|r| crate::persist::edit::Edit::LoadModule {
-            module: r.name.replace('-', "_"),
+            module: ModuleName::canonical(&r.name).into_string(),
             options: r
                 .options
                 .iter()

@@ -8,10 +8,11 @@ use nix::errno::Errno;
 use serde::Serialize;
 
 use super::error::{CommandKind, ErrorInfo, ModuleError, Op};
+use super::name::{self, ModuleName};
 use super::options::{self, EffectiveOption, ModOption};
 use super::resolve::params_from_modinfo;
 use super::target::{Target, lookup, sysfs_builtin};
-use super::{legacy, name, removal, sysfs};
+use super::{legacy, removal, sysfs};
 use crate::kmod::{self, Context, InitState, Module, ProbeAction, probe_flags};
 use crate::system::Host;
 
@@ -569,7 +570,7 @@ impl LoadJob<'_, '_> {
 
     /// The error for a probe stopped by a blacklist flag.
     fn blacklisted(&self, flag: u32) -> ModuleError {
-        let via_alias = self.module != name::normalize(&self.req.name);
+        let via_alias = self.module != ModuleName::canonical(&self.req.name);
         ModuleError::Blacklisted {
             op: Op::Load,
             name: self.req.name.clone(),

@@ -90,10 +90,71 @@ pub fn validate(name: &str) -> Result<(), NameProblem> {
 
 /// libkmod's `alias_normalize` for plain names: `-` and `_` are the same in
 /// module names; the canonical form uses `_`. Bracket patterns are left as is.
+/// The one place nfkit folds dashes in module names; see [`ModuleName`].
 pub fn normalize(name: &str) -> String {
     match name.find('[') {
         Some(i) => format!("{}{}", name[..i].replace('-', "_"), &name[i..]),
         None => name.replace('-', "_"),
+    }
+}
+
+/// A module name (or alias) in canonical form: `-` folded to `_` as libkmod
+/// and the kernel do ([`normalize`]), so two spellings of one module compare
+/// equal. Serialised as the plain string.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct ModuleName(String);
+
+impl ModuleName {
+    /// The canonical form of `name` (no validation: for names read from the
+    /// kernel or a module tree, or already checked with [`validate`]).
+    pub fn canonical(name: &str) -> ModuleName {
+        ModuleName(normalize(name))
+    }
+
+    /// A name given by the user: [`validate`]d, then made canonical.
+    pub fn parse(name: &str) -> Result<ModuleName, NameProblem> {
+        validate(name)?;
+        Ok(ModuleName::canonical(name))
+    }
+
+    /// The canonical text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The canonical text, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// Whether `other` is a spelling of this name.
+    pub fn is(&self, other: &str) -> bool {
+        self.0 == normalize(other)
+    }
+}
+
+impl fmt::Display for ModuleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+impl AsRef<str> for ModuleName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for ModuleName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<ModuleName> for String {
+    fn eq(&self, other: &ModuleName) -> bool {
+        *self == other.0
     }
 }
 
@@ -141,6 +202,18 @@ mod tests {
         assert_eq!(validate(&"x".repeat(55)), Ok(()));
         let alias = format!("pci:{}", "v".repeat(300));
         assert_eq!(validate(&alias), Err(NameProblem::TooLong(255)));
+    }
+
+    #[test]
+    fn module_names_compare_in_canonical_form() {
+        let n = ModuleName::canonical("crc32c-intel");
+        assert_eq!(n.as_str(), "crc32c_intel");
+        assert!(n.is("crc32c_intel") && n.is("crc32c-intel") && !n.is("crc32c"));
+        assert_eq!("crc32c_intel".to_string(), n);
+        assert_eq!(format!("{n:<14}|"), "crc32c_intel  |");
+        assert_eq!(serde_json::to_string(&n).unwrap(), "\"crc32c_intel\"");
+        assert_eq!(ModuleName::parse("nf-nat").unwrap().as_str(), "nf_nat");
+        assert_eq!(ModuleName::parse("-r"), Err(NameProblem::LeadingDash));
     }
 
     #[test]

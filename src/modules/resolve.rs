@@ -6,10 +6,11 @@ use serde::Serialize;
 
 use super::error::{ErrorInfo, ModuleError, Op};
 use super::load::{SeqStep, seq};
+use super::name::ModuleName;
 use super::options::{self, EffectiveOption};
 use super::state::ModState;
 use super::target::{Target, lookup, sysfs_builtin};
-use super::{legacy, name, removal};
+use super::{legacy, removal};
 use crate::kmod::{InitState, Module, probe_flags};
 use crate::system::Host;
 
@@ -210,7 +211,7 @@ pub fn resolve(
 
 fn resolve_module(t: &Target, m: &Module<'_>, given: &str, blacklist: &[String]) -> ResolvedModule {
     let module = m.name();
-    let via_alias = module != name::normalize(given);
+    let via_alias = module != ModuleName::canonical(given);
     let mut state = state_of(t, m);
     if state == ModState::NotLoaded && sysfs_builtin(t, m) {
         state = ModState::Builtin;

@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::error::EpermReason;
+use super::name::ModuleName;
 use super::state::ModState;
 
 /// One line of /proc/modules.
@@ -149,13 +150,13 @@ pub fn decide_eperm(
     if modules_disabled.is_some_and(|s| s.trim() == "1") {
         return EpermReason::ModulesDisabled;
     }
-    let norm = |s: &str| s.replace('-', "_");
     if let Some(cl) = cmdline {
+        let module = ModuleName::canonical(module);
         let listed = cl
             .split_ascii_whitespace()
             .filter_map(|w| w.strip_prefix("module_blacklist="))
             .flat_map(|v| v.split(','))
-            .any(|m| norm(m) == norm(module));
+            .any(|m| module.is(m));
         if listed {
             return EpermReason::KernelBlacklist;
         }
@@ -267,8 +268,8 @@ pub fn is_netfilter(name: &str) -> bool {
         "br_netfilter",
         "nf_tables",
     ];
-    let n = name.replace('-', "_");
-    PREFIXES.iter().any(|p| n.starts_with(p))
+    let n = ModuleName::canonical(name);
+    PREFIXES.iter().any(|p| n.as_str().starts_with(p))
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::error::{ModuleError, Op};
-use super::{legacy, name, suggest, sysfs};
+use super::name::{self, ModuleName};
+use super::{legacy, suggest, sysfs};
 use crate::kmod::{Context, Module};
 use crate::system::Host;
 
@@ -158,8 +159,8 @@ impl Target {
 
 fn not_found(t: &Target, op: Op, given: &str, resolved: &[String]) -> ModuleError {
     let known = sysfs::known_module_names(&t.module_dir);
-    let norm = name::normalize(given);
-    let mut suggestions = suggest::closest(&norm, known.iter().map(String::as_str), 3);
+    let norm = ModuleName::canonical(given);
+    let mut suggestions = suggest::closest(norm.as_str(), known.iter().map(String::as_str), 3);
     let legacy = legacy::lookup(given);
     if let Some(r) = legacy.and_then(legacy::LegacyName::replacement) {
         if known.iter().any(|k| k == r) && !suggestions.iter().any(|s| s == r) {
@@ -198,9 +199,9 @@ pub(crate) fn lookup<'c>(
         return Ok(list.modules());
     }
     if t.live {
-        let norm = name::normalize(given);
-        let candidate = if sysfs::in_sysfs(&t.sys_root, &norm) {
-            Some(norm)
+        let norm = ModuleName::canonical(given);
+        let candidate = if sysfs::in_sysfs(&t.sys_root, norm.as_str()) {
+            Some(norm.into_string())
         } else {
             legacy::lookup(given)
                 .and_then(legacy::LegacyName::replacement)

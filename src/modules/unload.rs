@@ -9,9 +9,10 @@ use nix::errno::Errno;
 use serde::Serialize;
 
 use super::error::{CommandKind, ErrorInfo, ModuleError, Op};
+use super::name::ModuleName;
 use super::removal::{self, Backend, Facts, Refusal, State, Step};
+use super::sysfs;
 use super::target::{Target, lookup, sysfs_builtin};
-use super::{name, sysfs};
 use crate::kmod::{self, Context, InitState};
 use crate::system::Host;
 
@@ -313,15 +314,16 @@ pub fn unload(
                 // A loaded module the module directory does not know (the
                 // tree was removed after boot) can still be unloaded by name.
                 Err(ModuleError::NotFound { .. })
-                    if sysfs::in_sysfs(&t.sys_root, &name::normalize(given)) =>
+                    if sysfs::in_sysfs(&t.sys_root, ModuleName::canonical(given).as_str()) =>
                 {
-                    vec![ctx.module(&name::normalize(given)).map_err(|source| {
-                        ModuleError::Kmod {
-                            op,
-                            module: given.clone(),
-                            source,
-                        }
-                    })?]
+                    vec![
+                        ctx.module(ModuleName::canonical(given).as_str())
+                            .map_err(|source| ModuleError::Kmod {
+                                op,
+                                module: given.clone(),
+                                source,
+                            })?,
+                    ]
                 }
                 Err(e) => return Err(e),
             };
