@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::error::{ModuleError, Op};
+use super::name::{self, ModuleName};
 use super::state::ModState;
 use super::sysfs;
 use crate::system::Host;
@@ -73,7 +74,7 @@ pub fn list(host: &Host, all: bool) -> Result<ListReport, ModuleError> {
                     .join("modules.builtin"),
             )
             .unwrap_or_default();
-            builtin.extend(sysfs::known_module_names_from_builtin(&text));
+            builtin.extend(name::names_in_builtin(&text).map(ModuleName::into_string));
         }
     }
     for b in builtin {

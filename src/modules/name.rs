@@ -128,10 +128,39 @@ impl ModuleName {
         self.0
     }
 
+    /// The module a module tree path names: the file name without `.ko`
+    /// and any compression suffix (`.xz`, `.zst`, `.gz`), canonical.
+    /// `kernel/net/netfilter/nf_conntrack.ko` → `nf_conntrack`;
+    /// `kernel/arch/x86/crypto/crc32c-intel.ko.xz` → `crc32c_intel`. `None`
+    /// for anything that is not a `.ko` file. The one parser of module tree
+    /// paths (modules.builtin, modules.dep, modules.order).
+    pub fn from_tree_path(path: &str) -> Option<ModuleName> {
+        let file = path.trim().rsplit('/').next()?;
+        let file = [".xz", ".zst", ".gz"]
+            .iter()
+            .find_map(|z| file.strip_suffix(z))
+            .unwrap_or(file);
+        let stem = file.strip_suffix(".ko")?;
+        (!stem.is_empty()).then(|| ModuleName::canonical(stem))
+    }
+
     /// Whether `other` is a spelling of this name.
     pub fn is(&self, other: &str) -> bool {
         self.0 == normalize(other)
     }
+}
+
+/// Module names in a `modules.builtin` text (one path a line).
+pub fn names_in_builtin(text: &str) -> impl Iterator<Item = ModuleName> + '_ {
+    text.lines().filter_map(ModuleName::from_tree_path)
+}
+
+/// Module names in a `modules.dep` text (`path: dependency paths` a line):
+/// the modules the lines are about, not their dependencies.
+pub fn names_in_dep(text: &str) -> impl Iterator<Item = ModuleName> + '_ {
+    text.lines()
+        .filter_map(|line| line.split_once(':').map(|(path, _)| path))
+        .filter_map(ModuleName::from_tree_path)
 }
 
 impl fmt::Display for ModuleName {
@@ -214,6 +243,85 @@ mod tests {
         assert_eq!(serde_json::to_string(&n).unwrap(), "\"crc32c_intel\"");
         assert_eq!(ModuleName::parse("nf-nat").unwrap().as_str(), "nf_nat");
         assert_eq!(ModuleName::parse("-r"), Err(NameProblem::LeadingDash));
+    }
+
+    fn from_path(p: &str) -> Option<String> {
+        ModuleName::from_tree_path(p).map(ModuleName::into_string)
+    }
+
+    #[test]
+    fn tree_path_plain_ko() {
+        assert_eq!(
+            from_path("kernel/net/netfilter/nf_conntrack.ko").as_deref(),
+            Some("nf_conntrack")
+        );
+        assert_eq!(from_path("xt_state.ko").as_deref(), Some("xt_state"));
+    }
+
+    #[test]
+    fn tree_path_compressed() {
+        for (p, n) in [
+            ("kernel/net/netfilter/xt_state.ko.xz", "xt_state"),
+            ("kernel/net/netfilter/ipvs/ip_vs_rr.ko.zst", "ip_vs_rr"),
+            ("kernel/net/ipv4/netfilter/iptable_nat.ko.gz", "iptable_nat"),
+        ] {
+            assert_eq!(from_path(p).as_deref(), Some(n), "{p}");
+        }
+    }
+
+    #[test]
+    fn tree_path_dashes_are_folded() {
+        assert_eq!(
+            from_path("kernel/arch/x86/crypto/crc32c-intel.ko.xz").as_deref(),
+            Some("crc32c_intel")
+        );
+        assert_eq!(
+            from_path("kernel/sound/drivers/pcsp/snd-pcsp.ko").as_deref(),
+            Some("snd_pcsp")
+        );
+    }
+
+    #[test]
+    fn tree_path_absolute_old_module_init_tools() {
+        assert_eq!(
+            from_path("/lib/modules/2.6.32-x/kernel/net/ipv4/netfilter/ip_tables.ko").as_deref(),
+            Some("ip_tables")
+        );
+    }
+
+    #[test]
+    fn tree_path_name_ends_at_the_ko_suffix() {
+        // Not at the first '.', nor at the first ".ko" in the name.
+        assert_eq!(from_path("extra/a.b.ko").as_deref(), Some("a.b"));
+        assert_eq!(from_path("extra/x.kobj.ko").as_deref(), Some("x.kobj"));
+        for not_a_module in [
+            "",
+            "kernel/net/",
+            "kernel/x/.ko",
+            "x.ko.bak",
+            "x.o",
+            "x.kox",
+        ] {
+            assert_eq!(from_path(not_a_module), None, "{not_a_module:?}");
+        }
+    }
+
+    #[test]
+    fn modules_builtin_format() {
+        let text = "kernel/net/ipv4/tcp_cubic.ko\nkernel/net/netfilter/nf-conntrack.ko\n\n";
+        let names: Vec<String> = names_in_builtin(text)
+            .map(ModuleName::into_string)
+            .collect();
+        assert_eq!(names, vec!["tcp_cubic", "nf_conntrack"]);
+    }
+
+    #[test]
+    fn modules_dep_format() {
+        let text = "kernel/net/netfilter/xt_state.ko.xz: kernel/net/netfilter/nf_conntrack.ko.xz\n\
+                    kernel/arch/x86/crypto/crc32c-intel.ko:\n\
+                    not a dep line\n";
+        let names: Vec<String> = names_in_dep(text).map(ModuleName::into_string).collect();
+        assert_eq!(names, vec!["xt_state", "crc32c_intel"]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::error::EpermReason;
-use super::name::ModuleName;
+use super::name::{self, ModuleName};
 use super::state::ModState;
 
 /// One line of /proc/modules.
@@ -198,36 +198,15 @@ pub fn eperm_reason(proc_root: &Path, sys_root: &Path, module: &str) -> EpermRea
 /// modules.builtin (`kernel/net/netfilter/xt_state.ko[.xz]` → `xt_state`),
 /// for "did you mean". Dashes are normalised to underscores.
 pub fn known_module_names(moddir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for (file, dep) in [("modules.dep", true), ("modules.builtin", false)] {
-        let Ok(text) = fs::read_to_string(moddir.join(file)) else {
-            continue;
-        };
-        for line in text.lines() {
-            let path = if dep {
-                line.split(':').next().unwrap_or("")
-            } else {
-                line
-            };
-            let base = path.rsplit('/').next().unwrap_or("");
-            let name = base.split(".ko").next().unwrap_or("");
-            if !name.is_empty() {
-                out.push(name.replace('-', "_"));
-            }
-        }
-    }
+    let read = |file: &str| fs::read_to_string(moddir.join(file)).unwrap_or_default();
+    let (dep, builtin) = (read("modules.dep"), read("modules.builtin"));
+    let mut out: Vec<String> = name::names_in_dep(&dep)
+        .chain(name::names_in_builtin(&builtin))
+        .map(ModuleName::into_string)
+        .collect();
     out.sort();
     out.dedup();
     out
-}
-
-/// Module names in a modules.builtin text (`kernel/net/ipv4/tcp_cubic.ko`).
-pub fn known_module_names_from_builtin(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|l| l.rsplit('/').next()?.split(".ko").next())
-        .filter(|n| !n.is_empty())
-        .map(|n| n.replace('-', "_"))
-        .collect()
 }
 
 /// Kernel releases with a module directory under `<root>/lib/modules`.

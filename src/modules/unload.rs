@@ -9,7 +9,7 @@ use nix::errno::Errno;
 use serde::Serialize;
 
 use super::error::{CommandKind, ErrorInfo, ModuleError, Op};
-use super::name::ModuleName;
+use super::name::{self, ModuleName};
 use super::removal::{self, Backend, Facts, Refusal, State, Step};
 use super::sysfs;
 use super::target::{Target, lookup, sysfs_builtin};
@@ -160,7 +160,11 @@ struct TreeState {
 impl TreeState {
     fn read(host: &Host, t: &Target) -> TreeState {
         let builtin = std::fs::read_to_string(t.module_dir.join("modules.builtin"))
-            .map(|text| sysfs::known_module_names_from_builtin(&text))
+            .map(|text| {
+                name::names_in_builtin(&text)
+                    .map(ModuleName::into_string)
+                    .collect()
+            })
             .unwrap_or_default();
         let loaded = if host.offline {
             sysfs::read_proc_modules(&t.proc_root)
