@@ -16,7 +16,7 @@
 //! [`super::Context`] and [`super::Module`] call each function from exactly
 //! one place.
 
-use std::ffi::{c_char, c_int, c_long, c_uint, c_void};
+use std::ffi::{c_char, c_int, c_uint, c_void};
 use std::marker::{PhantomData, PhantomPinned};
 use std::sync::OnceLock;
 
@@ -138,7 +138,6 @@ kmod_api! {
     kmod_module_get_initstate: fn(*const kmod_module) -> c_int;
     kmod_module_get_refcnt: fn(*const kmod_module) -> c_int;
     kmod_module_get_holders: fn(*const kmod_module) -> *mut kmod_list;
-    kmod_module_get_size: fn(*const kmod_module) -> c_long;
     kmod_module_get_info: fn(*const kmod_module, *mut *mut kmod_list) -> c_int;
     kmod_module_info_get_key: fn(*const kmod_list) -> *const c_char;
     kmod_module_info_get_value: fn(*const kmod_list) -> *const c_char;

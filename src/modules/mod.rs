@@ -14,24 +14,26 @@
 //! | [`unload`] | `modules unload`, over the pure planner in [`removal`] |
 //! | [`list`] | `modules list` |
 pub mod error;
-pub mod legacy;
-pub mod list;
-pub mod load;
+pub(crate) mod legacy;
+pub(crate) mod list;
+pub(crate) mod load;
 pub mod name;
 pub mod options;
-pub mod removal;
-pub mod resolve;
-pub mod state;
-pub mod suggest;
-pub mod sysfs;
-pub mod target;
-pub mod unload;
+pub(crate) mod removal;
+pub(crate) mod resolve;
+pub(crate) mod state;
+pub(crate) mod suggest;
+pub(crate) mod sysfs;
+pub(crate) mod target;
+pub(crate) mod unload;
 
+// The API: the operations, their flags and their reports.
 pub use list::{ListReport, ListedModule, list};
 pub use load::{
     LoadFlags, LoadOutcome, LoadReport, LoadRequest, LoadResult, LoadedModule, SeqAction, SeqStep,
     load, parse_load_args,
 };
+pub use removal::{Role, Step, StepResult};
 pub use resolve::{Param, ResolveReport, Resolved, ResolvedModule, Softdeps, resolve};
 pub use state::ModState;
 pub use target::{Target, config_dirs};

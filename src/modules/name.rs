@@ -91,7 +91,7 @@ pub fn validate(name: &str) -> Result<(), NameProblem> {
 /// libkmod's `alias_normalize` for plain names: `-` and `_` are the same in
 /// module names; the canonical form uses `_`. Bracket patterns are left as is.
 /// The one place nfkit folds dashes in module names; see [`ModuleName`].
-pub fn normalize(name: &str) -> String {
+pub(crate) fn normalize(name: &str) -> String {
     match name.find('[') {
         Some(i) => format!("{}{}", name[..i].replace('-', "_"), &name[i..]),
         None => name.replace('-', "_"),
@@ -151,13 +151,13 @@ impl ModuleName {
 }
 
 /// Module names in a `modules.builtin` text (one path a line).
-pub fn names_in_builtin(text: &str) -> impl Iterator<Item = ModuleName> + '_ {
+pub(crate) fn names_in_builtin(text: &str) -> impl Iterator<Item = ModuleName> + '_ {
     text.lines().filter_map(ModuleName::from_tree_path)
 }
 
 /// Module names in a `modules.dep` text (`path: dependency paths` a line):
 /// the modules the lines are about, not their dependencies.
-pub fn names_in_dep(text: &str) -> impl Iterator<Item = ModuleName> + '_ {
+pub(crate) fn names_in_dep(text: &str) -> impl Iterator<Item = ModuleName> + '_ {
     text.lines()
         .filter_map(|line| line.split_once(':').map(|(path, _)| path))
         .filter_map(ModuleName::from_tree_path)

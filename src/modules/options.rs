@@ -21,7 +21,7 @@ pub struct ModOption {
 }
 
 /// The kernel's `parameq`: parameter names compare with `-` and `_` equal.
-pub fn parameq(a: &str, b: &str) -> bool {
+pub(crate) fn parameq(a: &str, b: &str) -> bool {
     let fold = |c: u8| if c == b'-' { b'_' } else { c };
     a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }
@@ -88,7 +88,7 @@ impl fmt::Display for OptionProblem {
 }
 
 /// Parses one `NAME=VALUE` given on the command line.
-pub fn parse_given(s: &str) -> Result<ModOption, OptionProblem> {
+pub(crate) fn parse_given(s: &str) -> Result<ModOption, OptionProblem> {
     let (name, value) = s.split_once('=').ok_or(OptionProblem::MissingValue)?;
     if name.is_empty() {
         return Err(OptionProblem::EmptyName);
@@ -112,7 +112,7 @@ pub fn parse_given(s: &str) -> Result<ModOption, OptionProblem> {
 /// separated by spaces, `"` quotes may enclose spaces (anywhere in the word;
 /// the quotes are dropped). modprobe.d has no inline comments: `x=1#c` is the
 /// value `1#c`.
-pub fn split(options: &str) -> Vec<ModOption> {
+pub(crate) fn split(options: &str) -> Vec<ModOption> {
     let mut out = Vec::new();
     let mut chars = options.chars().peekable();
     loop {
@@ -153,7 +153,7 @@ pub fn split(options: &str) -> Vec<ModOption> {
 }
 
 /// Joins given options into libkmod's `extra_options` string.
-pub fn join(options: &[ModOption]) -> String {
+pub(crate) fn join(options: &[ModOption]) -> String {
     options
         .iter()
         .map(ModOption::to_kernel)
@@ -189,7 +189,7 @@ pub struct EffectiveOption {
 
 /// Merges config options and given options: order of first appearance,
 /// last value wins, given after config.
-pub fn merge(config: &str, given: &[ModOption]) -> Vec<EffectiveOption> {
+pub(crate) fn merge(config: &str, given: &[ModOption]) -> Vec<EffectiveOption> {
     let mut out: Vec<EffectiveOption> = Vec::new();
     let all = split(config)
         .into_iter()

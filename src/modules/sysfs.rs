@@ -217,11 +217,6 @@ pub fn releases(root: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The running kernel's release, from `<proc>/sys/kernel/osrelease`.
-pub fn running_release(proc_root: &Path) -> Option<String> {
-    read_trim(&proc_root.join("sys/kernel/osrelease"))
-}
-
 /// True for modules that belong to the netfilter layer (the default filter
 /// of `nfkit modules list`).
 pub fn is_netfilter(name: &str) -> bool {
