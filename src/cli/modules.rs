@@ -105,6 +105,7 @@ pub(super) fn run(
             let r = modules::resolve(host, release.kernel_release.as_deref(), &names)?;
             output.emit(&r, |out| render_resolve(out, &r, output.verbose))?;
             report_errors(output, r.results.iter().filter_map(|x| x.error.as_ref()));
+            report_libkmod_log(output, &r.libkmod_log);
             Ok(if r.ok() { EXIT_OK } else { EXIT_ERROR })
         }
         ModulesAction::Load {
@@ -140,6 +141,7 @@ pub(super) fn run(
                     .iter()
                     .flat_map(|x| errors_of(&x.error, &x.modules, |m| &m.error)),
             );
+            report_libkmod_log(output, &r.libkmod_log);
             if !persist || !r.ok() {
                 // A failed load is not recorded.
                 output.emit(&r, |out| render_load(out, &r))?;
@@ -173,13 +175,15 @@ pub(super) fn run(
                     .iter()
                     .flat_map(|x| errors_of(&x.error, &x.modules, |m| &m.error)),
             );
+            report_libkmod_log(output, &r.libkmod_log);
             Ok(if r.ok() { EXIT_OK } else { EXIT_ERROR })
         }
     }
 }
 
 /// Per-name errors go to stderr in text mode (in JSON they are part of the
-/// report), one `nfkit: error:` line and one `hint:` line each.
+/// report), one `nfkit: error:` line, the `libkmod:` lines libkmod logged
+/// for it, and one `hint:` line each.
 fn report_errors<'a>(output: Output, errors: impl Iterator<Item = &'a ErrorInfo>) {
     if output.json {
         return;
@@ -187,6 +191,9 @@ fn report_errors<'a>(output: Output, errors: impl Iterator<Item = &'a ErrorInfo>
     let mut stderr = std::io::stderr().lock();
     for e in errors {
         let _ = writeln!(stderr, "nfkit: error: {}", e.message);
+        for line in &e.libkmod {
+            let _ = writeln!(stderr, "libkmod: {line}");
+        }
         if let Some(h) = &e.hint {
             let _ = writeln!(stderr, "hint: {h}");
         }
@@ -432,6 +439,18 @@ fn persist_edits(requests: &[modules::LoadRequest]) -> Vec<crate::persist::edit:
                 .collect(),
         })
         .collect()
+}
+
+/// Under `-v` (text mode), everything libkmod logged during the command, on
+/// stderr: `libkmod: <priority>: <function>: <message>`.
+fn report_libkmod_log(output: Output, lines: &[String]) {
+    if output.json || output.verbose == 0 {
+        return;
+    }
+    let mut stderr = std::io::stderr().lock();
+    for line in lines {
+        let _ = writeln!(stderr, "libkmod: {line}");
+    }
 }
 
 /// A name's own error followed by its modules' errors.

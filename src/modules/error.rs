@@ -457,6 +457,18 @@ pub struct ErrorInfo {
     /// The errno name (`EPERM`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errno: Option<String>,
+    /// What libkmod logged while this item was handled (e.g. `Failed to
+    /// insert module '…/xt_state.ko': Operation not permitted`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub libkmod: Vec<String>,
+}
+
+impl ErrorInfo {
+    /// With libkmod's log lines for the item.
+    pub(crate) fn with_libkmod(mut self, lines: Vec<String>) -> Self {
+        self.libkmod = lines;
+        self
+    }
 }
 
 impl From<&ModuleError> for ErrorInfo {
@@ -466,6 +478,7 @@ impl From<&ModuleError> for ErrorInfo {
             message: e.to_string(),
             hint: e.hint(),
             errno: e.errno().map(|e| format!("{e:?}")),
+            libkmod: Vec::new(),
         }
     }
 }

@@ -11,7 +11,7 @@ use super::error::{CommandKind, ErrorInfo, ModuleError, Op};
 use super::name::{self, ModuleName};
 use super::options::{self, EffectiveOption, ModOption};
 use super::resolve::params_from_modinfo;
-use super::target::{Target, lookup, sysfs_builtin};
+use super::target::{KmodLog, Target, lookup, sysfs_builtin};
 use super::{legacy, removal, sysfs};
 use crate::kmod::{self, Context, InitState, Module, ProbeAction, probe_flags};
 use crate::system::Host;
@@ -215,6 +215,10 @@ pub struct LoadReport {
     pub dry_run: bool,
     /// One entry per name, in order.
     pub results: Vec<LoadResult>,
+    /// Everything libkmod logged (shown under `-v`; failures carry their
+    /// own lines in their error).
+    #[serde(skip)]
+    pub libkmod_log: Vec<String>,
 }
 
 impl LoadReport {
@@ -292,6 +296,8 @@ pub fn load(
     let op = Op::Load;
     let t = Target::new(host, release, op)?;
     let ctx = t.context(op)?;
+    let mut log = KmodLog::default();
+    log.take(&ctx);
     let mut results = Vec::new();
     for req in requests {
         let legacy = legacy::lookup(&req.name);
@@ -304,28 +310,29 @@ pub fn load(
                     ok: false,
                     modules: Vec::new(),
                     legacy: legacy.map(|l| l.note(&[])),
-                    error: Some(ErrorInfo::from(&e)),
+                    error: Some(ErrorInfo::from(&e).with_libkmod(log.take(&ctx))),
                 });
                 continue;
             }
         };
+        log.take(&ctx);
         let names: Vec<String> = mods.iter().map(Module::name).collect();
-        let modules: Vec<LoadedModule> = mods
-            .iter()
-            .map(|m| {
-                load_module(&t, &ctx, m, req, flags).unwrap_or_else(|b| {
-                    let (module, e, notes) = *b;
-                    LoadedModule {
-                        module,
-                        outcome: LoadOutcome::Failed,
-                        sequence: Vec::new(),
-                        options: Vec::new(),
-                        notes,
-                        error: Some(ErrorInfo::from(&e)),
-                    }
-                })
-            })
-            .collect();
+        let mut modules: Vec<LoadedModule> = Vec::new();
+        for m in &mods {
+            let result = load_module(&t, &ctx, m, req, flags);
+            let lines = log.take(&ctx);
+            modules.push(result.unwrap_or_else(|b| {
+                let (module, e, notes) = *b;
+                LoadedModule {
+                    module,
+                    outcome: LoadOutcome::Failed,
+                    sequence: Vec::new(),
+                    options: Vec::new(),
+                    notes,
+                    error: Some(ErrorInfo::from(&e).with_libkmod(lines)),
+                }
+            }));
+        }
         results.push(LoadResult {
             name: req.name.clone(),
             options: req.options.clone(),
@@ -336,6 +343,7 @@ pub fn load(
         });
     }
     Ok(LoadReport {
+        libkmod_log: log.finish(&ctx),
         target: t,
         dry_run: flags.dry_run,
         results,

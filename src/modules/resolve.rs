@@ -9,7 +9,7 @@ use super::load::{SeqStep, seq};
 use super::name::ModuleName;
 use super::options::{self, EffectiveOption};
 use super::state::ModState;
-use super::target::{Target, lookup, sysfs_builtin};
+use super::target::{KmodLog, Target, lookup, sysfs_builtin};
 use super::{legacy, removal};
 use crate::kmod::{InitState, Module, probe_flags};
 use crate::system::Host;
@@ -149,6 +149,10 @@ pub struct ResolveReport {
     pub target: Target,
     /// One entry per name.
     pub results: Vec<Resolved>,
+    /// Everything libkmod logged (shown under `-v`; failures carry their
+    /// own lines in their error).
+    #[serde(skip)]
+    pub libkmod_log: Vec<String>,
 }
 
 impl ResolveReport {
@@ -168,6 +172,8 @@ pub fn resolve(
     let t = Target::new(host, release, op)?;
     let ctx = t.context(op)?;
     let blacklist = ctx.blacklist();
+    let mut log = KmodLog::default();
+    log.take(&ctx);
     let mut results = Vec::new();
     for given in names {
         let mods = match lookup(&ctx, &t, op, given) {
@@ -187,7 +193,7 @@ pub fn resolve(
                     modules: Vec::new(),
                     legacy,
                     suggestions,
-                    error: Some(ErrorInfo::from(&e)),
+                    error: Some(ErrorInfo::from(&e).with_libkmod(log.take(&ctx))),
                 });
                 continue;
             }
@@ -206,7 +212,11 @@ pub fn resolve(
             error: None,
         });
     }
-    Ok(ResolveReport { target: t, results })
+    Ok(ResolveReport {
+        libkmod_log: log.finish(&ctx),
+        target: t,
+        results,
+    })
 }
 
 fn resolve_module(t: &Target, m: &Module<'_>, given: &str, blacklist: &[String]) -> ResolvedModule {

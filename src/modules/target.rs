@@ -217,6 +217,31 @@ pub(crate) fn lookup<'c>(
     Err(not_found(t, op, given, &[]))
 }
 
+/// libkmod's log over one operation: every line (priority, function,
+/// message), shown under `-v`, and the messages logged while one item was
+/// handled, attached to that item's error.
+#[derive(Debug, Default)]
+pub(crate) struct KmodLog {
+    all: Vec<String>,
+}
+
+impl KmodLog {
+    /// Takes what libkmod logged since the last call: keeps the full lines,
+    /// returns the messages.
+    pub(crate) fn take(&mut self, ctx: &Context) -> Vec<String> {
+        let lines = ctx.take_log();
+        self.all.extend(lines.iter().map(ToString::to_string));
+        lines.into_iter().map(|l| l.message).collect()
+    }
+
+    /// Every line taken, in order (what was logged after the last
+    /// [`Self::take`] is taken now).
+    pub(crate) fn finish(mut self, ctx: &Context) -> Vec<String> {
+        self.take(ctx);
+        self.all
+    }
+}
+
 /// Built-in fallback for a module libkmod does not know: a `/sys/module`
 /// directory without `initstate` is a built-in module.
 pub(crate) fn sysfs_builtin(t: &Target, m: &Module<'_>) -> bool {
@@ -255,5 +280,33 @@ mod tests {
             "6.12.0-1-amd64"
         );
         assert!(Target::new(&host, Some("../x"), Op::Resolve).is_err());
+    }
+
+    /// A failed libkmod call's log line goes to the item's error (message
+    /// only, JSON `libkmod`) and to the `-v` log (priority and function too).
+    #[test]
+    fn libkmod_log_reaches_errors_and_the_verbose_log() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ctx = Context::new(Some(tmp.path()), Some(&[tmp.path().join("modprobe.d")])).unwrap();
+        let mut log = KmodLog::default();
+        assert!(log.take(&ctx).is_empty());
+        // Fails on every host (ENOENT, ENOSYS or EPERM) and changes nothing.
+        let _ = ctx.module("nfkit_test_no_such_module").unwrap().remove(0);
+        let lines = log.take(&ctx);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("could not remove "), "{lines:?}");
+        let info = crate::modules::error::ErrorInfo::from(&ModuleError::Target {
+            op: Op::Unload,
+            detail: "x".into(),
+        });
+        let json = serde_json::to_value(&info).unwrap();
+        assert!(json.get("libkmod").is_none(), "absent when empty: {json}");
+        let json = serde_json::to_value(info.with_libkmod(lines.clone())).unwrap();
+        assert_eq!(json["libkmod"], serde_json::json!(lines));
+        let all = log.finish(&ctx);
+        assert_eq!(
+            all,
+            vec![format!("error: kmod_module_remove_module: {}", lines[0])]
+        );
     }
 }

@@ -12,7 +12,7 @@ use super::error::{CommandKind, ErrorInfo, ModuleError, Op};
 use super::name::{self, ModuleName};
 use super::removal::{self, Backend, Facts, Refusal, State, Step};
 use super::sysfs;
-use super::target::{Target, lookup, sysfs_builtin};
+use super::target::{KmodLog, Target, lookup, sysfs_builtin};
 use crate::kmod::{self, Context, InitState};
 use crate::system::Host;
 
@@ -94,6 +94,10 @@ pub struct UnloadReport {
     pub dry_run: bool,
     /// One entry per name.
     pub results: Vec<UnloadResult>,
+    /// Everything libkmod logged (shown under `-v`; failures carry their
+    /// own lines in their error).
+    #[serde(skip)]
+    pub libkmod_log: Vec<String>,
 }
 
 impl UnloadReport {
@@ -304,6 +308,8 @@ pub fn unload(
     let op = Op::Unload;
     let t = Target::new(host, release, op)?;
     let ctx = t.context(op)?;
+    let mut log = KmodLog::default();
+    log.take(&ctx);
     // A dry run on another tree plans from that tree; only a real unload
     // needs the running kernel.
     let tree_state = (flags.dry_run && !t.live).then(|| TreeState::read(host, &t));
@@ -336,12 +342,13 @@ pub fn unload(
                 let module = m.name();
                 if !flags.dry_run && !t.proc_root.join("modules").exists() && !sysfs_builtin(&t, m)
                 {
+                    let e = ModuleError::NoModuleSupport {
+                        op,
+                        module: module.clone(),
+                        detail: format!("no {}", t.proc_root.join("modules").display()),
+                    };
                     out.push(UnloadedModule {
-                        error: Some(ErrorInfo::from(&ModuleError::NoModuleSupport {
-                            op,
-                            module: module.clone(),
-                            detail: format!("no {}", t.proc_root.join("modules").display()),
-                        })),
+                        error: Some(ErrorInfo::from(&e).with_libkmod(log.take(&ctx))),
                         module,
                         outcome: UnloadOutcome::Failed,
                         steps: Vec::new(),
@@ -375,11 +382,14 @@ pub fn unload(
                     Ok(false) => (UnloadOutcome::NotLoaded, None),
                     Err(r) => (UnloadOutcome::Failed, Some(refusal_error(&t, &module, r))),
                 };
+                let lines = log.take(&ctx);
                 out.push(UnloadedModule {
                     module,
                     outcome: kind,
                     steps: outcome.steps,
-                    error: error.as_ref().map(ErrorInfo::from),
+                    error: error
+                        .as_ref()
+                        .map(|e| ErrorInfo::from(e).with_libkmod(lines)),
                 });
             }
             Ok(out)
@@ -395,11 +405,12 @@ pub fn unload(
                 name: given.clone(),
                 ok: false,
                 modules: Vec::new(),
-                error: Some(ErrorInfo::from(&e)),
+                error: Some(ErrorInfo::from(&e).with_libkmod(log.take(&ctx))),
             },
         });
     }
     Ok(UnloadReport {
+        libkmod_log: log.finish(&ctx),
         target: t,
         dry_run: flags.dry_run,
         results,
