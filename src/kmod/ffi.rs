@@ -96,6 +96,9 @@ pub const VA_LIST_IS_POINTER: bool = cfg!(all(
     any(target_arch = "x86_64", target_arch = "aarch64")
 ));
 
+// SAFETY: this is glibc's and musl's `vsnprintf` prototype except for `ap`,
+// declared as the pointer the `va_list` is on the targets where it is used
+// (VA_LIST_IS_POINTER); the one caller checks that constant first.
 unsafe extern "C" {
     /// libc's `vsnprintf(char *str, size_t size, const char *format,
     /// va_list ap)`, with `ap` declared as the opaque pointer libkmod's log
