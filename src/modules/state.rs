@@ -53,6 +53,17 @@ impl ModState {
             _ => ModState::Unknown,
         }
     }
+
+    /// The content of `/sys/module/<name>/initstate` (`live`, `coming`,
+    /// `going`).
+    pub(crate) fn from_sysfs(word: &str) -> ModState {
+        match word.trim() {
+            "live" => ModState::Live,
+            "coming" => ModState::Coming,
+            "going" => ModState::Going,
+            _ => ModState::Unknown,
+        }
+    }
 }
 
 impl fmt::Display for ModState {
@@ -90,6 +101,10 @@ mod tests {
         assert_eq!(ModState::from_proc_modules("Loading"), ModState::Coming);
         assert_eq!(ModState::from_proc_modules("Unloading"), ModState::Going);
         assert_eq!(ModState::from_proc_modules("Weird"), ModState::Unknown);
+        assert_eq!(ModState::from_sysfs("live\n"), ModState::Live);
+        assert_eq!(ModState::from_sysfs("coming"), ModState::Coming);
+        assert_eq!(ModState::from_sysfs("going"), ModState::Going);
+        assert_eq!(ModState::from_sysfs("Live"), ModState::Unknown);
         assert!(ModState::Going.is_loaded() && !ModState::Builtin.is_loaded());
     }
 }

@@ -71,9 +71,9 @@ pub fn read_proc_modules(proc_root: &Path) -> io::Result<Option<Vec<ProcModule>>
 pub struct SysModule {
     /// Module name.
     pub name: String,
-    /// Content of `initstate` (`live`, `coming`, `going`); `None` for a
-    /// built-in module (no initstate file).
-    pub initstate: Option<String>,
+    /// Content of `initstate` (live, coming, going); `None` for a built-in
+    /// module (no initstate file).
+    pub initstate: Option<ModState>,
     /// Content of `refcnt`, when present.
     pub refcnt: Option<u32>,
     /// Entries of `holders/`.
@@ -104,7 +104,7 @@ pub fn read_sys_module(sys_root: &Path, name: &str) -> Option<SysModule> {
     }
     Some(SysModule {
         name: name.to_owned(),
-        initstate: read_trim(&d.join("initstate")),
+        initstate: read_trim(&d.join("initstate")).map(|s| ModState::from_sysfs(&s)),
         refcnt: read_trim(&d.join("refcnt")).and_then(|s| s.parse().ok()),
         holders: dir_names(&d.join("holders")),
     })
@@ -290,7 +290,7 @@ bad line
         fs::create_dir_all(sys.join("module/tcp_cubic/parameters")).unwrap();
         let all = read_sys_modules(&sys).unwrap();
         assert_eq!(all.len(), 2);
-        assert_eq!(all[0].initstate.as_deref(), Some("live"));
+        assert_eq!(all[0].initstate, Some(ModState::Live));
         assert_eq!(all[0].refcnt, Some(3));
         assert_eq!(all[0].holders, vec!["xt_state"]);
         assert_eq!(all[1].initstate, None);
