@@ -321,16 +321,13 @@ pub fn load(
         for m in &mods {
             let result = load_module(&t, &ctx, m, req, flags);
             let lines = log.take(&ctx);
-            modules.push(result.unwrap_or_else(|b| {
-                let (module, e, notes) = *b;
-                LoadedModule {
-                    module,
-                    outcome: LoadOutcome::Failed,
-                    sequence: Vec::new(),
-                    options: Vec::new(),
-                    notes,
-                    error: Some(ErrorInfo::from(&e).with_libkmod(lines)),
-                }
+            modules.push(result.unwrap_or_else(|f| LoadedModule {
+                error: Some(ErrorInfo::from(&f.error).with_libkmod(lines)),
+                module: f.module,
+                outcome: LoadOutcome::Failed,
+                sequence: Vec::new(),
+                options: Vec::new(),
+                notes: f.notes,
             }));
         }
         results.push(LoadResult {
@@ -378,8 +375,19 @@ fn unknown_params(given: &[ModOption], known: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// A failed load: the module, the error, and notes (e.g. the rollback).
-type LoadFailure = Box<(String, ModuleError, Vec<String>)>;
+/// A failed load of one module (boxed: the error is large).
+type LoadFailure = Box<Failure>;
+
+/// What a failed load reports.
+#[derive(Debug)]
+struct Failure {
+    /// Real module name.
+    module: String,
+    /// Why it failed.
+    error: ModuleError,
+    /// Remarks made on the way (e.g. the rollback).
+    notes: Vec<String>,
+}
 
 /// Removes, newest first, the modules a failed probe inserted before the one
 /// that failed, so that a failed load leaves the kernel as it found it
@@ -497,7 +505,11 @@ fn load_module(
 
 impl LoadJob<'_, '_> {
     fn fail(&self, e: ModuleError) -> LoadFailure {
-        Box::new((self.module.clone(), e, Vec::new()))
+        Box::new(Failure {
+            module: self.module.clone(),
+            error: e,
+            notes: Vec::new(),
+        })
     }
 
     /// Builtin, or loaded in the running kernel (live or coming): nothing
@@ -693,11 +705,11 @@ impl LoadJob<'_, '_> {
                     .map(|a| a.module.clone())
                     .collect();
                 let notes = roll_back(self.ctx, &inserted);
-                Err(Box::new((
-                    self.module.clone(),
-                    insert_error(self.t, self.m, &failed, errno, &self.extra, e),
+                Err(Box::new(Failure {
+                    module: self.module.clone(),
+                    error: insert_error(self.t, self.m, &failed, errno, &self.extra, e),
                     notes,
-                )))
+                }))
             }
         }
     }
