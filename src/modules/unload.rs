@@ -13,7 +13,7 @@ use super::name::{self, ModuleName};
 use super::removal::{self, Backend, Facts, Refusal, State, Step};
 use super::sysfs;
 use super::target::{KmodLog, Target, lookup, sysfs_builtin};
-use crate::kmod::{self, Context, InitState};
+use crate::kmod::{self, Context, InitState, Module};
 use crate::system::Host;
 
 /// Flags of `nfkit modules unload`.
@@ -313,94 +313,32 @@ pub fn unload(
     // A dry run on another tree plans from that tree; only a real unload
     // needs the running kernel.
     let tree_state = (flags.dry_run && !t.live).then(|| TreeState::read(host, &t));
+    let job = UnloadJob {
+        t: &t,
+        ctx: &ctx,
+        tree_state: tree_state.as_ref(),
+        flags,
+    };
     let mut results = Vec::new();
     for given in names {
-        let res = (|| -> Result<Vec<UnloadedModule>, ModuleError> {
-            if !flags.dry_run {
-                t.require_live(op, given)?;
-            }
-            let mods = match lookup(&ctx, &t, op, given) {
-                Ok(m) => m,
-                // A loaded module the module directory does not know (the
-                // tree was removed after boot) can still be unloaded by name.
-                Err(ModuleError::NotFound { .. })
-                    if sysfs::in_sysfs(&t.sys_root, ModuleName::canonical(given).as_str()) =>
-                {
-                    vec![
-                        ctx.module(ModuleName::canonical(given).as_str())
-                            .map_err(|source| ModuleError::Kmod {
-                                op,
-                                module: given.clone(),
-                                source,
-                            })?,
-                    ]
-                }
-                Err(e) => return Err(e),
-            };
-            let mut out = Vec::new();
-            for m in &mods {
-                let module = m.name();
-                if !flags.dry_run && !t.proc_root.join("modules").exists() && !sysfs_builtin(&t, m)
-                {
-                    let e = ModuleError::NoModuleSupport {
-                        op,
-                        module: module.clone(),
-                        detail: format!("no {}", t.proc_root.join("modules").display()),
-                    };
-                    out.push(UnloadedModule {
-                        error: Some(ErrorInfo::from(&e).with_libkmod(log.take(&ctx))),
-                        module,
-                        outcome: UnloadOutcome::Failed,
-                        steps: Vec::new(),
+        results.push(match job.modules_of(given) {
+            Ok(mods) => {
+                let mut modules = Vec::new();
+                for m in &mods {
+                    let (done, error) = job.unload_module(m);
+                    let lines = log.take(&ctx);
+                    modules.push(UnloadedModule {
+                        error: error.map(|e| ErrorInfo::from(&e).with_libkmod(lines)),
+                        ..done
                     });
-                    continue;
                 }
-                let outcome = if let Some(state) = &tree_state {
-                    let mut sim = removal::Simulated::new(|n: &str| state.facts(&ctx, n));
-                    removal::unload(&mut sim, &module, flags.ignore_install)
-                } else if flags.dry_run {
-                    let mut sim =
-                        removal::Simulated::new(|n: &str| live_facts(&ctx, &t.sys_root, n));
-                    removal::unload(&mut sim, &module, flags.ignore_install)
-                } else {
-                    let mut live = Live {
-                        ctx: &ctx,
-                        sys_root: &t.sys_root,
-                    };
-                    removal::unload(&mut live, &module, flags.ignore_install)
-                };
-                let (kind, error) = match outcome.result {
-                    Ok(true) if flags.dry_run => (UnloadOutcome::WouldRemove, None),
-                    Ok(true) => (UnloadOutcome::Removed, None),
-                    Ok(false) if sysfs_builtin(&t, m) => (
-                        UnloadOutcome::Failed,
-                        Some(ModuleError::Builtin {
-                            op,
-                            module: module.clone(),
-                        }),
-                    ),
-                    Ok(false) => (UnloadOutcome::NotLoaded, None),
-                    Err(r) => (UnloadOutcome::Failed, Some(refusal_error(&t, &module, r))),
-                };
-                let lines = log.take(&ctx);
-                out.push(UnloadedModule {
-                    module,
-                    outcome: kind,
-                    steps: outcome.steps,
-                    error: error
-                        .as_ref()
-                        .map(|e| ErrorInfo::from(e).with_libkmod(lines)),
-                });
+                UnloadResult {
+                    name: given.clone(),
+                    ok: modules.iter().all(|m| m.outcome != UnloadOutcome::Failed),
+                    modules,
+                    error: None,
+                }
             }
-            Ok(out)
-        })();
-        results.push(match res {
-            Ok(modules) => UnloadResult {
-                name: given.clone(),
-                ok: modules.iter().all(|m| m.outcome != UnloadOutcome::Failed),
-                modules,
-                error: None,
-            },
             Err(e) => UnloadResult {
                 name: given.clone(),
                 ok: false,
@@ -415,4 +353,91 @@ pub fn unload(
         dry_run: flags.dry_run,
         results,
     })
+}
+
+/// What every name of one unload shares.
+struct UnloadJob<'a, 'c> {
+    t: &'a Target,
+    ctx: &'c Context,
+    /// The loaded state of another tree, for its dry run.
+    tree_state: Option<&'a TreeState>,
+    flags: UnloadFlags,
+}
+
+impl<'c> UnloadJob<'_, 'c> {
+    /// The modules a name stands for. A loaded module the module directory
+    /// does not know (the tree was removed after boot) can still be unloaded
+    /// by name.
+    fn modules_of(&self, given: &str) -> Result<Vec<Module<'c>>, ModuleError> {
+        let (t, op) = (self.t, Op::Unload);
+        if !self.flags.dry_run {
+            t.require_live(op, given)?;
+        }
+        match lookup(self.ctx, t, op, given) {
+            Ok(m) => Ok(m),
+            Err(ModuleError::NotFound { .. })
+                if sysfs::in_sysfs(&t.sys_root, ModuleName::canonical(given).as_str()) =>
+            {
+                let m = self
+                    .ctx
+                    .module(ModuleName::canonical(given).as_str())
+                    .map_err(|source| ModuleError::Kmod {
+                        op,
+                        module: given.to_owned(),
+                        source,
+                    })?;
+                Ok(vec![m])
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Unloads one module: for real, simulated on the running kernel's
+    /// state (dry run), or simulated on another tree's (its dry run). The
+    /// report entry has no error yet; the error, if any, comes apart.
+    fn unload_module(&self, m: &Module<'_>) -> (UnloadedModule, Option<ModuleError>) {
+        let (t, ctx, flags, op) = (self.t, self.ctx, self.flags, Op::Unload);
+        let module = m.name();
+        let entry = |outcome, steps| UnloadedModule {
+            module: module.clone(),
+            outcome,
+            steps,
+            error: None,
+        };
+        if !flags.dry_run && !t.proc_root.join("modules").exists() && !sysfs_builtin(t, m) {
+            let e = ModuleError::NoModuleSupport {
+                op,
+                module: module.clone(),
+                detail: format!("no {}", t.proc_root.join("modules").display()),
+            };
+            return (entry(UnloadOutcome::Failed, Vec::new()), Some(e));
+        }
+        let outcome = if let Some(state) = self.tree_state {
+            let mut sim = removal::Simulated::new(|n: &str| state.facts(ctx, n));
+            removal::unload(&mut sim, &module, flags.ignore_install)
+        } else if flags.dry_run {
+            let mut sim = removal::Simulated::new(|n: &str| live_facts(ctx, &t.sys_root, n));
+            removal::unload(&mut sim, &module, flags.ignore_install)
+        } else {
+            let mut live = Live {
+                ctx,
+                sys_root: &t.sys_root,
+            };
+            removal::unload(&mut live, &module, flags.ignore_install)
+        };
+        let (kind, error) = match outcome.result {
+            Ok(true) if flags.dry_run => (UnloadOutcome::WouldRemove, None),
+            Ok(true) => (UnloadOutcome::Removed, None),
+            Ok(false) if sysfs_builtin(t, m) => (
+                UnloadOutcome::Failed,
+                Some(ModuleError::Builtin {
+                    op,
+                    module: module.clone(),
+                }),
+            ),
+            Ok(false) => (UnloadOutcome::NotLoaded, None),
+            Err(r) => (UnloadOutcome::Failed, Some(refusal_error(t, &module, r))),
+        };
+        (entry(kind, outcome.steps), error)
+    }
 }
