@@ -110,13 +110,7 @@ impl Host {
             .join(release)
             .join("modules.builtin");
         match fs::read_to_string(builtin) {
-            Ok(text) => text.lines().any(|line| {
-                Path::new(line)
-                    .file_name()
-                    .and_then(|f| f.to_str())
-                    .and_then(|f| f.split('.').next())
-                    .is_some_and(|stem| stem.replace('-', "_") == module)
-            }),
+            Ok(text) => crate::modules::name::names_in_builtin(&text).any(|m| m.is(module)),
             Err(_) => false,
         }
     }

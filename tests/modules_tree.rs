@@ -85,7 +85,7 @@ type Seq = Vec<(String, String)>;
 fn modprobe_seq(root: &Path, release: &str, extra: &[&str], name: &str) -> Seq {
     let mut cmd = Command::new("modprobe");
     cmd.arg("-d").arg(root).arg("-S").arg(release);
-    for d in nfkit::modules::ops::config_dirs(root) {
+    for d in nfkit::modules::config_dirs(root) {
         cmd.arg("-C").arg(d);
     }
     cmd.args(extra).arg("--show-depends").arg(name);

@@ -7,9 +7,10 @@ use clap::{Args, Subcommand};
 
 use super::{EXIT_ERROR, EXIT_OK, Output};
 use crate::modules::error::ErrorInfo;
-use crate::modules::ops::{self, LoadFlags, SeqStep, UnloadFlags};
+use crate::modules::name::ModuleName;
 use crate::modules::options::{EffectiveOption, OptionSource};
-use crate::modules::unload::{Role, StepResult};
+use crate::modules::removal::{Role, StepResult};
+use crate::modules::{self, LoadFlags, LoadOutcome, SeqAction, SeqStep, UnloadFlags};
 use crate::system::Host;
 
 /// `nfkit modules`.
@@ -96,14 +97,15 @@ pub(super) fn run(
 ) -> anyhow::Result<u8> {
     match args.action {
         ModulesAction::List { all } => {
-            let r = ops::list(host, all)?;
+            let r = modules::list(host, all)?;
             output.emit(&r, |out| render_list(out, &r))?;
             Ok(EXIT_OK)
         }
         ModulesAction::Resolve { release, names } => {
-            let r = ops::resolve(host, release.kernel_release.as_deref(), &names)?;
+            let r = modules::resolve(host, release.kernel_release.as_deref(), &names)?;
             output.emit(&r, |out| render_resolve(out, &r, output.verbose))?;
             report_errors(output, r.results.iter().filter_map(|x| x.error.as_ref()));
+            report_libkmod_log(output, &r.libkmod_log);
             Ok(if r.ok() { EXIT_OK } else { EXIT_ERROR })
         }
         ModulesAction::Load {
@@ -114,12 +116,12 @@ pub(super) fn run(
             persist,
             args,
         } => {
-            let requests = ops::parse_load_args(&args)?;
+            let requests = modules::parse_load_args(&args)?;
             if persist && host.offline {
                 // Offline: record and write the image's files only.
                 let (persisted, code) =
                     super::state::persist(host, config, &persist_edits(&requests), dry_run)?;
-                super::state::emit_with_persist::<ops::LoadReport>(
+                super::state::emit_with_persist::<modules::LoadReport>(
                     output,
                     None,
                     |_| {},
@@ -132,13 +134,14 @@ pub(super) fn run(
                 apply_blacklist,
                 ignore_install,
             };
-            let r = ops::load(host, release.kernel_release.as_deref(), &requests, flags)?;
+            let r = modules::load(host, release.kernel_release.as_deref(), &requests, flags)?;
             report_errors(
                 output,
                 r.results
                     .iter()
                     .flat_map(|x| errors_of(&x.error, &x.modules, |m| &m.error)),
             );
+            report_libkmod_log(output, &r.libkmod_log);
             if !persist || !r.ok() {
                 // A failed load is not recorded.
                 output.emit(&r, |out| render_load(out, &r))?;
@@ -164,7 +167,7 @@ pub(super) fn run(
                 dry_run,
                 ignore_install,
             };
-            let r = ops::unload(host, release.kernel_release.as_deref(), &names, flags)?;
+            let r = modules::unload(host, release.kernel_release.as_deref(), &names, flags)?;
             output.emit(&r, |out| render_unload(out, &r))?;
             report_errors(
                 output,
@@ -172,13 +175,15 @@ pub(super) fn run(
                     .iter()
                     .flat_map(|x| errors_of(&x.error, &x.modules, |m| &m.error)),
             );
+            report_libkmod_log(output, &r.libkmod_log);
             Ok(if r.ok() { EXIT_OK } else { EXIT_ERROR })
         }
     }
 }
 
 /// Per-name errors go to stderr in text mode (in JSON they are part of the
-/// report), one `nfkit: error:` line and one `hint:` line each.
+/// report), one `nfkit: error:` line, the `libkmod:` lines libkmod logged
+/// for it, and one `hint:` line each.
 fn report_errors<'a>(output: Output, errors: impl Iterator<Item = &'a ErrorInfo>) {
     if output.json {
         return;
@@ -186,13 +191,16 @@ fn report_errors<'a>(output: Output, errors: impl Iterator<Item = &'a ErrorInfo>
     let mut stderr = std::io::stderr().lock();
     for e in errors {
         let _ = writeln!(stderr, "nfkit: error: {}", e.message);
+        for line in &e.libkmod {
+            let _ = writeln!(stderr, "libkmod: {line}");
+        }
         if let Some(h) = &e.hint {
             let _ = writeln!(stderr, "hint: {h}");
         }
     }
 }
 
-fn render_list(out: &mut String, r: &ops::ListReport) {
+fn render_list(out: &mut String, r: &modules::ListReport) {
     let w = r
         .modules
         .iter()
@@ -235,7 +243,7 @@ fn render_list(out: &mut String, r: &ops::ListReport) {
 fn seq_line(seq: &[SeqStep]) -> String {
     seq.iter()
         .map(|s| match s.action {
-            "insmod" => s.module.clone(),
+            SeqAction::Insmod => s.module.clone(),
             other => format!("{}({other})", s.module),
         })
         .collect::<Vec<_>>()
@@ -258,7 +266,7 @@ fn opts_line(opts: &[EffectiveOption]) -> String {
         .join(", ")
 }
 
-fn render_target(out: &mut String, t: &ops::Target) {
+fn render_target(out: &mut String, t: &modules::Target) {
     if !t.live {
         let _ = writeln!(
             out,
@@ -268,7 +276,7 @@ fn render_target(out: &mut String, t: &ops::Target) {
     }
 }
 
-fn render_resolve(out: &mut String, r: &ops::ResolveReport, verbose: u8) {
+fn render_resolve(out: &mut String, r: &modules::ResolveReport, verbose: u8) {
     render_target(out, &r.target);
     for x in &r.results {
         if !x.found {
@@ -333,7 +341,7 @@ fn render_resolve(out: &mut String, r: &ops::ResolveReport, verbose: u8) {
     }
 }
 
-fn render_load(out: &mut String, r: &ops::LoadReport) {
+fn render_load(out: &mut String, r: &modules::LoadReport) {
     render_target(out, &r.target);
     for x in &r.results {
         if x.error.is_some() {
@@ -341,12 +349,12 @@ fn render_load(out: &mut String, r: &ops::LoadReport) {
         }
         for m in &x.modules {
             let what = match m.outcome {
-                "loaded" => format!("loaded ({})", seq_line(&m.sequence)),
-                "would_load" if m.sequence.is_empty() => "nothing to insert".to_owned(),
-                "would_load" => format!("would insert {}", seq_line(&m.sequence)),
-                "already_loaded" => "already loaded".to_owned(),
-                "builtin" => "built into the kernel".to_owned(),
-                other => other.to_owned(),
+                LoadOutcome::Loaded => format!("loaded ({})", seq_line(&m.sequence)),
+                LoadOutcome::WouldLoad if m.sequence.is_empty() => "nothing to insert".to_owned(),
+                LoadOutcome::WouldLoad => format!("would insert {}", seq_line(&m.sequence)),
+                LoadOutcome::AlreadyLoaded => "already loaded".to_owned(),
+                LoadOutcome::Builtin => "built into the kernel".to_owned(),
+                LoadOutcome::Failed => "failed".to_owned(),
             };
             let alias = if m.module == x.name {
                 String::new()
@@ -354,7 +362,7 @@ fn render_load(out: &mut String, r: &ops::LoadReport) {
                 format!(" -> {}", m.module)
             };
             let _ = writeln!(out, "{}{alias}: {what}", x.name);
-            if !m.options.is_empty() && m.outcome != "failed" {
+            if !m.options.is_empty() && m.outcome != LoadOutcome::Failed {
                 let _ = writeln!(out, "  options: {}", opts_line(&m.options));
             }
             for n in &m.notes {
@@ -367,7 +375,7 @@ fn render_load(out: &mut String, r: &ops::LoadReport) {
     }
 }
 
-fn render_unload(out: &mut String, r: &ops::UnloadReport) {
+fn render_unload(out: &mut String, r: &modules::UnloadReport) {
     if !r.target.live {
         let state = if r.target.root == std::path::Path::new("/") {
             "planned as if none of its modules were loaded".to_string()
@@ -388,7 +396,12 @@ fn render_unload(out: &mut String, r: &ops::UnloadReport) {
             let _ = writeln!(out, "{}: failed", x.name);
         }
         for m in &x.modules {
-            let _ = writeln!(out, "{}: {}", m.module, m.outcome.replace('_', " "));
+            let _ = writeln!(
+                out,
+                "{}: {}",
+                m.module,
+                m.outcome.as_str().replace('_', " ")
+            );
             for s in &m.steps {
                 let why = match &s.role {
                     Role::Target => String::new(),
@@ -409,24 +422,35 @@ fn render_unload(out: &mut String, r: &ops::UnloadReport) {
 
 /// `--persist` edits for loaded names: keyed by the name as given (nfkit.toml
 /// keeps what the user asked for; apply resolves aliases when loading).
-fn persist_edits(requests: &[ops::LoadRequest]) -> Vec<crate::persist::edit::Edit> {
+fn persist_edits(requests: &[modules::LoadRequest]) -> Vec<crate::persist::edit::Edit> {
     requests
         .iter()
         .map(|r| crate::persist::edit::Edit::LoadModule {
-            module: r.name.replace('-', "_"),
+            module: ModuleName::canonical(&r.name).into_string(),
             options: r
                 .options
                 .iter()
                 .map(|o| {
-                    let text = o.to_kernel();
-                    match text.split_once('=') {
-                        Some((k, v)) => (k.to_string(), v.to_string()),
-                        None => (text, "1".to_string()),
-                    }
+                    (
+                        o.name.clone(),
+                        o.kernel_value().unwrap_or_else(|| "1".to_string()),
+                    )
                 })
                 .collect(),
         })
         .collect()
+}
+
+/// Under `-v` (text mode), everything libkmod logged during the command, on
+/// stderr: `libkmod: <priority>: <function>: <message>`.
+fn report_libkmod_log(output: Output, lines: &[String]) {
+    if output.json || output.verbose == 0 {
+        return;
+    }
+    let mut stderr = std::io::stderr().lock();
+    for line in lines {
+        let _ = writeln!(stderr, "libkmod: {line}");
+    }
 }
 
 /// A name's own error followed by its modules' errors.

@@ -12,18 +12,70 @@ use super::ffi::{self, Api, kmod_ctx, kmod_list, kmod_module};
 use super::module::{Module, ModuleList};
 use super::{Error, check, opt_string};
 
-/// One line libkmod wanted to log. libkmod passes a printf format plus a
-/// `va_list` we cannot portably format, so `message` is the format string
-/// itself (e.g. `could not open moddep file '%s'`), enough to tell what went
-/// wrong. Kept instead of printed so that `--json` output stays clean.
+/// One line libkmod logged (at up to `LOG_INFO`). Kept instead of printed,
+/// so that `--json` output stays clean; the module operations attach the
+/// lines to errors and show them under `-v`.
+///
+/// `message` is the formatted line (`Failed to insert module
+/// '/lib/modules/…/xt_state.ko': Operation not permitted`) on the targets
+/// where the `va_list` can be handed to `vsnprintf` (see
+/// [`ffi::VA_LIST_IS_POINTER`]); elsewhere it is the format string itself
+/// (`Failed to insert module '%s': %m`), still enough to tell what happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
     /// syslog priority (3 = error, 4 = warning, 6 = info, 7 = debug).
     pub priority: i32,
     /// libkmod function that logged.
     pub function: String,
-    /// The format string, trimmed.
+    /// The message, trimmed.
     pub message: String,
+}
+
+impl std::fmt::Display for LogLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let level = match self.priority {
+            ..=3 => "error",
+            4 => "warning",
+            5 => "notice",
+            6 => "info",
+            _ => "debug",
+        };
+        write!(f, "{level}: {}: {}", self.function, self.message)
+    }
+}
+
+/// The longest log line kept, in bytes; longer ones are cut (vsnprintf
+/// truncates and NUL-terminates).
+const LOG_LINE_MAX: usize = 1024;
+
+/// Formats libkmod's `format` with its `va_list`, or returns the format
+/// string itself where that is not possible.
+///
+/// # Safety
+/// `format` is NULL or a NUL-terminated printf format, and `args` is the
+/// `va_list` libkmod passed with it to the log callback, not yet consumed
+/// (it is consumed here: call this at most once per callback).
+unsafe fn format_log(format: *const c_char, args: *mut c_void) -> Option<String> {
+    if format.is_null() {
+        return None;
+    }
+    if ffi::VA_LIST_IS_POINTER && !args.is_null() {
+        let mut buf = [0 as c_char; LOG_LINE_MAX];
+        // SAFETY: on these targets `args` is the pointer by which the
+        // va_list reached us (ffi::VA_LIST_IS_POINTER), so passing it on is
+        // what C's `vsnprintf(buf, n, format, args)` does; `format` and the
+        // arguments come from libkmod and match (libkmod's log macros are
+        // printf-checked); `buf` is writable for `LOG_LINE_MAX` bytes and
+        // vsnprintf writes at most that many, NUL included. The va_list is
+        // used once, here.
+        let n = unsafe { ffi::vsnprintf(buf.as_mut_ptr(), buf.len(), format, args) };
+        if n >= 0 {
+            // SAFETY: vsnprintf NUL-terminated `buf` (size > 0).
+            return unsafe { opt_string(buf.as_ptr()) };
+        }
+    }
+    // SAFETY: non-NULL, NUL-terminated format string owned by libkmod.
+    unsafe { opt_string(format) }
 }
 
 /// An owned libkmod context (`kmod_new` … `kmod_unref`).
@@ -50,7 +102,7 @@ unsafe extern "C" fn log_trampoline(
     _line: c_int,
     function: *const c_char,
     format: *const c_char,
-    _args: *mut c_void,
+    args: *mut c_void,
 ) {
     if data.is_null() {
         return;
@@ -60,8 +112,9 @@ unsafe extern "C" fn log_trampoline(
     // pointer before releasing the box (see `Drop for Context`).
     let cell = unsafe { &*data.cast::<RefCell<Vec<LogLine>>>() };
     // SAFETY: libkmod passes NUL-terminated strings (`__func__` and a
-    // format literal) or NULL; they outlive this call.
-    let (function, message) = unsafe { (opt_string(function), opt_string(format)) };
+    // format literal) or NULL, they outlive this call, and `args` is the
+    // va_list that goes with `format`, used once (by format_log).
+    let (function, message) = unsafe { (opt_string(function), format_log(format, args)) };
     if let Ok(mut lines) = cell.try_borrow_mut() {
         lines.push(LogLine {
             priority,
@@ -128,12 +181,15 @@ impl Context {
         // the boxed RefCell owned by the returned `Context`; `Drop` clears it
         // before the box is freed.
         unsafe {
+            (api.kmod_set_log_priority)(ptr.as_ptr(), ffi::LOG_INFO);
             (api.kmod_set_log_fn)(
                 ptr.as_ptr(),
                 Some(log_trampoline),
                 std::ptr::from_ref::<RefCell<Vec<LogLine>>>(&log).cast::<c_void>(),
             );
         }
+        // libkmod announces the new log function at info level: not news.
+        log.borrow_mut().clear();
         Ok(Self { ptr, api, log })
     }
 
@@ -200,7 +256,7 @@ impl Context {
     /// The module names blacklisted by the configuration
     /// (`kmod_config_get_blacklists`), including `modprobe.blacklist=` from
     /// the kernel command line.
-    pub fn blacklist(&self) -> Vec<String> {
+    pub(crate) fn blacklist(&self) -> Vec<String> {
         let mut out = Vec::new();
         // SAFETY: live context; the iterator is freed below and not used
         // after that.
@@ -224,7 +280,7 @@ impl Context {
     }
 
     /// Takes the lines libkmod logged so far.
-    pub fn take_log(&self) -> Vec<LogLine> {
+    pub(crate) fn take_log(&self) -> Vec<LogLine> {
         self.log.take()
     }
 }
@@ -239,5 +295,46 @@ impl Drop for Context {
             (self.api.kmod_set_log_fn)(self.ptr.as_ptr(), Some(log_trampoline), std::ptr::null());
             (self.api.kmod_unref)(self.ptr.as_ptr());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// libkmod's own log lines reach us formatted: the `%s` (module name)
+    /// and `%m` (strerror) of `could not remove '%s': %m` are filled in.
+    /// Removing a module no kernel has fails whatever the host (ENOENT,
+    /// ENOSYS without module support, EPERM without root) and changes
+    /// nothing.
+    #[test]
+    fn log_lines_are_formatted_and_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ctx = Context::new(Some(tmp.path()), Some(&[tmp.path().join("modprobe.d")])).unwrap();
+        assert_eq!(
+            ctx.take_log(),
+            Vec::new(),
+            "registration chatter is dropped"
+        );
+        let name = "nfkit_test_no_such_module";
+        let m = ctx.module(name).unwrap();
+        let errno = m.remove(0).unwrap_err().errno().unwrap();
+        let log = ctx.take_log();
+        assert_eq!(log.len(), 1, "{log:?}");
+        assert_eq!(log[0].priority, 3);
+        assert_eq!(log[0].function, "kmod_module_remove_module");
+        if ffi::VA_LIST_IS_POINTER {
+            assert_eq!(
+                log[0].message,
+                format!("could not remove '{name}': {}", errno.desc())
+            );
+        } else {
+            assert_eq!(log[0].message, "could not remove '%s': %m");
+        }
+        assert_eq!(
+            log[0].to_string(),
+            format!("error: kmod_module_remove_module: {}", log[0].message)
+        );
+        assert!(ctx.take_log().is_empty(), "taken once");
     }
 }

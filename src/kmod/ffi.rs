@@ -16,7 +16,7 @@
 //! [`super::Context`] and [`super::Module`] call each function from exactly
 //! one place.
 
-use std::ffi::{c_char, c_int, c_long, c_uint, c_void};
+use std::ffi::{c_char, c_int, c_uint, c_void};
 use std::marker::{PhantomData, PhantomPinned};
 use std::sync::OnceLock;
 
@@ -65,9 +65,11 @@ pub type PrintActionFn = unsafe extern "C" fn(*mut kmod_module, bool, *const c_c
 /// `void (*log_fn)(void *data, int priority, const char *file, int line,
 /// const char *fn, const char *format, va_list args)`.
 ///
-/// `va_list` is declared as an opaque pointer-sized argument that we never
-/// read: it is the last argument, so a different `va_list` passing convention
-/// could only affect that value, never the ones before it.
+/// `va_list` is declared as an opaque pointer: it is the last argument, so a
+/// different `va_list` passing convention could only affect that value, never
+/// the ones before it. On the targets where [`VA_LIST_IS_POINTER`] holds, the
+/// value *is* a pointer (see there) and is handed on to [`vsnprintf`]
+/// unchanged; elsewhere it is never read.
 pub type LogFn = unsafe extern "C" fn(
     *mut c_void,
     c_int,
@@ -77,6 +79,41 @@ pub type LogFn = unsafe extern "C" fn(
     *const c_char,
     *mut c_void,
 );
+
+/// True where a `va_list` received as a function argument is passed as one
+/// pointer, so that forwarding it unchanged to another function taking a
+/// `va_list` is the same as C code doing so:
+/// - x86_64 System V: `va_list` is `__va_list_tag[1]`, an array, which decays
+///   to a `__va_list_tag *` as a parameter;
+/// - aarch64 AAPCS64 (Linux): `va_list` is a 32-byte struct; composites over
+///   16 bytes are passed by reference to a copy the caller made, so the
+///   parameter is a pointer to that copy (which the callee may consume).
+///
+/// Other targets (i386, where `va_list` is a `char *` passed by value, would
+/// also work, but are not built or tested here) keep the format string only.
+pub const VA_LIST_IS_POINTER: bool = cfg!(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+));
+
+// SAFETY: this is glibc's and musl's `vsnprintf` prototype except for `ap`,
+// declared as the pointer the `va_list` is on the targets where it is used
+// (VA_LIST_IS_POINTER); the one caller checks that constant first.
+unsafe extern "C" {
+    /// libc's `vsnprintf(char *str, size_t size, const char *format,
+    /// va_list ap)`, with `ap` declared as the opaque pointer libkmod's log
+    /// callback receives (valid only where [`VA_LIST_IS_POINTER`]).
+    pub fn vsnprintf(
+        buf: *mut c_char,
+        size: usize,
+        format: *const c_char,
+        ap: *mut c_void,
+    ) -> c_int;
+}
+
+/// syslog's `LOG_INFO`: libkmod logs lines up to this priority when asked to
+/// (errors, warnings, notices and infos such as a failed insert's errno).
+pub const LOG_INFO: c_int = 6;
 
 macro_rules! kmod_api {
     ($( $name:ident : fn($($arg:ty),* $(,)?) $(-> $ret:ty)? ; )*) => {
@@ -117,6 +154,7 @@ kmod_api! {
     kmod_unref: fn(*mut kmod_ctx) -> *mut kmod_ctx;
     kmod_load_resources: fn(*mut kmod_ctx) -> c_int;
     kmod_set_log_fn: fn(*mut kmod_ctx, Option<LogFn>, *const c_void);
+    kmod_set_log_priority: fn(*mut kmod_ctx, c_int);
     kmod_get_dirname: fn(*const kmod_ctx) -> *const c_char;
     kmod_list_next: fn(*const kmod_list, *const kmod_list) -> *mut kmod_list;
     kmod_config_get_blacklists: fn(*const kmod_ctx) -> *mut kmod_config_iter;
@@ -138,7 +176,6 @@ kmod_api! {
     kmod_module_get_initstate: fn(*const kmod_module) -> c_int;
     kmod_module_get_refcnt: fn(*const kmod_module) -> c_int;
     kmod_module_get_holders: fn(*const kmod_module) -> *mut kmod_list;
-    kmod_module_get_size: fn(*const kmod_module) -> c_long;
     kmod_module_get_info: fn(*const kmod_module, *mut *mut kmod_list) -> c_int;
     kmod_module_info_get_key: fn(*const kmod_list) -> *const c_char;
     kmod_module_info_get_value: fn(*const kmod_list) -> *const c_char;

@@ -17,7 +17,7 @@
 //! libkmod is not thread-safe; the raw pointers make every owner `!Send` and
 //! `!Sync`, so a context and its modules stay on the thread that made them.
 
-pub mod ffi;
+pub(crate) mod ffi;
 
 mod context;
 mod module;
@@ -28,35 +28,19 @@ pub use context::{Context, LogLine};
 pub use module::{InitState, Module, ModuleList, ProbeAction, ProbeOutcome};
 use nix::errno::Errno;
 
-/// `kmod_probe` flags (libkmod.h `enum kmod_probe`).
+/// The `kmod_probe` flags nfkit uses (libkmod.h `enum kmod_probe`).
 pub mod probe_flags {
-    /// Ignore the kernel version magic (`modprobe --force-vermagic`).
-    pub const FORCE_VERMAGIC: u32 = 0x00001;
-    /// Ignore symbol version CRCs (`modprobe --force-modversion`).
-    pub const FORCE_MODVERSION: u32 = 0x00002;
     /// Ignore the target's install command and softdeps (`modprobe -i`).
     pub const IGNORE_COMMAND: u32 = 0x00004;
     /// Do not skip modules that are already in the kernel (`modprobe -D`).
     pub const IGNORE_LOADED: u32 = 0x00008;
     /// Only report through `print_action`, insert nothing (`modprobe -n`).
     pub const DRY_RUN: u32 = 0x00010;
-    /// Fail with `-EEXIST` when the target is loaded (`--first-time`).
-    pub const FAIL_ON_LOADED: u32 = 0x00020;
-    /// Apply the blacklist to the target and all its dependencies.
-    pub const APPLY_BLACKLIST_ALL: u32 = 0x10000;
     /// Apply the blacklist to the target, even when named directly (`-b`).
     pub const APPLY_BLACKLIST: u32 = 0x20000;
     /// Apply the blacklist only when the target was reached through an alias
     /// (what plain `modprobe NAME` always does).
     pub const APPLY_BLACKLIST_ALIAS_ONLY: u32 = 0x40000;
-}
-
-/// `kmod_remove` flags (libkmod.h `enum kmod_remove`).
-pub mod remove_flags {
-    /// `O_TRUNC`: force removal (`rmmod -f`), dangerous.
-    pub const FORCE: u32 = libc::O_TRUNC as u32;
-    /// Do not let libkmod log a failed removal.
-    pub const NOLOG: u32 = 1;
 }
 
 /// Errors of the libkmod binding itself. Errors about a module (not found,

@@ -108,7 +108,7 @@ impl<'ctx> Module<'ctx> {
     }
 
     /// `kmod_module_get_path`: the `.ko` file; `None` for builtin modules.
-    pub fn path(&self) -> Option<String> {
+    pub(crate) fn path(&self) -> Option<String> {
         // SAFETY: `self` owns a live reference.
         unsafe { raw_path(self.api, self.raw()) }
     }
@@ -116,20 +116,20 @@ impl<'ctx> Module<'ctx> {
     /// `kmod_module_get_options`: options from modprobe.d and the kernel
     /// command line that apply to this module handle. Note: a line keyed by
     /// an alias applies only when the handle came from a lookup of that alias.
-    pub fn options(&self) -> Option<String> {
+    pub(crate) fn options(&self) -> Option<String> {
         // SAFETY: `self` owns a live reference; the string is cached in the
         // module and copied out at once.
         unsafe { opt_string((self.api.kmod_module_get_options)(self.raw())) }
     }
 
     /// `kmod_module_get_install_commands`: the configured `install` command.
-    pub fn install_commands(&self) -> Option<String> {
+    pub(crate) fn install_commands(&self) -> Option<String> {
         // SAFETY: `self` owns a live reference.
         unsafe { raw_install_commands(self.api, self.raw()) }
     }
 
     /// `kmod_module_get_remove_commands`: the configured `remove` command.
-    pub fn remove_commands(&self) -> Option<String> {
+    pub(crate) fn remove_commands(&self) -> Option<String> {
         // SAFETY: `self` owns a live reference; the string is copied out.
         unsafe { opt_string((self.api.kmod_module_get_remove_commands)(self.raw())) }
     }
@@ -139,7 +139,7 @@ impl<'ctx> Module<'ctx> {
     /// Builtin-ness comes from the context's modules.builtin index; the other
     /// states are read from the running kernel's `/sys/module/<name>`,
     /// whatever module directory the context was made for.
-    pub fn initstate(&self) -> Result<InitState, Errno> {
+    pub(crate) fn initstate(&self) -> Result<InitState, Errno> {
         // SAFETY: `self` owns a live reference.
         let v = unsafe { raw_initstate(self.api, self.raw()) };
         if v < 0 {
@@ -150,21 +150,14 @@ impl<'ctx> Module<'ctx> {
     }
 
     /// `kmod_module_get_refcnt` (from `/sys/module/<name>/refcnt`).
-    pub fn refcnt(&self) -> Result<u32, Error> {
+    pub(crate) fn refcnt(&self) -> Result<u32, Error> {
         // SAFETY: `self` owns a live reference.
         let ret = unsafe { (self.api.kmod_module_get_refcnt)(self.raw()) };
         check("kmod_module_get_refcnt", &self.name(), ret).map(|v| v.unsigned_abs())
     }
 
-    /// `kmod_module_get_size` (bytes, from /proc/modules; 0 when unknown).
-    pub fn size(&self) -> u64 {
-        // SAFETY: `self` owns a live reference.
-        let v = unsafe { (self.api.kmod_module_get_size)(self.raw()) };
-        u64::try_from(v).unwrap_or(0)
-    }
-
     /// `kmod_module_get_holders` (from `/sys/module/<name>/holders`).
-    pub fn holders(&self) -> ModuleList<'ctx> {
+    pub(crate) fn holders(&self) -> ModuleList<'ctx> {
         // SAFETY: `self` owns a live reference; the returned list (or NULL)
         // holds references we now own.
         unsafe { ModuleList::from_raw(self.api, (self.api.kmod_module_get_holders)(self.raw())) }
@@ -184,7 +177,7 @@ impl<'ctx> Module<'ctx> {
 
     /// `kmod_module_get_softdeps`: (pre, post) soft dependencies from
     /// modprobe.d `softdep` lines and the module's own `softdep` modinfo.
-    pub fn softdeps(&self) -> Result<(ModuleList<'ctx>, ModuleList<'ctx>), Error> {
+    pub(crate) fn softdeps(&self) -> Result<(ModuleList<'ctx>, ModuleList<'ctx>), Error> {
         let mut pre: *mut kmod_list = std::ptr::null_mut();
         let mut post: *mut kmod_list = std::ptr::null_mut();
         // SAFETY: live module; both out pointers are valid and NULL as
@@ -230,7 +223,7 @@ impl<'ctx> Module<'ctx> {
 
     /// `kmod_module_remove_module` (`delete_module(2)`; libkmod always adds
     /// `O_NONBLOCK`, so a module in use fails with EAGAIN/EWOULDBLOCK).
-    pub fn remove(&self, flags: u32) -> Result<(), Error> {
+    pub(crate) fn remove(&self, flags: u32) -> Result<(), Error> {
         // SAFETY: live module.
         let ret = unsafe { (self.api.kmod_module_remove_module)(self.raw(), flags) };
         check("kmod_module_remove_module", &self.name(), ret).map(drop)
@@ -429,7 +422,7 @@ impl<'ctx> ModuleList<'ctx> {
     }
 
     /// The modules, each with its own new reference (`kmod_module_get_module`).
-    pub fn modules(&self) -> Vec<Module<'ctx>> {
+    pub(crate) fn modules(&self) -> Vec<Module<'ctx>> {
         let mut out = Vec::new();
         let mut cur = self.head;
         while !cur.is_null() {

@@ -36,6 +36,25 @@ impl fmt::Display for Op {
     }
 }
 
+/// Which modprobe.d command a module has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandKind {
+    /// `install MODULE COMMAND`.
+    Install,
+    /// `remove MODULE COMMAND`.
+    Remove,
+}
+
+impl fmt::Display for CommandKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            CommandKind::Install => "install",
+            CommandKind::Remove => "remove",
+        })
+    }
+}
+
 /// Why the kernel said EPERM, when it can be told.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "reason")]
@@ -229,7 +248,7 @@ pub enum ModuleError {
         /// Module.
         module: String,
         /// `install` or `remove`.
-        kind: &'static str,
+        kind: CommandKind,
         /// The command.
         command: String,
     },
@@ -241,7 +260,7 @@ pub enum ModuleError {
         /// Module.
         module: String,
         /// `install` or `remove`.
-        kind: &'static str,
+        kind: CommandKind,
         /// The command.
         command: String,
     },
@@ -410,7 +429,10 @@ impl ModuleError {
             ModuleError::DisabledByPolicy { .. } => {
                 "an administrator disabled this module in modprobe.d; remove that line if it is really needed".into()
             }
-            ModuleError::CommandRefused { kind: "install", .. } => {
+            ModuleError::CommandRefused {
+                kind: CommandKind::Install,
+                ..
+            } => {
                 "pass --ignore-install to load the module itself (like modprobe -i), or run the command yourself".into()
             }
             ModuleError::CommandRefused { .. } => {
@@ -435,6 +457,18 @@ pub struct ErrorInfo {
     /// The errno name (`EPERM`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errno: Option<String>,
+    /// What libkmod logged while this item was handled (e.g. `Failed to
+    /// insert module '…/xt_state.ko': Operation not permitted`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub libkmod: Vec<String>,
+}
+
+impl ErrorInfo {
+    /// With libkmod's log lines for the item.
+    pub(crate) fn with_libkmod(mut self, lines: Vec<String>) -> Self {
+        self.libkmod = lines;
+        self
+    }
 }
 
 impl From<&ModuleError> for ErrorInfo {
@@ -444,6 +478,7 @@ impl From<&ModuleError> for ErrorInfo {
             message: e.to_string(),
             hint: e.hint(),
             errno: e.errno().map(|e| format!("{e:?}")),
+            libkmod: Vec::new(),
         }
     }
 }

@@ -90,10 +90,100 @@ pub fn validate(name: &str) -> Result<(), NameProblem> {
 
 /// libkmod's `alias_normalize` for plain names: `-` and `_` are the same in
 /// module names; the canonical form uses `_`. Bracket patterns are left as is.
-pub fn normalize(name: &str) -> String {
+/// The one place nfkit folds dashes in module names; see [`ModuleName`].
+pub(crate) fn normalize(name: &str) -> String {
     match name.find('[') {
         Some(i) => format!("{}{}", name[..i].replace('-', "_"), &name[i..]),
         None => name.replace('-', "_"),
+    }
+}
+
+/// A module name (or alias) in canonical form: `-` folded to `_` as libkmod
+/// and the kernel do ([`normalize`]), so two spellings of one module compare
+/// equal. Serialised as the plain string.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct ModuleName(String);
+
+impl ModuleName {
+    /// The canonical form of `name` (no validation: for names read from the
+    /// kernel or a module tree, or already checked with [`validate`]).
+    pub fn canonical(name: &str) -> ModuleName {
+        ModuleName(normalize(name))
+    }
+
+    /// A name given by the user: [`validate`]d, then made canonical.
+    pub fn parse(name: &str) -> Result<ModuleName, NameProblem> {
+        validate(name)?;
+        Ok(ModuleName::canonical(name))
+    }
+
+    /// The canonical text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The canonical text, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// The module a module tree path names: the file name without `.ko`
+    /// and any compression suffix (`.xz`, `.zst`, `.gz`), canonical.
+    /// `kernel/net/netfilter/nf_conntrack.ko` → `nf_conntrack`;
+    /// `kernel/arch/x86/crypto/crc32c-intel.ko.xz` → `crc32c_intel`. `None`
+    /// for anything that is not a `.ko` file. The one parser of module tree
+    /// paths (modules.builtin, modules.dep, modules.order).
+    pub fn from_tree_path(path: &str) -> Option<ModuleName> {
+        let file = path.trim().rsplit('/').next()?;
+        let file = [".xz", ".zst", ".gz"]
+            .iter()
+            .find_map(|z| file.strip_suffix(z))
+            .unwrap_or(file);
+        let stem = file.strip_suffix(".ko")?;
+        (!stem.is_empty()).then(|| ModuleName::canonical(stem))
+    }
+
+    /// Whether `other` is a spelling of this name.
+    pub fn is(&self, other: &str) -> bool {
+        self.0 == normalize(other)
+    }
+}
+
+/// Module names in a `modules.builtin` text (one path a line).
+pub(crate) fn names_in_builtin(text: &str) -> impl Iterator<Item = ModuleName> + '_ {
+    text.lines().filter_map(ModuleName::from_tree_path)
+}
+
+/// Module names in a `modules.dep` text (`path: dependency paths` a line):
+/// the modules the lines are about, not their dependencies.
+pub(crate) fn names_in_dep(text: &str) -> impl Iterator<Item = ModuleName> + '_ {
+    text.lines()
+        .filter_map(|line| line.split_once(':').map(|(path, _)| path))
+        .filter_map(ModuleName::from_tree_path)
+}
+
+impl fmt::Display for ModuleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+impl AsRef<str> for ModuleName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for ModuleName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<ModuleName> for String {
+    fn eq(&self, other: &ModuleName) -> bool {
+        *self == other.0
     }
 }
 
@@ -141,6 +231,97 @@ mod tests {
         assert_eq!(validate(&"x".repeat(55)), Ok(()));
         let alias = format!("pci:{}", "v".repeat(300));
         assert_eq!(validate(&alias), Err(NameProblem::TooLong(255)));
+    }
+
+    #[test]
+    fn module_names_compare_in_canonical_form() {
+        let n = ModuleName::canonical("crc32c-intel");
+        assert_eq!(n.as_str(), "crc32c_intel");
+        assert!(n.is("crc32c_intel") && n.is("crc32c-intel") && !n.is("crc32c"));
+        assert_eq!("crc32c_intel".to_string(), n);
+        assert_eq!(format!("{n:<14}|"), "crc32c_intel  |");
+        assert_eq!(serde_json::to_string(&n).unwrap(), "\"crc32c_intel\"");
+        assert_eq!(ModuleName::parse("nf-nat").unwrap().as_str(), "nf_nat");
+        assert_eq!(ModuleName::parse("-r"), Err(NameProblem::LeadingDash));
+    }
+
+    fn from_path(p: &str) -> Option<String> {
+        ModuleName::from_tree_path(p).map(ModuleName::into_string)
+    }
+
+    #[test]
+    fn tree_path_plain_ko() {
+        assert_eq!(
+            from_path("kernel/net/netfilter/nf_conntrack.ko").as_deref(),
+            Some("nf_conntrack")
+        );
+        assert_eq!(from_path("xt_state.ko").as_deref(), Some("xt_state"));
+    }
+
+    #[test]
+    fn tree_path_compressed() {
+        for (p, n) in [
+            ("kernel/net/netfilter/xt_state.ko.xz", "xt_state"),
+            ("kernel/net/netfilter/ipvs/ip_vs_rr.ko.zst", "ip_vs_rr"),
+            ("kernel/net/ipv4/netfilter/iptable_nat.ko.gz", "iptable_nat"),
+        ] {
+            assert_eq!(from_path(p).as_deref(), Some(n), "{p}");
+        }
+    }
+
+    #[test]
+    fn tree_path_dashes_are_folded() {
+        assert_eq!(
+            from_path("kernel/arch/x86/crypto/crc32c-intel.ko.xz").as_deref(),
+            Some("crc32c_intel")
+        );
+        assert_eq!(
+            from_path("kernel/sound/drivers/pcsp/snd-pcsp.ko").as_deref(),
+            Some("snd_pcsp")
+        );
+    }
+
+    #[test]
+    fn tree_path_absolute_old_module_init_tools() {
+        assert_eq!(
+            from_path("/lib/modules/2.6.32-x/kernel/net/ipv4/netfilter/ip_tables.ko").as_deref(),
+            Some("ip_tables")
+        );
+    }
+
+    #[test]
+    fn tree_path_name_ends_at_the_ko_suffix() {
+        // Not at the first '.', nor at the first ".ko" in the name.
+        assert_eq!(from_path("extra/a.b.ko").as_deref(), Some("a.b"));
+        assert_eq!(from_path("extra/x.kobj.ko").as_deref(), Some("x.kobj"));
+        for not_a_module in [
+            "",
+            "kernel/net/",
+            "kernel/x/.ko",
+            "x.ko.bak",
+            "x.o",
+            "x.kox",
+        ] {
+            assert_eq!(from_path(not_a_module), None, "{not_a_module:?}");
+        }
+    }
+
+    #[test]
+    fn modules_builtin_format() {
+        let text = "kernel/net/ipv4/tcp_cubic.ko\nkernel/net/netfilter/nf-conntrack.ko\n\n";
+        let names: Vec<String> = names_in_builtin(text)
+            .map(ModuleName::into_string)
+            .collect();
+        assert_eq!(names, vec!["tcp_cubic", "nf_conntrack"]);
+    }
+
+    #[test]
+    fn modules_dep_format() {
+        let text = "kernel/net/netfilter/xt_state.ko.xz: kernel/net/netfilter/nf_conntrack.ko.xz\n\
+                    kernel/arch/x86/crypto/crc32c-intel.ko:\n\
+                    not a dep line\n";
+        let names: Vec<String> = names_in_dep(text).map(ModuleName::into_string).collect();
+        assert_eq!(names, vec!["xt_state", "crc32c_intel"]);
     }
 
     #[test]

@@ -20,19 +20,38 @@ pub struct ModOption {
     pub value: Option<String>,
 }
 
+/// The kernel's `parameq`: parameter names compare with `-` and `_` equal.
+pub(crate) fn parameq(a: &str, b: &str) -> bool {
+    let fold = |c: u8| if c == b'-' { b'_' } else { c };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
 impl ModOption {
-    /// The name with `-` folded to `_`, for comparisons.
-    pub fn key(&self) -> String {
-        self.name.replace('-', "_")
+    /// Whether this option sets parameter `param` (compared as the kernel
+    /// does, see [`parameq`]).
+    pub fn is_param(&self, param: &str) -> bool {
+        parameq(&self.name, param)
     }
 
-    /// The form passed to the kernel: `name=value`, quoted with `"` when the
-    /// value contains a space (what modprobe's `options_from_array` does).
+    /// The value as passed to the kernel: quoted with `"` when it contains a
+    /// space (what modprobe's `options_from_array` does); `None` for a bare
+    /// flag.
+    pub fn kernel_value(&self) -> Option<String> {
+        self.value.as_ref().map(|v| {
+            if v.contains(' ') {
+                format!("\"{v}\"")
+            } else {
+                v.clone()
+            }
+        })
+    }
+
+    /// The form passed to the kernel: `name=value` (see
+    /// [`Self::kernel_value`]), or the bare name.
     pub fn to_kernel(&self) -> String {
-        match &self.value {
+        match self.kernel_value() {
             None => self.name.clone(),
-            Some(v) if v.contains(' ') => format!("{}=\"{}\"", self.name, v),
-            Some(v) => format!("{}={}", self.name, v),
+            Some(v) => format!("{}={v}", self.name),
         }
     }
 }
@@ -69,7 +88,7 @@ impl fmt::Display for OptionProblem {
 }
 
 /// Parses one `NAME=VALUE` given on the command line.
-pub fn parse_given(s: &str) -> Result<ModOption, OptionProblem> {
+pub(crate) fn parse_given(s: &str) -> Result<ModOption, OptionProblem> {
     let (name, value) = s.split_once('=').ok_or(OptionProblem::MissingValue)?;
     if name.is_empty() {
         return Err(OptionProblem::EmptyName);
@@ -93,7 +112,7 @@ pub fn parse_given(s: &str) -> Result<ModOption, OptionProblem> {
 /// separated by spaces, `"` quotes may enclose spaces (anywhere in the word;
 /// the quotes are dropped). modprobe.d has no inline comments: `x=1#c` is the
 /// value `1#c`.
-pub fn split(options: &str) -> Vec<ModOption> {
+pub(crate) fn split(options: &str) -> Vec<ModOption> {
     let mut out = Vec::new();
     let mut chars = options.chars().peekable();
     loop {
@@ -134,7 +153,7 @@ pub fn split(options: &str) -> Vec<ModOption> {
 }
 
 /// Joins given options into libkmod's `extra_options` string.
-pub fn join(options: &[ModOption]) -> String {
+pub(crate) fn join(options: &[ModOption]) -> String {
     options
         .iter()
         .map(ModOption::to_kernel)
@@ -170,15 +189,14 @@ pub struct EffectiveOption {
 
 /// Merges config options and given options: order of first appearance,
 /// last value wins, given after config.
-pub fn merge(config: &str, given: &[ModOption]) -> Vec<EffectiveOption> {
+pub(crate) fn merge(config: &str, given: &[ModOption]) -> Vec<EffectiveOption> {
     let mut out: Vec<EffectiveOption> = Vec::new();
     let all = split(config)
         .into_iter()
         .map(|o| (o, OptionSource::Config))
         .chain(given.iter().cloned().map(|o| (o, OptionSource::Given)));
     for (o, source) in all {
-        let key = o.key();
-        if let Some(e) = out.iter_mut().find(|e| e.name.replace('-', "_") == key) {
+        if let Some(e) = out.iter_mut().find(|e| o.is_param(&e.name)) {
             let old = std::mem::replace(&mut e.value, o.value);
             e.overridden.push(old.unwrap_or_default());
             e.source = source;
@@ -222,7 +240,26 @@ mod tests {
     }
 
     #[test]
+    fn parameq_folds_dashes_only() {
+        assert!(parameq("hash-size", "hash_size"));
+        assert!(parameq("hashsize", "hashsize"));
+        assert!(!parameq("hashsize", "hash_size"));
+        assert!(!parameq("HashSize", "hashsize"));
+        assert!(!parameq("a", "ab"));
+        assert!(opt("nf-conntrack_helper", "0").is_param("nf_conntrack-helper"));
+    }
+
+    #[test]
     fn kernel_form_quotes_spaces() {
+        assert_eq!(opt("a", "x y").kernel_value().as_deref(), Some("\"x y\""));
+        assert_eq!(
+            ModOption {
+                name: "flag".into(),
+                value: None
+            }
+            .to_kernel(),
+            "flag"
+        );
         assert_eq!(opt("a", "x y").to_kernel(), "a=\"x y\"");
         assert_eq!(join(&[opt("a", "1"), opt("b", "x y")]), "a=1 b=\"x y\"");
         assert_eq!(join(&[]), "");
@@ -258,5 +295,14 @@ mod tests {
         assert_eq!(m[0].overridden, vec!["1024", "2048"]);
         assert_eq!(m[1].source, OptionSource::Config);
         assert_eq!(m[2].source, OptionSource::Given);
+    }
+
+    proptest::proptest! {
+        /// `parameq` is the fold-then-compare the kernel defines, without
+        /// allocating.
+        #[test]
+        fn parameq_is_equality_after_folding(a in "[a-c_-]{0,6}", b in "[a-c_-]{0,6}") {
+            proptest::prop_assert_eq!(parameq(&a, &b), a.replace('-', "_") == b.replace('-', "_"));
+        }
     }
 }

@@ -8,6 +8,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::error::EpermReason;
+use super::name::{self, ModuleName};
+use super::state::ModState;
 
 /// One line of /proc/modules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -20,8 +22,8 @@ pub struct ProcModule {
     pub refcnt: u32,
     /// Modules using it.
     pub holders: Vec<String>,
-    /// `live`, `coming` or `going` (the kernel's Live/Loading/Unloading).
-    pub state: String,
+    /// Live, coming or going (the kernel's Live/Loading/Unloading).
+    pub state: ModState,
 }
 
 /// Parses /proc/modules: `name size refcnt holders,|- State 0xaddr [(taint)]`.
@@ -41,13 +43,7 @@ pub fn parse_proc_modules(text: &str) -> Vec<ProcModule> {
                     .map(str::to_owned)
                     .collect(),
             };
-            let state = match f.next().unwrap_or("Live") {
-                "Live" => "live",
-                "Loading" => "coming",
-                "Unloading" => "going",
-                other => return Some((name, size, refcnt, holders, other.to_ascii_lowercase())),
-            }
-            .to_owned();
+            let state = ModState::from_proc_modules(f.next().unwrap_or("Live"));
             Some((name, size, refcnt, holders, state))
         })
         .map(|(name, size, refcnt, holders, state)| ProcModule {
@@ -75,9 +71,9 @@ pub fn read_proc_modules(proc_root: &Path) -> io::Result<Option<Vec<ProcModule>>
 pub struct SysModule {
     /// Module name.
     pub name: String,
-    /// Content of `initstate` (`live`, `coming`, `going`); `None` for a
-    /// built-in module (no initstate file).
-    pub initstate: Option<String>,
+    /// Content of `initstate` (live, coming, going); `None` for a built-in
+    /// module (no initstate file).
+    pub initstate: Option<ModState>,
     /// Content of `refcnt`, when present.
     pub refcnt: Option<u32>,
     /// Entries of `holders/`.
@@ -108,7 +104,7 @@ pub fn read_sys_module(sys_root: &Path, name: &str) -> Option<SysModule> {
     }
     Some(SysModule {
         name: name.to_owned(),
-        initstate: read_trim(&d.join("initstate")),
+        initstate: read_trim(&d.join("initstate")).map(|s| ModState::from_sysfs(&s)),
         refcnt: read_trim(&d.join("refcnt")).and_then(|s| s.parse().ok()),
         holders: dir_names(&d.join("holders")),
     })
@@ -154,13 +150,13 @@ pub fn decide_eperm(
     if modules_disabled.is_some_and(|s| s.trim() == "1") {
         return EpermReason::ModulesDisabled;
     }
-    let norm = |s: &str| s.replace('-', "_");
     if let Some(cl) = cmdline {
+        let module = ModuleName::canonical(module);
         let listed = cl
             .split_ascii_whitespace()
             .filter_map(|w| w.strip_prefix("module_blacklist="))
             .flat_map(|v| v.split(','))
-            .any(|m| norm(m) == norm(module));
+            .any(|m| module.is(m));
         if listed {
             return EpermReason::KernelBlacklist;
         }
@@ -202,36 +198,15 @@ pub fn eperm_reason(proc_root: &Path, sys_root: &Path, module: &str) -> EpermRea
 /// modules.builtin (`kernel/net/netfilter/xt_state.ko[.xz]` → `xt_state`),
 /// for "did you mean". Dashes are normalised to underscores.
 pub fn known_module_names(moddir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for (file, dep) in [("modules.dep", true), ("modules.builtin", false)] {
-        let Ok(text) = fs::read_to_string(moddir.join(file)) else {
-            continue;
-        };
-        for line in text.lines() {
-            let path = if dep {
-                line.split(':').next().unwrap_or("")
-            } else {
-                line
-            };
-            let base = path.rsplit('/').next().unwrap_or("");
-            let name = base.split(".ko").next().unwrap_or("");
-            if !name.is_empty() {
-                out.push(name.replace('-', "_"));
-            }
-        }
-    }
+    let read = |file: &str| fs::read_to_string(moddir.join(file)).unwrap_or_default();
+    let (dep, builtin) = (read("modules.dep"), read("modules.builtin"));
+    let mut out: Vec<String> = name::names_in_dep(&dep)
+        .chain(name::names_in_builtin(&builtin))
+        .map(ModuleName::into_string)
+        .collect();
     out.sort();
     out.dedup();
     out
-}
-
-/// Module names in a modules.builtin text (`kernel/net/ipv4/tcp_cubic.ko`).
-pub fn known_module_names_from_builtin(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|l| l.rsplit('/').next()?.split(".ko").next())
-        .filter(|n| !n.is_empty())
-        .map(|n| n.replace('-', "_"))
-        .collect()
 }
 
 /// Kernel releases with a module directory under `<root>/lib/modules`.
@@ -240,11 +215,6 @@ pub fn releases(root: &Path) -> Vec<String> {
         .into_iter()
         .filter(|r| root.join("lib/modules").join(r).is_dir())
         .collect()
-}
-
-/// The running kernel's release, from `<proc>/sys/kernel/osrelease`.
-pub fn running_release(proc_root: &Path) -> Option<String> {
-    read_trim(&proc_root.join("sys/kernel/osrelease"))
 }
 
 /// True for modules that belong to the netfilter layer (the default filter
@@ -272,8 +242,8 @@ pub fn is_netfilter(name: &str) -> bool {
         "br_netfilter",
         "nf_tables",
     ];
-    let n = name.replace('-', "_");
-    PREFIXES.iter().any(|p| n.starts_with(p))
+    let n = ModuleName::canonical(name);
+    PREFIXES.iter().any(|p| n.as_str().starts_with(p))
 }
 
 #[cfg(test)]
@@ -297,7 +267,7 @@ bad line
         assert_eq!(m[1].size, 172032);
         assert_eq!(m[1].refcnt, 3);
         assert_eq!(m[1].holders, vec!["xt_state", "nf_nat", "xt_conntrack"]);
-        assert_eq!(m[3].state, "coming");
+        assert_eq!(m[3].state, ModState::Coming);
     }
 
     #[test]
@@ -320,7 +290,7 @@ bad line
         fs::create_dir_all(sys.join("module/tcp_cubic/parameters")).unwrap();
         let all = read_sys_modules(&sys).unwrap();
         assert_eq!(all.len(), 2);
-        assert_eq!(all[0].initstate.as_deref(), Some("live"));
+        assert_eq!(all[0].initstate, Some(ModState::Live));
         assert_eq!(all[0].refcnt, Some(3));
         assert_eq!(all[0].holders, vec!["xt_state"]);
         assert_eq!(all[1].initstate, None);

@@ -1,562 +1,443 @@
-//! `modprobe -r` reimplemented: the steps of kmod's `rmmod_do_module`
-//! (tools/modprobe.c), over a small backend trait so that the same code runs
-//! for real (libkmod) and as a dry run (an in-memory simulation).
-//!
-//! For one module M (flags: ignore commands `-i`; builtin ignored for
-//! softdeps):
-//! 1. read M's softdeps and remove command (unless ignoring commands);
-//! 2. not loaded → nothing to do (even with a remove command); builtin →
-//!    error (softdeps: skip);
-//! 3. post-softdeps, in reverse order (errors ignored);
-//! 4. refcount > 0 → "in use" (EBUSY), naming the holders;
-//! 5. remove M;
-//! 6. each hard dependency whose refcount is now 0 is removed (errors
-//!    ignored; one level of modules.dep, which lists all of them);
-//! 7. pre-softdeps, in reverse order (errors ignored).
-//!
-//! Differences from modprobe, on purpose: a configured remove command is
-//! never run (`/bin/true`/`/bin/false` = disabled by policy, others are
-//! refused unless commands are ignored; a module that is not loaded is
-//! `not_loaded` whatever its command), and the dry run simulates the
-//! refcount drops so it lists the dependencies a real run would remove
-//! (`modprobe -r -n` does not).
+//! `nfkit modules unload`: the modprobe -r steps of [`super::removal`] run
+//! against the live kernel, or simulated for a dry run (on the running
+//! kernel's state, or on another tree's snapshot of it).
 
-use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use serde::Serialize;
 
-/// Load state of a module as far as unloading cares.
+use super::error::{CommandKind, ErrorInfo, ModuleError, Op};
+use super::name::{self, ModuleName};
+use super::removal::{self, Backend, Facts, Refusal, State, Step};
+use super::sysfs;
+use super::target::{KmodLog, Target, lookup, sysfs_builtin};
+use crate::kmod::{self, Context, InitState, Module};
+use crate::system::Host;
+
+/// Flags of `nfkit modules unload`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UnloadFlags {
+    /// Report what would be removed; remove nothing.
+    pub dry_run: bool,
+    /// Ignore remove commands and softdeps (`modprobe -r -i`).
+    pub ignore_install: bool,
+}
+
+/// The outcome for one module of an unload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum State {
-    /// Not in the kernel.
-    NotLoaded,
-    /// Built into the kernel.
-    Builtin,
-    /// Loaded (live, coming or going).
-    Loaded,
-}
-
-/// What the planner needs to know about one module.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Facts {
-    /// Module name.
-    pub name: String,
-    /// Load state.
-    pub state: State,
-    /// Reference count.
-    pub refcnt: u32,
-    /// Modules holding it.
-    pub holders: Vec<String>,
-    /// Hard dependencies, modules.dep order.
-    pub deps: Vec<String>,
-    /// Pre-softdeps.
-    pub pre: Vec<String>,
-    /// Post-softdeps.
-    pub post: Vec<String>,
-    /// Configured remove command.
-    pub remove_command: Option<String>,
-}
-
-/// The planner's view of the system.
-pub trait Backend {
-    /// Current facts about `name`.
-    fn facts(&mut self, name: &str) -> Result<Facts, Errno>;
-    /// Removes `name` from the kernel.
-    fn remove(&mut self, name: &str) -> Result<(), Errno>;
-}
-
-/// Why a module is in the removal list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Named by the user.
-    Target,
-    /// A pre- or post-softdep of `of`.
-    Softdep {
-        /// The module that declared it.
-        of: String,
-    },
-    /// A hard dependency of `of` that became unused.
-    UnusedDependency {
-        /// The module removed before it.
-        of: String,
-    },
-}
-
-/// One module the run touched.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Step {
-    /// Module name.
-    pub module: String,
-    /// Why it is here.
-    #[serde(flatten)]
-    pub role: Role,
-    /// What happened.
-    pub result: StepResult,
-}
-
-/// What happened to one module.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "status")]
-pub enum StepResult {
-    /// Removed (dry run: would be removed).
+pub enum UnloadOutcome {
+    /// Removed (with what it took along).
     Removed,
-    /// Left in place; `reason` says why (softdeps and dependencies only).
-    Kept {
-        /// Why.
-        reason: String,
-    },
-    /// Removal failed with this errno (softdeps and dependencies only; a
-    /// target failure is the run's error).
-    Failed {
-        /// errno name.
-        errno: String,
-    },
+    /// Dry run: would be removed.
+    WouldRemove,
+    /// Not in the kernel: nothing to do.
+    NotLoaded,
+    /// Not removed: see the error.
+    Failed,
 }
 
-/// Why the target could not be removed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// Built into the kernel.
-    Builtin,
-    /// Refcount > 0.
-    InUse {
-        /// Reference count.
-        refcnt: u32,
-        /// Holders.
-        holders: Vec<String>,
-    },
-    /// Remove command `/bin/true`/`/bin/false`.
-    DisabledByPolicy(String),
-    /// Any other remove command.
-    Command(String),
-    /// The backend failed (facts or removal).
-    Errno(Errno),
+impl UnloadOutcome {
+    /// The name used in text and JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnloadOutcome::Removed => "removed",
+            UnloadOutcome::WouldRemove => "would_remove",
+            UnloadOutcome::NotLoaded => "not_loaded",
+            UnloadOutcome::Failed => "failed",
+        }
+    }
 }
 
-/// The result of unloading one module.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    /// Every module removed or considered, in order.
+impl fmt::Display for UnloadOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// The outcome for one module of an unload.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnloadedModule {
+    /// Real module name.
+    pub module: String,
+    /// What happened.
+    pub outcome: UnloadOutcome,
+    /// Every module removed (or that would be) or kept, in order.
     pub steps: Vec<Step>,
-    /// `Ok(true)`: removed; `Ok(false)`: was not loaded; `Err`: refused.
-    pub result: Result<bool, Refusal>,
+    /// The error, for `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
 }
 
-/// `true`/`false` as a whole command: the usual "never load/unload" policy.
-pub fn is_policy_command(cmd: &str) -> bool {
-    matches!(
-        cmd.trim(),
-        "/bin/true" | "/bin/false" | "/usr/bin/true" | "/usr/bin/false" | "true" | "false"
-    )
+/// The outcome for one name of an unload.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnloadResult {
+    /// The name as given.
+    pub name: String,
+    /// True when nothing failed.
+    pub ok: bool,
+    /// Per module.
+    pub modules: Vec<UnloadedModule>,
+    /// The error, when the name itself failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
 }
 
-/// Unloads `name` (a real module name) with modprobe -r's steps.
-pub fn unload(backend: &mut dyn Backend, name: &str, ignore_commands: bool) -> Outcome {
-    let mut steps = Vec::new();
-    let result = unload_one(backend, name, ignore_commands, None, &mut steps);
-    Outcome { steps, result }
+/// `nfkit modules unload` result.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnloadReport {
+    /// The module tree used.
+    pub target: Target,
+    /// Dry run?
+    pub dry_run: bool,
+    /// One entry per name.
+    pub results: Vec<UnloadResult>,
+    /// Everything libkmod logged (shown under `-v`; failures carry their
+    /// own lines in their error).
+    #[serde(skip)]
+    pub libkmod_log: Vec<String>,
 }
 
-fn unload_one(
-    b: &mut dyn Backend,
-    name: &str,
-    ignore_commands: bool,
-    softdep_of: Option<&str>,
-    steps: &mut Vec<Step>,
-) -> Result<bool, Refusal> {
-    let f = b.facts(name).map_err(Refusal::Errno)?;
-    let (pre, post, cmd) = if ignore_commands {
-        (Vec::new(), Vec::new(), None)
-    } else {
-        (f.pre.clone(), f.post.clone(), f.remove_command.clone())
+impl UnloadReport {
+    /// True when every name succeeded.
+    pub fn ok(&self) -> bool {
+        self.results.iter().all(|r| r.ok)
+    }
+}
+
+fn names_of(l: kmod::ModuleList<'_>) -> Vec<String> {
+    l.names()
+}
+
+fn live_facts(ctx: &Context, sys_root: &Path, name: &str) -> Result<Facts, Errno> {
+    let m = ctx
+        .module(name)
+        .map_err(|e| e.errno().unwrap_or(Errno::ENOENT))?;
+    // A /sys/module directory without `initstate` is a built-in module that
+    // modules.builtin does not list (libkmod >= 20 calls it "coming"): the
+    // case on kernels without module support and without a module tree.
+    let sysfs_builtin =
+        || sysfs::read_sys_module(sys_root, name).is_some_and(|s| s.initstate.is_none());
+    let state = match m.initstate() {
+        Ok(InitState::Builtin) => State::Builtin,
+        Ok(InitState::Coming) if sysfs_builtin() => State::Builtin,
+        Ok(_) => State::Loaded,
+        Err(_) => State::NotLoaded,
     };
-    let role = || match softdep_of {
-        None => Role::Target,
-        Some(of) => Role::Softdep { of: of.to_owned() },
-    };
-    // A module that is not loaded has nothing to unload, whatever its remove
-    // command would do (modprobe would run the command anyway).
-    match f.state {
-        State::NotLoaded => return Ok(false),
-        State::Builtin => return Err(Refusal::Builtin),
-        State::Loaded => {}
-    }
-    if let Some(cmd) = cmd {
-        // modprobe would run it instead of removing; nfkit never runs it.
-        if is_policy_command(&cmd) {
-            return Err(Refusal::DisabledByPolicy(cmd));
-        }
-        return Err(Refusal::Command(cmd));
-    }
-    // Post-softdeps, reverse order, errors ignored.
-    for m in post.iter().rev() {
-        softdep(b, m, name, steps);
-    }
-    let f = b.facts(name).map_err(Refusal::Errno)?;
-    if f.refcnt > 0 {
-        return Err(Refusal::InUse {
-            refcnt: f.refcnt,
-            holders: f.holders,
-        });
-    }
-    b.remove(name).map_err(Refusal::Errno)?;
-    steps.push(Step {
-        module: name.to_owned(),
-        role: role(),
-        result: StepResult::Removed,
-    });
-    // Now-unused hard dependencies; errors are not fatal.
-    for dep in &f.deps {
-        let Ok(d) = b.facts(dep) else { continue };
-        if d.state != State::Loaded {
-            continue;
-        }
-        let result = if d.refcnt > 0 {
-            continue;
+    let (pre, post) = m
+        .softdeps()
+        .map(|(a, b)| (names_of(a), names_of(b)))
+        .unwrap_or_default();
+    Ok(Facts {
+        name: name.to_owned(),
+        state,
+        refcnt: if state == State::Loaded {
+            m.refcnt().unwrap_or(0)
         } else {
-            match b.remove(dep) {
-                Ok(()) => StepResult::Removed,
-                Err(e) => StepResult::Failed {
-                    errno: format!("{e:?}"),
-                },
-            }
+            0
+        },
+        holders: if state == State::Loaded {
+            names_of(m.holders())
+        } else {
+            Vec::new()
+        },
+        deps: names_of(m.dependencies()),
+        pre,
+        post,
+        remove_command: m.remove_commands(),
+    })
+}
+
+/// The loaded state a dry run on a tree that is not the running kernel's
+/// sees: with `--root`, the root's `proc/modules` and `sys/module` (an
+/// image may carry a snapshot of them; without one nothing is loaded);
+/// for another release of the live host, nothing (the running kernel's
+/// modules are not that tree's).
+struct TreeState {
+    loaded: Vec<sysfs::ProcModule>,
+    builtin: Vec<String>,
+    sys_root: Option<PathBuf>,
+}
+
+impl TreeState {
+    fn read(host: &Host, t: &Target) -> TreeState {
+        let builtin = std::fs::read_to_string(t.module_dir.join("modules.builtin"))
+            .map(|text| {
+                name::names_in_builtin(&text)
+                    .map(ModuleName::into_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let loaded = if host.offline {
+            sysfs::read_proc_modules(&t.proc_root)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        } else {
+            Vec::new()
         };
-        steps.push(Step {
-            module: dep.clone(),
-            role: Role::UnusedDependency {
-                of: name.to_owned(),
-            },
-            result,
+        TreeState {
+            loaded,
+            builtin,
+            sys_root: host.offline.then(|| t.sys_root.clone()),
+        }
+    }
+
+    /// Facts from the tree (dependencies, softdeps, remove command from its
+    /// modprobe.d) and this state.
+    fn facts(&self, ctx: &Context, name: &str) -> Result<Facts, Errno> {
+        let m = ctx
+            .module(name)
+            .map_err(|e| e.errno().unwrap_or(Errno::ENOENT))?;
+        let proc = self.loaded.iter().find(|p| p.name == name);
+        let sys_builtin = self.sys_root.as_ref().is_some_and(|root| {
+            sysfs::read_sys_module(root, name).is_some_and(|s| s.initstate.is_none())
         });
-    }
-    // Pre-softdeps, reverse order, errors ignored.
-    for m in pre.iter().rev() {
-        softdep(b, m, name, steps);
-    }
-    Ok(true)
-}
-
-fn softdep(b: &mut dyn Backend, m: &str, of: &str, steps: &mut Vec<Step>) {
-    let reason = match unload_one(b, m, false, Some(of), steps) {
-        Ok(_) => return,
-        Err(Refusal::Builtin) => return,
-        Err(Refusal::InUse { holders, .. }) if holders.is_empty() => "in use".to_owned(),
-        Err(Refusal::InUse { holders, .. }) => format!("in use by {}", holders.join(", ")),
-        Err(Refusal::DisabledByPolicy(c)) => format!("disabled by policy (remove command `{c}`)"),
-        Err(Refusal::Command(c)) => format!("has remove command `{c}`, which nfkit never runs"),
-        Err(Refusal::Errno(e)) => {
-            steps.push(Step {
-                module: m.to_owned(),
-                role: Role::Softdep { of: of.to_owned() },
-                result: StepResult::Failed {
-                    errno: format!("{e:?}"),
-                },
-            });
-            return;
-        }
-    };
-    steps.push(Step {
-        module: m.to_owned(),
-        role: Role::Softdep { of: of.to_owned() },
-        result: StepResult::Kept { reason },
-    });
-}
-
-/// A dry-run backend: takes facts from `source` once per module and
-/// simulates removals (a removed module is no longer loaded, and each module
-/// it held loses one reference).
-pub struct Simulated<F> {
-    source: F,
-    cache: HashMap<String, Facts>,
-    removed: HashSet<String>,
-}
-
-impl<F: FnMut(&str) -> Result<Facts, Errno>> Simulated<F> {
-    /// A simulation over `source`.
-    pub fn new(source: F) -> Self {
-        Simulated {
-            source,
-            cache: HashMap::new(),
-            removed: HashSet::new(),
-        }
-    }
-
-    fn adjust(&self, f: &mut Facts) {
-        let before = f.holders.len();
-        f.holders.retain(|h| !self.removed.contains(h));
-        let dropped = u32::try_from(before - f.holders.len()).unwrap_or(u32::MAX);
-        f.refcnt = f.refcnt.saturating_sub(dropped);
-        if self.removed.contains(&f.name) {
-            f.state = State::NotLoaded;
-            f.refcnt = 0;
-        }
-    }
-}
-
-impl<F: FnMut(&str) -> Result<Facts, Errno>> Backend for Simulated<F> {
-    fn facts(&mut self, name: &str) -> Result<Facts, Errno> {
-        let mut f = match self.cache.get(name) {
-            Some(f) => f.clone(),
-            None => {
-                let f = (self.source)(name)?;
-                self.cache.insert(name.to_owned(), f.clone());
-                f
-            }
+        let state = if self.builtin.iter().any(|b| b == name) || (proc.is_none() && sys_builtin) {
+            State::Builtin
+        } else if proc.is_some() {
+            State::Loaded
+        } else {
+            State::NotLoaded
         };
-        self.adjust(&mut f);
-        Ok(f)
+        let (pre, post) = m
+            .softdeps()
+            .map(|(a, b)| (names_of(a), names_of(b)))
+            .unwrap_or_default();
+        Ok(Facts {
+            name: name.to_owned(),
+            state,
+            refcnt: proc
+                .filter(|_| state == State::Loaded)
+                .map_or(0, |p| p.refcnt),
+            holders: proc
+                .filter(|_| state == State::Loaded)
+                .map(|p| p.holders.clone())
+                .unwrap_or_default(),
+            deps: names_of(m.dependencies()),
+            pre,
+            post,
+            remove_command: m.remove_commands(),
+        })
+    }
+}
+
+/// The real backend: libkmod, re-reading the kernel's state every time.
+struct Live<'c> {
+    ctx: &'c Context,
+    sys_root: &'c Path,
+}
+
+impl Backend for Live<'_> {
+    fn facts(&mut self, name: &str) -> Result<Facts, Errno> {
+        live_facts(self.ctx, self.sys_root, name)
     }
 
     fn remove(&mut self, name: &str) -> Result<(), Errno> {
-        let f = self.facts(name)?;
-        if f.state != State::Loaded {
-            return Err(Errno::ENOENT);
-        }
-        self.removed.insert(name.to_owned());
-        Ok(())
+        let m = self
+            .ctx
+            .module(name)
+            .map_err(|e| e.errno().unwrap_or(Errno::ENOENT))?;
+        m.remove(0).map_err(|e| e.errno().unwrap_or(Errno::EINVAL))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn m(name: &str, refcnt: u32, holders: &[&str], deps: &[&str]) -> Facts {
-        Facts {
-            name: name.into(),
-            state: State::Loaded,
+fn refusal_error(t: &Target, module: &str, r: Refusal) -> ModuleError {
+    let op = Op::Unload;
+    let module = module.to_owned();
+    match r {
+        Refusal::Builtin => ModuleError::Builtin { op, module },
+        Refusal::InUse { refcnt, holders } => ModuleError::InUse {
+            op,
+            module,
             refcnt,
-            holders: holders.iter().map(|s| s.to_string()).collect(),
-            deps: deps.iter().map(|s| s.to_string()).collect(),
-            pre: vec![],
-            post: vec![],
-            remove_command: None,
-        }
-    }
-
-    /// xt_state → nf_conntrack → nf_defrag_ipv4/6, libcrc32c; iptable_nat
-    /// also holds nf_conntrack in some cases.
-    fn graph(extra_holder: bool) -> HashMap<String, Facts> {
-        let mut g = HashMap::new();
-        let nf_holders: &[&str] = if extra_holder {
-            &["xt_state", "nf_nat"]
-        } else {
-            &["xt_state"]
-        };
-        g.insert(
-            "xt_state".into(),
-            m(
-                "xt_state",
-                0,
-                &[],
-                &[
-                    "nf_conntrack",
-                    "nf_defrag_ipv6",
-                    "nf_defrag_ipv4",
-                    "libcrc32c",
-                    "x_tables",
-                ],
-            ),
-        );
-        g.insert(
-            "nf_conntrack".into(),
-            m(
-                "nf_conntrack",
-                nf_holders.len() as u32,
-                nf_holders,
-                &["nf_defrag_ipv6", "nf_defrag_ipv4", "libcrc32c"],
-            ),
-        );
-        g.insert(
-            "nf_defrag_ipv6".into(),
-            m("nf_defrag_ipv6", 1, &["nf_conntrack"], &[]),
-        );
-        g.insert(
-            "nf_defrag_ipv4".into(),
-            m("nf_defrag_ipv4", 1, &["nf_conntrack"], &[]),
-        );
-        g.insert(
-            "libcrc32c".into(),
-            m("libcrc32c", 1, &["nf_conntrack"], &[]),
-        );
-        g.insert(
-            "x_tables".into(),
-            m("x_tables", 2, &["xt_state", "iptable_filter"], &[]),
-        );
-        g.insert("nf_nat".into(), m("nf_nat", 0, &[], &["nf_conntrack"]));
-        let mut b = m("tcp_cubic", 0, &[], &[]);
-        b.state = State::Builtin;
-        g.insert("tcp_cubic".into(), b);
-        g
-    }
-
-    fn sim(g: HashMap<String, Facts>) -> Simulated<impl FnMut(&str) -> Result<Facts, Errno>> {
-        Simulated::new(move |n: &str| {
-            Ok(g.get(n).cloned().unwrap_or(Facts {
-                name: n.into(),
-                state: State::NotLoaded,
-                refcnt: 0,
-                holders: vec![],
-                deps: vec![],
-                pre: vec![],
-                post: vec![],
-                remove_command: None,
-            }))
-        })
-    }
-
-    fn removed(o: &Outcome) -> Vec<&str> {
-        o.steps
-            .iter()
-            .filter(|s| s.result == StepResult::Removed)
-            .map(|s| s.module.as_str())
-            .collect()
-    }
-
-    #[test]
-    fn removes_target_then_unused_dependencies() {
-        let mut b = sim(graph(false));
-        let o = unload(&mut b, "xt_state", false);
-        assert_eq!(o.result, Ok(true));
-        // x_tables is still held by iptable_filter.
-        assert_eq!(
-            removed(&o),
-            vec![
-                "xt_state",
-                "nf_conntrack",
-                "nf_defrag_ipv6",
-                "nf_defrag_ipv4",
-                "libcrc32c"
-            ]
-        );
-        assert_eq!(
-            o.steps[1].role,
-            Role::UnusedDependency {
-                of: "xt_state".into()
-            }
-        );
-    }
-
-    #[test]
-    fn dependency_still_held_elsewhere_is_kept() {
-        let mut b = sim(graph(true));
-        let o = unload(&mut b, "xt_state", false);
-        assert_eq!(removed(&o), vec!["xt_state"]);
-    }
-
-    #[test]
-    fn in_use_names_holders_and_removes_nothing() {
-        let mut b = sim(graph(true));
-        let o = unload(&mut b, "nf_conntrack", false);
-        assert_eq!(
-            o.result,
-            Err(Refusal::InUse {
-                refcnt: 2,
-                holders: vec!["xt_state".into(), "nf_nat".into()]
-            })
-        );
-        assert!(o.steps.is_empty());
-    }
-
-    #[test]
-    fn builtin_and_not_loaded() {
-        let mut b = sim(graph(false));
-        assert_eq!(
-            unload(&mut b, "tcp_cubic", false).result,
-            Err(Refusal::Builtin)
-        );
-        assert_eq!(unload(&mut b, "xt_nope", false).result, Ok(false));
-    }
-
-    #[test]
-    fn remove_commands_are_never_run() {
-        let mut g = graph(false);
-        g.get_mut("xt_state").unwrap().remove_command = Some("/bin/true".into());
-        let mut b = sim(g.clone());
-        assert_eq!(
-            unload(&mut b, "xt_state", false).result,
-            Err(Refusal::DisabledByPolicy("/bin/true".into()))
-        );
-        g.get_mut("xt_state").unwrap().remove_command =
-            Some("/sbin/rmmod xt_state; echo hi".into());
-        let mut b = sim(g.clone());
-        assert!(matches!(
-            unload(&mut b, "xt_state", false).result,
-            Err(Refusal::Command(_))
-        ));
-        // -i: ignore the command, remove the module itself.
-        let mut b = sim(g);
-        assert_eq!(unload(&mut b, "xt_state", true).result, Ok(true));
-    }
-
-    #[test]
-    fn not_loaded_with_a_remove_command_is_not_loaded() {
-        for command in ["/bin/true", "/bin/false", "/sbin/rmmod xt_state; echo hi"] {
-            let mut g = graph(false);
-            let mut facts = g.remove("xt_state").unwrap();
-            facts.state = State::NotLoaded;
-            facts.refcnt = 0;
-            facts.remove_command = Some(command.into());
-            g.insert("xt_state".into(), facts);
-            for ignore in [false, true] {
-                let o = unload(&mut sim(g.clone()), "xt_state", ignore);
-                assert_eq!(o.result, Ok(false), "{command} ignore={ignore}");
-                assert!(o.steps.is_empty());
-            }
-        }
-        // A softdep that is not loaded is skipped, not "kept".
-        let mut g = graph(false);
-        g.get_mut("xt_state").unwrap().pre = vec!["gone".into()];
-        g.insert(
-            "gone".into(),
-            Facts {
-                state: State::NotLoaded,
-                refcnt: 0,
-                remove_command: Some("/bin/true".into()),
-                ..m("gone", 0, &[], &[])
+            holders,
+        },
+        Refusal::DisabledByPolicy(command) => ModuleError::DisabledByPolicy {
+            op,
+            module,
+            kind: CommandKind::Remove,
+            command,
+        },
+        Refusal::Command(command) => ModuleError::CommandRefused {
+            op,
+            module,
+            kind: CommandKind::Remove,
+            command,
+        },
+        Refusal::Errno(Errno::EPERM) => ModuleError::NotPermitted {
+            reason: sysfs::eperm_reason(&t.proc_root, &t.sys_root, &module),
+            op,
+            module,
+        },
+        Refusal::Errno(Errno::EBUSY | Errno::EAGAIN) => ModuleError::InUse {
+            holders: sysfs::read_sys_module(&t.sys_root, &module)
+                .map(|s| s.holders)
+                .unwrap_or_default(),
+            refcnt: 0,
+            op,
+            module,
+        },
+        Refusal::Errno(Errno::ENOSYS) => ModuleError::NoModuleSupport {
+            op,
+            module,
+            detail: "delete_module: ENOSYS".into(),
+        },
+        Refusal::Errno(errno) => ModuleError::Kmod {
+            op,
+            source: kmod::Error::Call {
+                call: "kmod_module_remove_module",
+                arg: module.clone(),
+                errno,
             },
-        );
-        let o = unload(&mut sim(g), "xt_state", false);
-        assert_eq!(o.result, Ok(true));
-        assert!(o.steps.iter().all(|s| s.module != "gone"), "{:?}", o.steps);
+            module,
+        },
     }
+}
 
-    #[test]
-    fn softdeps_post_before_pre_after() {
-        let mut g = graph(false);
-        let x = g.get_mut("xt_state").unwrap();
-        x.pre = vec!["pre_a".into(), "pre_b".into()];
-        x.post = vec!["post_a".into()];
-        for n in ["pre_a", "pre_b", "post_a"] {
-            g.insert(n.into(), m(n, 0, &[], &[]));
+/// `nfkit modules unload`: modprobe -r for each name (see
+/// [`super::removal`]). Continues past a failed name.
+pub fn unload(
+    host: &Host,
+    release: Option<&str>,
+    names: &[String],
+    flags: UnloadFlags,
+) -> Result<UnloadReport, ModuleError> {
+    let op = Op::Unload;
+    let t = Target::new(host, release, op)?;
+    let ctx = t.context(op)?;
+    let mut log = KmodLog::default();
+    log.take(&ctx);
+    // A dry run on another tree plans from that tree; only a real unload
+    // needs the running kernel.
+    let tree_state = (flags.dry_run && !t.live).then(|| TreeState::read(host, &t));
+    let job = UnloadJob {
+        t: &t,
+        ctx: &ctx,
+        tree_state: tree_state.as_ref(),
+        flags,
+    };
+    let mut results = Vec::new();
+    for given in names {
+        results.push(match job.modules_of(given) {
+            Ok(mods) => {
+                let mut modules = Vec::new();
+                for m in &mods {
+                    let (done, error) = job.unload_module(m);
+                    let lines = log.take(&ctx);
+                    modules.push(UnloadedModule {
+                        error: error.map(|e| ErrorInfo::from(&e).with_libkmod(lines)),
+                        ..done
+                    });
+                }
+                UnloadResult {
+                    name: given.clone(),
+                    ok: modules.iter().all(|m| m.outcome != UnloadOutcome::Failed),
+                    modules,
+                    error: None,
+                }
+            }
+            Err(e) => UnloadResult {
+                name: given.clone(),
+                ok: false,
+                modules: Vec::new(),
+                error: Some(ErrorInfo::from(&e).with_libkmod(log.take(&ctx))),
+            },
+        });
+    }
+    Ok(UnloadReport {
+        libkmod_log: log.finish(&ctx),
+        target: t,
+        dry_run: flags.dry_run,
+        results,
+    })
+}
+
+/// What every name of one unload shares.
+struct UnloadJob<'a, 'c> {
+    t: &'a Target,
+    ctx: &'c Context,
+    /// The loaded state of another tree, for its dry run.
+    tree_state: Option<&'a TreeState>,
+    flags: UnloadFlags,
+}
+
+impl<'c> UnloadJob<'_, 'c> {
+    /// The modules a name stands for. A loaded module the module directory
+    /// does not know (the tree was removed after boot) can still be unloaded
+    /// by name.
+    fn modules_of(&self, given: &str) -> Result<Vec<Module<'c>>, ModuleError> {
+        let (t, op) = (self.t, Op::Unload);
+        if !self.flags.dry_run {
+            t.require_live(op, given)?;
         }
-        g.get_mut("pre_b").unwrap().refcnt = 1;
-        let mut b = sim(g);
-        let o = unload(&mut b, "xt_state", false);
-        let order: Vec<_> = o
-            .steps
-            .iter()
-            .map(|s| (s.module.as_str(), &s.result))
-            .collect();
-        assert_eq!(order[0], ("post_a", &StepResult::Removed));
-        assert_eq!(order[1].0, "xt_state");
-        // pre in reverse: pre_b (kept, in use) then pre_a.
-        let tail: Vec<_> = order.iter().rev().take(2).map(|(n, _)| *n).collect();
-        assert_eq!(tail, vec!["pre_a", "pre_b"]);
-        assert!(matches!(
-            o.steps.iter().find(|s| s.module == "pre_b").unwrap().result,
-            StepResult::Kept { .. }
-        ));
+        match lookup(self.ctx, t, op, given) {
+            Ok(m) => Ok(m),
+            Err(ModuleError::NotFound { .. })
+                if sysfs::in_sysfs(&t.sys_root, ModuleName::canonical(given).as_str()) =>
+            {
+                let m = self
+                    .ctx
+                    .module(ModuleName::canonical(given).as_str())
+                    .map_err(|source| ModuleError::Kmod {
+                        op,
+                        module: given.to_owned(),
+                        source,
+                    })?;
+                Ok(vec![m])
+            }
+            Err(e) => Err(e),
+        }
     }
 
-    #[test]
-    fn policy_commands() {
-        assert!(is_policy_command("/bin/true"));
-        assert!(is_policy_command(" /bin/false "));
-        assert!(!is_policy_command("/bin/true; modprobe x"));
-        assert!(!is_policy_command("/sbin/modprobe --ignore-install foo"));
+    /// Unloads one module: for real, simulated on the running kernel's
+    /// state (dry run), or simulated on another tree's (its dry run). The
+    /// report entry has no error yet; the error, if any, comes apart.
+    fn unload_module(&self, m: &Module<'_>) -> (UnloadedModule, Option<ModuleError>) {
+        let (t, ctx, flags, op) = (self.t, self.ctx, self.flags, Op::Unload);
+        let module = m.name();
+        let entry = |outcome, steps| UnloadedModule {
+            module: module.clone(),
+            outcome,
+            steps,
+            error: None,
+        };
+        if !flags.dry_run && !t.proc_root.join("modules").exists() && !sysfs_builtin(t, m) {
+            let e = ModuleError::NoModuleSupport {
+                op,
+                module: module.clone(),
+                detail: format!("no {}", t.proc_root.join("modules").display()),
+            };
+            return (entry(UnloadOutcome::Failed, Vec::new()), Some(e));
+        }
+        let outcome = if let Some(state) = self.tree_state {
+            let mut sim = removal::Simulated::new(|n: &str| state.facts(ctx, n));
+            removal::unload(&mut sim, &module, flags.ignore_install)
+        } else if flags.dry_run {
+            let mut sim = removal::Simulated::new(|n: &str| live_facts(ctx, &t.sys_root, n));
+            removal::unload(&mut sim, &module, flags.ignore_install)
+        } else {
+            let mut live = Live {
+                ctx,
+                sys_root: &t.sys_root,
+            };
+            removal::unload(&mut live, &module, flags.ignore_install)
+        };
+        let (kind, error) = match outcome.result {
+            Ok(true) if flags.dry_run => (UnloadOutcome::WouldRemove, None),
+            Ok(true) => (UnloadOutcome::Removed, None),
+            Ok(false) if sysfs_builtin(t, m) => (
+                UnloadOutcome::Failed,
+                Some(ModuleError::Builtin {
+                    op,
+                    module: module.clone(),
+                }),
+            ),
+            Ok(false) => (UnloadOutcome::NotLoaded, None),
+            Err(r) => (UnloadOutcome::Failed, Some(refusal_error(t, &module, r))),
+        };
+        (entry(kind, outcome.steps), error)
     }
 }

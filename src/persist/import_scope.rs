@@ -275,10 +275,7 @@ pub fn placement(path: &str) -> Option<(String, bool)> {
     }
     let parts: Vec<&str> = rel.split('/').collect();
     let (file, dirs) = parts.split_last()?;
-    let name = file.split(".ko").next()?.replace('-', "_");
-    if name.is_empty() || !file.contains(".ko") {
-        return None;
-    }
+    let name = crate::modules::name::ModuleName::from_tree_path(file)?.into_string();
     if dirs.first() != Some(&"kernel") {
         return None;
     }

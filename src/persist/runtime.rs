@@ -9,8 +9,8 @@ use serde::Serialize;
 use super::desired::Desired;
 use crate::conntrack::set::{self as ct_set, SetRequest};
 use crate::conntrack::{KEY_BUCKETS, KEY_MAX};
-use crate::modules::ops::{self, LoadFlags, LoadRequest};
 use crate::modules::sysfs;
+use crate::modules::{self, LoadFlags, LoadRequest, ModState};
 use crate::system::Host;
 
 /// State of one desired module in the running kernel.
@@ -79,7 +79,7 @@ pub fn read_running(host: &Host, desired: &Desired) -> Running {
     let resolved = if host.offline || unsettled.is_empty() {
         None
     } else {
-        ops::resolve(host, None, &unsettled).ok()
+        modules::resolve(host, None, &unsettled).ok()
     };
     for name in &unsettled {
         let from_resolve = resolved.as_ref().and_then(|r| {
@@ -89,9 +89,11 @@ pub fn read_running(host: &Host, desired: &Desired) -> Running {
                 .and_then(|x| x.modules.first())
                 .map(|m| {
                     let state = match m.state {
-                        "builtin" => ModuleState::Builtin,
-                        "not_loaded" => ModuleState::NotLoaded,
-                        _ => ModuleState::Loaded,
+                        ModState::Builtin => ModuleState::Builtin,
+                        ModState::NotLoaded => ModuleState::NotLoaded,
+                        ModState::Live | ModState::Coming | ModState::Going | ModState::Unknown => {
+                            ModuleState::Loaded
+                        }
                     };
                     (m.module.clone(), state)
                 })
@@ -472,8 +474,8 @@ fn load_modules(
             },
         })
         .collect();
-    match ops::load(host, None, &requests, LoadFlags::default()) {
-        // One result per request, in order (ops::load's contract).
+    match modules::load(host, None, &requests, LoadFlags::default()) {
+        // One result per request, in order (modules::load's contract).
         Ok(report) if report.results.len() == requests.len() => report
             .results
             .iter()

@@ -1,0 +1,312 @@
+//! The module tree and kernel an operation works on, and looking names up
+//! in it (libkmod first, `/sys/module` as the fallback on the live system).
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::error::{ModuleError, Op};
+use super::name::{self, ModuleName};
+use super::{legacy, suggest, sysfs};
+use crate::kmod::{Context, Module};
+use crate::system::Host;
+
+/// Which module tree and kernel an operation works on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    /// File tree root (`/` or `--root`).
+    pub root: PathBuf,
+    /// Kernel release whose modules are used.
+    pub release: String,
+    /// `<root>/lib/modules/<release>`.
+    pub module_dir: PathBuf,
+    /// True when `release` is the running kernel and the tree is the live
+    /// system: only then is the kernel's loaded state consulted, and only
+    /// then can modules be inserted or removed.
+    pub live: bool,
+    /// The running kernel's release (live system only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running_release: Option<String>,
+    #[serde(skip)]
+    pub(crate) proc_root: PathBuf,
+    #[serde(skip)]
+    pub(crate) sys_root: PathBuf,
+    #[serde(skip)]
+    config_paths: Option<Vec<PathBuf>>,
+}
+
+/// The modprobe.d directories below `root`, highest precedence first
+/// (libkmod's list: /etc, /run, /usr/local/lib, /usr/lib (kmod ≥ 32), /lib).
+pub fn config_dirs(root: &Path) -> Vec<PathBuf> {
+    [
+        "etc/modprobe.d",
+        "run/modprobe.d",
+        "usr/local/lib/modprobe.d",
+        "usr/lib/modprobe.d",
+        "lib/modprobe.d",
+    ]
+    .iter()
+    .map(|d| root.join(d))
+    .collect()
+}
+
+impl Target {
+    /// Picks the module tree: `release` if given; else the running kernel's
+    /// (live system) or, under `--root`, the only release in
+    /// `DIR/lib/modules` (or `DIR/proc/sys/kernel/osrelease`).
+    pub fn new(host: &Host, release: Option<&str>, op: Op) -> Result<Target, ModuleError> {
+        let running = if host.offline {
+            None
+        } else {
+            host.kernel_release().or_else(|| {
+                nix::sys::utsname::uname()
+                    .ok()
+                    .map(|u| u.release().to_string_lossy().into_owned())
+            })
+        };
+        let release = match release {
+            Some(r) => {
+                if r.is_empty() || r.contains('/') || r == "." || r == ".." {
+                    return Err(ModuleError::Target {
+                        op,
+                        detail: format!("invalid kernel release {r:?}"),
+                    });
+                }
+                r.to_owned()
+            }
+            None if !host.offline => running.clone().ok_or_else(|| ModuleError::Target {
+                op,
+                detail: "cannot tell the running kernel's release (no /proc/sys/kernel/osrelease)"
+                    .into(),
+            })?,
+            None => {
+                let rels = sysfs::releases(&host.root);
+                match (rels.as_slice(), host.kernel_release()) {
+                    ([one], _) => one.clone(),
+                    (_, Some(r)) if rels.contains(&r) => r,
+                    ([], _) => {
+                        return Err(ModuleError::Target {
+                            op,
+                            detail: format!(
+                                "no kernel module tree under {}",
+                                host.root.join("lib/modules").display()
+                            ),
+                        });
+                    }
+                    (many, _) => {
+                        return Err(ModuleError::Target {
+                            op,
+                            detail: format!(
+                                "{} holds several kernel releases ({}); pick one with --kernel-release",
+                                host.root.join("lib/modules").display(),
+                                many.join(", ")
+                            ),
+                        });
+                    }
+                }
+            }
+        };
+        let live = !host.offline && running.as_deref() == Some(release.as_str());
+        let config_paths = if host.root == Path::new("/") {
+            None
+        } else {
+            Some(config_dirs(&host.root))
+        };
+        Ok(Target {
+            module_dir: host.root.join("lib/modules").join(&release),
+            root: host.root.clone(),
+            release,
+            live,
+            running_release: running,
+            proc_root: host.proc_root.clone(),
+            sys_root: host.sys_root.clone(),
+            config_paths,
+        })
+    }
+
+    pub(crate) fn context(&self, op: Op) -> Result<Context, ModuleError> {
+        let ctx = Context::new(Some(&self.module_dir), self.config_paths.as_deref()).map_err(
+            |source| ModuleError::Kmod {
+                op,
+                module: String::new(),
+                source,
+            },
+        )?;
+        // Missing indexes are not fatal here: lookups then find nothing and
+        // the "not found" error explains the missing module directory.
+        let _ = ctx.load_resources();
+        Ok(ctx)
+    }
+
+    pub(crate) fn require_live(&self, op: Op, module: &str) -> Result<(), ModuleError> {
+        if self.live {
+            return Ok(());
+        }
+        Err(ModuleError::Target {
+            op,
+            detail: format!(
+                "{module}: cannot change the kernel: {} is not the running kernel{} (use --dry-run)",
+                self.release,
+                if self.root == Path::new("/") {
+                    String::new()
+                } else {
+                    format!(" (--root {} is an offline tree)", self.root.display())
+                }
+            ),
+        })
+    }
+}
+
+fn not_found(t: &Target, op: Op, given: &str, resolved: &[String]) -> ModuleError {
+    let known = sysfs::known_module_names(&t.module_dir);
+    let norm = ModuleName::canonical(given);
+    let mut suggestions = suggest::closest(norm.as_str(), known.iter().map(String::as_str), 3);
+    let legacy = legacy::lookup(given);
+    if let Some(r) = legacy.and_then(legacy::LegacyName::replacement) {
+        if known.iter().any(|k| k == r) && !suggestions.iter().any(|s| s == r) {
+            suggestions.insert(0, r.to_owned());
+        }
+    }
+    ModuleError::NotFound {
+        op,
+        name: given.to_owned(),
+        dir: t.module_dir.clone(),
+        suggestions,
+        legacy: legacy.map(|l| l.note(resolved)),
+    }
+}
+
+/// Looks a name up. Names that libkmod cannot resolve because the module
+/// directory is missing (kernels without modules, like many VMs and
+/// containers) fall back to `/sys/module/<name>` on the live system.
+pub(crate) fn lookup<'c>(
+    ctx: &'c Context,
+    t: &Target,
+    op: Op,
+    given: &str,
+) -> Result<Vec<Module<'c>>, ModuleError> {
+    name::validate(given).map_err(|problem| ModuleError::InvalidName {
+        op,
+        name: given.to_owned(),
+        problem,
+    })?;
+    let list = ctx.lookup(given).map_err(|source| ModuleError::Kmod {
+        op,
+        module: given.to_owned(),
+        source,
+    })?;
+    if !list.is_empty() {
+        return Ok(list.modules());
+    }
+    if t.live {
+        let norm = ModuleName::canonical(given);
+        let candidate = if sysfs::in_sysfs(&t.sys_root, norm.as_str()) {
+            Some(norm.into_string())
+        } else {
+            legacy::lookup(given)
+                .and_then(legacy::LegacyName::replacement)
+                .filter(|r| sysfs::in_sysfs(&t.sys_root, r))
+                .map(str::to_owned)
+        };
+        if let Some(c) = candidate {
+            if let Ok(m) = ctx.module(&c) {
+                return Ok(vec![m]);
+            }
+        }
+    }
+    Err(not_found(t, op, given, &[]))
+}
+
+/// libkmod's log over one operation: every line (priority, function,
+/// message), shown under `-v`, and the messages logged while one item was
+/// handled, attached to that item's error.
+#[derive(Debug, Default)]
+pub(crate) struct KmodLog {
+    all: Vec<String>,
+}
+
+impl KmodLog {
+    /// Takes what libkmod logged since the last call: keeps the full lines,
+    /// returns the messages.
+    pub(crate) fn take(&mut self, ctx: &Context) -> Vec<String> {
+        let lines = ctx.take_log();
+        self.all.extend(lines.iter().map(ToString::to_string));
+        lines.into_iter().map(|l| l.message).collect()
+    }
+
+    /// Every line taken, in order (what was logged after the last
+    /// [`Self::take`] is taken now).
+    pub(crate) fn finish(mut self, ctx: &Context) -> Vec<String> {
+        self.take(ctx);
+        self.all
+    }
+}
+
+/// Built-in fallback for a module libkmod does not know: a `/sys/module`
+/// directory without `initstate` is a built-in module.
+pub(crate) fn sysfs_builtin(t: &Target, m: &Module<'_>) -> bool {
+    t.live
+        && m.path().is_none()
+        && sysfs::read_sys_module(&t.sys_root, &m.name()).is_some_and(|s| s.initstate.is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_picks_the_only_release_offline() {
+        let t = tempfile::tempdir().unwrap();
+        let host = Host::offline(t.path());
+        assert_eq!(
+            Target::new(&host, None, Op::Resolve).unwrap_err().kind(),
+            "target"
+        );
+        std::fs::create_dir_all(t.path().join("lib/modules/6.1.0-9-amd64")).unwrap();
+        let tg = Target::new(&host, None, Op::Resolve).unwrap();
+        assert_eq!(tg.release, "6.1.0-9-amd64");
+        assert!(!tg.live);
+        assert_eq!(
+            tg.config_paths.as_ref().unwrap()[0],
+            t.path().join("etc/modprobe.d")
+        );
+        std::fs::create_dir_all(t.path().join("lib/modules/6.12.0-1-amd64")).unwrap();
+        let e = Target::new(&host, None, Op::Resolve).unwrap_err();
+        assert!(e.to_string().contains("--kernel-release"), "{e}");
+        assert_eq!(
+            Target::new(&host, Some("6.12.0-1-amd64"), Op::Resolve)
+                .unwrap()
+                .release,
+            "6.12.0-1-amd64"
+        );
+        assert!(Target::new(&host, Some("../x"), Op::Resolve).is_err());
+    }
+
+    /// A failed libkmod call's log line goes to the item's error (message
+    /// only, JSON `libkmod`) and to the `-v` log (priority and function too).
+    #[test]
+    fn libkmod_log_reaches_errors_and_the_verbose_log() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ctx = Context::new(Some(tmp.path()), Some(&[tmp.path().join("modprobe.d")])).unwrap();
+        let mut log = KmodLog::default();
+        assert!(log.take(&ctx).is_empty());
+        // Fails on every host (ENOENT, ENOSYS or EPERM) and changes nothing.
+        let _ = ctx.module("nfkit_test_no_such_module").unwrap().remove(0);
+        let lines = log.take(&ctx);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("could not remove "), "{lines:?}");
+        let info = crate::modules::error::ErrorInfo::from(&ModuleError::Target {
+            op: Op::Unload,
+            detail: "x".into(),
+        });
+        let json = serde_json::to_value(&info).unwrap();
+        assert!(json.get("libkmod").is_none(), "absent when empty: {json}");
+        let json = serde_json::to_value(info.with_libkmod(lines.clone())).unwrap();
+        assert_eq!(json["libkmod"], serde_json::json!(lines));
+        let all = log.finish(&ctx);
+        assert_eq!(
+            all,
+            vec![format!("error: kmod_module_remove_module: {}", lines[0])]
+        );
+    }
+}
