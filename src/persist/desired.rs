@@ -322,7 +322,7 @@ impl Desired {
         if !comments.is_empty() {
             out.push('\n');
         }
-        let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+        let quote = toml_string;
         let value = |v: &OptionValue| match v {
             OptionValue::Integer(n) => n.to_string(),
             OptionValue::Bool(b) => b.to_string(),
@@ -333,9 +333,9 @@ impl Desired {
             let names: Vec<String> = self.modules.load.iter().map(|m| quote(m)).collect();
             let _ = writeln!(out, "load = [{}]", names.join(", "));
             for (module, opts) in &self.modules.options {
-                let _ = writeln!(out, "\n[modules.options.{module}]");
+                let _ = writeln!(out, "\n[modules.options.{}]", toml_key(module));
                 for (k, v) in opts {
-                    let _ = writeln!(out, "{k} = {}", value(v));
+                    let _ = writeln!(out, "{} = {}", toml_key(k), value(v));
                 }
             }
             out.push('\n');
@@ -366,6 +366,41 @@ impl Desired {
             let _ = writeln!(out, "targets = [{}]", names.join(", "));
         }
         out
+    }
+}
+
+/// A TOML basic string: `"`, `\` and control characters escaped, so any
+/// text reads back as itself.
+fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A TOML key: bare when the grammar allows, else a quoted string (a key
+/// such as `a.b` or `#x` would otherwise be read as something else).
+fn toml_key(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        s.to_string()
+    } else {
+        toml_string(s)
     }
 }
 
@@ -481,5 +516,33 @@ targets = ["modules-load.d", "modprobe.d", "sysctl.d"]
     #[test]
     fn empty_file_is_an_empty_state() {
         assert_eq!(Desired::parse("x", "").unwrap(), Desired::default());
+    }
+
+    /// Found by the desired fuzz target: option names that are not bare
+    /// TOML keys (`a.b`, `#x`) and control characters in strings were
+    /// written as is, so nfkit.toml as rendered did not parse (or parsed to
+    /// something else).
+    #[test]
+    fn render_quotes_keys_and_escapes_strings() {
+        let text = r##"
+[modules.options.nf_conntrack]
+"net.netfilter.nf_conntrack_acct" = true
+"#x" = "a\\b\"c"
+
+[sysctl]
+"net.netfilter.x" = "1\u0001\u007f\t2"
+"##;
+        let d = Desired::parse("nfkit.toml", text).unwrap();
+        let rendered = d.render(&[]);
+        assert!(
+            rendered.contains("\"net.netfilter.nf_conntrack_acct\" = true"),
+            "{rendered}"
+        );
+        assert!(rendered.contains(r#""1\u0001\u007F\t2""#), "{rendered}");
+        assert_eq!(
+            Desired::parse("nfkit.toml", &rendered).unwrap(),
+            d,
+            "{rendered}"
+        );
     }
 }
