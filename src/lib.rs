@@ -15,6 +15,8 @@
 
 pub mod cli;
 pub mod conntrack;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kmod;
 pub mod modules;
 pub mod netlink;

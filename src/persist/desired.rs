@@ -184,6 +184,81 @@ fn module_name_ok(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+// The grammar of what reaches the boot files (modprobe.d `options` words,
+// sysctl.d `key = value` lines): checked once here, where nfkit.toml, the
+// CLI's --persist and import enter, so that no value can add a line, a
+// comment or another key to a file root applies at boot.
+
+/// A module parameter name: what the kernel's parameter parser and a
+/// modprobe.d `options` word can carry.
+fn parameter_name_ok(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > 64 {
+        return Err("parameter names are 1 to 64 characters".into());
+    }
+    if !key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err("not a parameter name (letters, digits, `_`, `-`, `.`)".into());
+    }
+    Ok(())
+}
+
+/// A module option value: one modprobe.d word (no blank, no quote, no `\`
+/// that would continue or escape the line, no control character).
+fn option_value_ok(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("empty value (leave the parameter out to keep the module's default)".into());
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\'))
+    {
+        return Err(format!(
+            "{c:?} cannot be part of a module option value (one word, no quotes, no `\\`)"
+        ));
+    }
+    Ok(())
+}
+
+/// A sysctl key: components of letters, digits, `_` and `-`, separated by
+/// `.` or `/` (no empty component, no `..`, no glob character, no `=`).
+fn sysctl_key_ok(key: &str) -> Result<(), String> {
+    let components: Vec<&str> = key.split(['.', '/']).collect();
+    if components.iter().any(|c| c.is_empty()) {
+        return Err("empty component in the key (`..`, `//` or a trailing separator)".into());
+    }
+    if let Some(c) = key
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/')))
+    {
+        return Err(format!(
+            "{c:?} cannot be part of a sysctl key (letters, digits, `_`, `-`, separated by `.` or `/`)"
+        ));
+    }
+    Ok(())
+}
+
+/// A sysctl value: one line of printable text, not starting or ending with
+/// a blank (sysctl.d trims them) and not starting with a comment character.
+fn sysctl_value_ok(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("empty value".into());
+    }
+    if let Some(c) = value.chars().find(|&c| c.is_control()) {
+        return Err(format!(
+            "{c:?} cannot be part of a sysctl value (one line of text)"
+        ));
+    }
+    if value.trim() != value {
+        return Err("a sysctl value cannot start or end with a blank".into());
+    }
+    if value.starts_with(['#', ';']) {
+        return Err("a sysctl value cannot start with `#` or `;` (a comment in sysctl.d)".into());
+    }
+    Ok(())
+}
+
 impl Desired {
     /// Parses and validates `text` (read from `path`, used in messages).
     pub fn parse(path: &str, text: &str) -> Result<Self, DesiredError> {
@@ -208,18 +283,9 @@ impl Desired {
         for (module, options) in &self.modules.options {
             module_name_ok(module).map_err(|r| invalid(format!("modules.options.{module}"), r))?;
             for (key, value) in options {
-                if key.is_empty() || key.contains(['=', ' ', '\t']) {
-                    return Err(invalid(
-                        format!("modules.options.{module}.{key}"),
-                        "not a parameter name".into(),
-                    ));
-                }
-                if value.render().contains(char::is_whitespace) {
-                    return Err(invalid(
-                        format!("modules.options.{module}.{key}"),
-                        "values with white space cannot be passed to a module".into(),
-                    ));
-                }
+                let field = || format!("modules.options.{module}.{key:?}");
+                parameter_name_ok(key).map_err(|r| invalid(field(), r))?;
+                option_value_ok(&value.render()).map_err(|r| invalid(field(), r))?;
             }
         }
         if let Some(max) = self.conntrack.max {
@@ -276,6 +342,11 @@ impl Desired {
                 ));
             }
             keys.insert(normalised, (key, value.render()));
+        }
+        for (key, value) in &self.sysctl {
+            let field = || format!("sysctl.{key:?}");
+            sysctl_key_ok(key).map_err(|r| invalid(field(), r))?;
+            sysctl_value_ok(&value.render()).map_err(|r| invalid(field(), r))?;
         }
         for key in self.sysctl.keys() {
             let normalised = key.replace('/', ".");
@@ -362,7 +433,7 @@ impl Desired {
         if !comments.is_empty() {
             out.push('\n');
         }
-        let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+        let quote = toml_string;
         let value = |v: &OptionValue| match v {
             OptionValue::Integer(n) => n.to_string(),
             OptionValue::Bool(b) => b.to_string(),
@@ -373,9 +444,9 @@ impl Desired {
             let names: Vec<String> = self.modules.load.iter().map(|m| quote(m)).collect();
             let _ = writeln!(out, "load = [{}]", names.join(", "));
             for (module, opts) in &self.modules.options {
-                let _ = writeln!(out, "\n[modules.options.{module}]");
+                let _ = writeln!(out, "\n[modules.options.{}]", toml_key(module));
                 for (k, v) in opts {
-                    let _ = writeln!(out, "{k} = {}", value(v));
+                    let _ = writeln!(out, "{} = {}", toml_key(k), value(v));
                 }
             }
             out.push('\n');
@@ -409,9 +480,112 @@ impl Desired {
     }
 }
 
+/// A TOML basic string: `"`, `\` and control characters escaped, so any
+/// text reads back as itself.
+fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A TOML key: bare when the grammar allows, else a quoted string (a key
+/// such as `a.b` or `#x` would otherwise be read as something else).
+fn toml_key(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        s.to_string()
+    } else {
+        toml_string(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The injections found with hostile input (issue 10): each is refused
+    /// with the field named, before anything is written.
+    #[test]
+    fn values_that_would_add_lines_or_keys_to_boot_files_are_refused() {
+        let cases = [
+            (
+                "[sysctl]\n\"net.netfilter.nf_conntrack_tcp_timeout_established\" = \"86400\\nkernel.core_pattern = |/tmp/pwn %p\"\n",
+                "sysctl.",
+            ),
+            (
+                "[sysctl]\n\"net.netfilter.x\\nkernel.modprobe = /tmp/evil\\n#\" = 1\n",
+                "sysctl.",
+            ),
+            (
+                "[sysctl]\n\"net.netfilter.nf_conntrack_acct=1 #\" = 0\n",
+                "sysctl.",
+            ),
+            (
+                "[sysctl]\n\"net.netfilter.a/../../kernel/x\" = 1\n",
+                "sysctl.",
+            ),
+            ("[sysctl]\n\"net.netfilter.\" = 1\n", "sysctl."),
+            (
+                "[sysctl]\n\"net.netfilter.nf_conntrack_tcp_timeout_*\" = 1\n",
+                "sysctl.",
+            ),
+            (
+                "[sysctl]\n\"net.netfilter.nf_conntrack_acct\" = \"\"\n",
+                "sysctl.",
+            ),
+            (
+                "[sysctl]\n\"net.netfilter.nf_log.2\" = \"# x\"\n",
+                "sysctl.",
+            ),
+            (
+                "[modules.options.nf_conntrack]\n\"a\\ninstall\" = 1\n",
+                "modules.options.nf_conntrack",
+            ),
+            (
+                "[modules.options.nf_conntrack]\n\"#x\" = 1\n",
+                "modules.options.nf_conntrack",
+            ),
+            (
+                "[modules.options.nf_conntrack]\nhashsize = \"\"\n",
+                "modules.options.nf_conntrack",
+            ),
+            (
+                "[modules.options.nf_conntrack]\nx = \"a\\\\\"\n",
+                "modules.options.nf_conntrack",
+            ),
+            (
+                "[modules.options.nf_conntrack]\nx = \"a\\rb\"\n",
+                "modules.options.nf_conntrack",
+            ),
+        ];
+        for (text, field) in cases {
+            let err = Desired::parse("t.toml", text).expect_err(text);
+            let message = err.to_string();
+            assert!(message.contains(field), "{text:?}: {message}");
+        }
+        // What the grammar allows still parses.
+        Desired::parse(
+            "t.toml",
+            "[sysctl]\n\"net/netfilter/nf_log/2\" = \"nf_log_ipv4\"\n\"net.netfilter.nf_conntrack_acct\" = true\n[modules.options.nf_conntrack]\nexpect_hashsize = 1024\nnf_conntrack_helper = \"0\"\n",
+        )
+        .unwrap();
+    }
 
     const SEED: &str = r#"
 [modules]
@@ -557,5 +731,40 @@ targets = ["modules-load.d", "modprobe.d", "sysctl.d"]
     #[test]
     fn empty_file_is_an_empty_state() {
         assert_eq!(Desired::parse("x", "").unwrap(), Desired::default());
+    }
+
+    /// Found by the desired fuzz target: option names that are not bare
+    /// TOML keys (`a.b`, `#x`) and control characters in strings were
+    /// written as is, so nfkit.toml as rendered did not parse (or parsed to
+    /// something else). Validation now refuses such values where they enter;
+    /// the renderer still quotes and escapes whatever it is given (the state
+    /// is built here without validation), and TOML gives back the same.
+    #[test]
+    fn render_quotes_keys_and_escapes_strings() {
+        let mut d = Desired::default();
+        d.modules.options.insert(
+            "nf_conntrack".into(),
+            BTreeMap::from([
+                (
+                    "net.netfilter.nf_conntrack_acct".to_string(),
+                    OptionValue::Bool(true),
+                ),
+                ("#x".to_string(), OptionValue::Text("a\\b\"c".into())),
+            ]),
+        );
+        d.sysctl.insert(
+            "net.netfilter.x".into(),
+            OptionValue::Text("1\u{1}\u{7f}\t2".into()),
+        );
+        let rendered = d.render(&[]);
+        assert!(
+            rendered.contains("\"net.netfilter.nf_conntrack_acct\" = true"),
+            "{rendered}"
+        );
+        assert!(rendered.contains(r#""1\u0001\u007F\t2""#), "{rendered}");
+        let back: Desired = toml::from_str(&rendered).unwrap();
+        assert_eq!(back, d, "{rendered}");
+        // ... and validation refuses it.
+        assert!(Desired::parse("nfkit.toml", &rendered).is_err());
     }
 }

@@ -73,7 +73,8 @@ fn block_range(text: &str) -> Result<Option<std::ops::Range<usize>>, BlockError>
     let mut begin = None;
     let mut found = None;
     for (index, line) in text.split_inclusive('\n').enumerate() {
-        let trimmed = line.trim_end_matches('\n');
+        // Markers match whatever ends the line (CRLF, trailing blanks).
+        let trimmed = line.trim_end();
         if trimmed == BLOCK_BEGIN {
             if begin.is_some() || found.is_some() {
                 return Err(BlockError::Markers {
@@ -112,13 +113,30 @@ pub fn block_modules(text: &str) -> Result<Vec<String>, BlockError> {
     })
 }
 
+/// The file's line ending: CRLF when most of its lines end so (a tie is
+/// LF), so that writing the same block again changes nothing.
+fn line_ending(text: &str) -> &'static str {
+    let lines = text.matches('\n').count();
+    let crlf = text.matches("\r\n").count();
+    if crlf * 2 > lines { "\r\n" } else { "\n" }
+}
+
 /// Replaces (or appends) nfkit's block; other bytes are kept. An empty
-/// module list removes the block.
+/// module list removes the block. The block's lines end as the file's do
+/// (CRLF when the file has any CRLF line).
 pub fn with_block(text: &str, modules: &[String]) -> Result<String, BlockError> {
+    let eol = line_ending(text);
     let block = if modules.is_empty() {
         String::new()
     } else {
-        format!("{BLOCK_BEGIN}\n{}{BLOCK_END}\n", render("", modules))
+        let mut block = format!("{BLOCK_BEGIN}{eol}");
+        for module in modules {
+            block.push_str(module);
+            block.push_str(eol);
+        }
+        block.push_str(BLOCK_END);
+        block.push_str(eol);
+        block
     };
     Ok(match block_range(text)? {
         Some(range) => format!("{}{}{}", &text[..range.start], block, &text[range.end..]),
@@ -126,7 +144,7 @@ pub fn with_block(text: &str, modules: &[String]) -> Result<String, BlockError> 
         None => {
             let mut out = text.to_string();
             if !out.is_empty() && !out.ends_with('\n') {
-                out.push('\n');
+                out.push_str(eol);
             }
             out.push_str(&block);
             out
@@ -189,5 +207,37 @@ mod tests {
     #[test]
     fn render_is_one_per_line() {
         assert_eq!(render("# h\n", &["a".into(), "b".into()]), "# h\na\nb\n");
+    }
+
+    /// Found by the module_list fuzz target: a marker line with a trailing
+    /// blank (or CRLF) was not recognised, so a second block was appended
+    /// and the modules were listed twice; and a file ending in `\r` without
+    /// a newline had its block rewritten on every run.
+    #[test]
+    fn markers_match_with_crlf_or_trailing_blanks_and_crlf_is_kept() {
+        let crlf = format!("loop\r\n{BLOCK_BEGIN}\r\nxt_state\r\n{BLOCK_END}\r\nlp\r\n");
+        assert_eq!(block_modules(&crlf).unwrap(), ["xt_state"]);
+        let written = with_block(&crlf, &["nf_nat".into(), "xt_state".into()]).unwrap();
+        assert_eq!(
+            written,
+            format!("loop\r\n{BLOCK_BEGIN}\r\nnf_nat\r\nxt_state\r\n{BLOCK_END}\r\nlp\r\n")
+        );
+        let blank = format!("{BLOCK_BEGIN} \nxt_state\n{BLOCK_END}\t\n");
+        let written = with_block(&blank, &["nf_nat".into()]).unwrap();
+        assert_eq!(written, format!("{BLOCK_BEGIN}\nnf_nat\n{BLOCK_END}\n"));
+        assert_eq!(with_block(&written, &[]).unwrap(), "");
+        // Appended to a CRLF file without a final newline: CRLF throughout.
+        let appended = with_block("loop\r\nlp", &["nf_nat".into()]).unwrap();
+        assert_eq!(
+            appended,
+            format!("loop\r\nlp\r\n{BLOCK_BEGIN}\r\nnf_nat\r\n{BLOCK_END}\r\n")
+        );
+        let stray_cr = "es\r\r";
+        let once = with_block(stray_cr, &["nf_nat".into()]).unwrap();
+        assert_eq!(
+            once,
+            format!("es\r\r\n{BLOCK_BEGIN}\nnf_nat\n{BLOCK_END}\n")
+        );
+        assert_eq!(with_block(&once, &["nf_nat".into()]).unwrap(), once);
     }
 }

@@ -318,14 +318,35 @@ pub fn set_words(text: &str, name: &str, words: &[String]) -> Result<String, She
             Ok(out)
         }
         None => {
+            let line = format!("{name}={}\n", quote_words(words, None));
             let mut out = text.to_string();
             if !out.is_empty() && !out.ends_with('\n') {
                 out.push('\n');
             }
-            out.push_str(&format!("{name}={}\n", quote_words(words, None)));
+            // A `\` ending the last line would continue it onto ours (the
+            // shell would read `X=\<newline>IPTABLES_MODULES=...` as X's
+            // value): an empty line ends the continuation first.
+            if !appends_cleanly(&assignments, &format!("{out}{line}"), name) {
+                out.push('\n');
+            }
+            out.push_str(&line);
             Ok(out)
         }
     }
+}
+
+/// Whether `candidate` (the text with one assignment of `name` appended)
+/// still holds every earlier assignment as it was, plus the new one last.
+fn appends_cleanly(before: &[ShellAssignment], candidate: &str, name: &str) -> bool {
+    let Ok(after) = parse(candidate) else {
+        return false;
+    };
+    after.len() == before.len() + 1
+        && after.last().is_some_and(|a| a.name == name)
+        && before
+            .iter()
+            .zip(&after)
+            .all(|(b, a)| b.name == a.name && b.value == a.value)
 }
 
 /// Splits a value into words as `for mod in $VAR` would.

@@ -252,12 +252,29 @@ pub fn list_tables(socket: &mut NfnlSocket) -> Result<Vec<NftTable>, netlink::Er
     let replies = socket.dump(OP, get_tables_request())?;
     let mut tables = Vec::new();
     for reply in &replies {
-        let message = netlink::decode(OP, reply)?;
-        if let Some(table) = table_from_message(&message) {
+        if let Some(table) = table_from_reply(OP, reply)? {
             tables.push(table);
         }
     }
     Ok(tables)
+}
+
+/// `NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWTABLE`.
+const NEWTABLE_TYPE: u16 = 10 << 8;
+
+/// Decodes one reply of the table dump. Only `NFT_MSG_NEWTABLE` frames are
+/// handed to netlink-packet-netfilter: its parsers of other nftables
+/// messages (sets, for one) index attributes without checking their length
+/// and panic on a malformed one (found by fuzzing), and nfkit needs no other
+/// message here.
+pub fn table_from_reply(
+    op: &'static str,
+    reply: &Reply,
+) -> Result<Option<NftTable>, netlink::Error> {
+    if reply.header.message_type != NEWTABLE_TYPE {
+        return Ok(None);
+    }
+    Ok(table_from_message(&netlink::decode(op, reply)?))
 }
 
 fn family_of(reply: &Reply) -> u8 {
@@ -395,5 +412,30 @@ mod tests {
         assert_eq!(flag_names(0x10), vec!["0x10"]);
         assert_eq!(hook_name(3, 1), "output");
         assert_eq!(hook_name(5, 0), "ingress");
+    }
+
+    /// Found by the nft fuzz target: netlink-packet-netfilter 0.4 panics
+    /// (slice index out of range in `NlaBuffer::value`) on this malformed
+    /// message of another nftables type; the table dump now hands only
+    /// `NFT_MSG_NEWTABLE` frames to it.
+    #[test]
+    fn other_nftables_messages_are_not_decoded() {
+        let mut header = netlink_packet_core::NetlinkHeader::default();
+        header.message_type = (10 << 8) | 11;
+        let reply = Reply {
+            header,
+            payload: vec![
+                2, 0, 64, 0, 8, 0, 17, 0, 0, 39, 2, 4, 0, 0, 61, 4, 9, 0, 110, 0, 8, 97, 116, 0, 1,
+                96, 0, 64,
+            ],
+        };
+        assert_eq!(table_from_reply("test", &reply).unwrap(), None);
+        let frames = netlink::split_frames(&TABLE_REPLY).unwrap();
+        assert_eq!(
+            table_from_reply("test", &frames[0])
+                .unwrap()
+                .map(|t| t.name),
+            Some("t1".to_string())
+        );
     }
 }

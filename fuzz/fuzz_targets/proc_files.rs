@@ -1,0 +1,56 @@
+//! /proc and module-directory text files: `/proc/net/stat/nf_conntrack`,
+//! `/proc/modules`, `/proc/net/*_tables_names`, `modules.builtin`. The
+//! first byte picks the parser; any text parses (or is refused with a line
+//! inside the file) without a panic, and what is returned is well formed.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use nfkit::fuzzing;
+
+fuzz_target!(|data: &[u8]| {
+    let (choice, rest) = data.split_first().unwrap_or((&0, &[]));
+    let text = String::from_utf8_lossy(rest);
+    let lines = text.lines().count();
+    match choice % 4 {
+        0 => match fuzzing::procstat_parse(&text) {
+            Ok((_, rows, expect)) => {
+                assert!(
+                    rows.len() < lines.max(1),
+                    "{} rows from {lines} lines",
+                    rows.len()
+                );
+                for (name, _) in &expect {
+                    assert!(name.starts_with("expect_"), "{name}");
+                }
+            }
+            Err((line, _)) => assert!((1..=lines.max(1)).contains(&line)),
+        },
+        1 => {
+            let modules = fuzzing::proc_modules_parse(&text);
+            assert!(modules.len() <= lines);
+            for (name, _, _, holders, state) in &modules {
+                assert!(!name.is_empty() && !name.contains(|c: char| c.is_ascii_whitespace()));
+                assert!(holders.iter().all(|h| !h.is_empty() && !h.contains(',')));
+                assert!(
+                    !state.is_empty() && !state.chars().any(|c| c.is_ascii_uppercase()),
+                    "{state}"
+                );
+            }
+        }
+        2 => {
+            let names = fuzzing::table_names_parse(&text);
+            assert!(names.len() <= lines);
+            assert!(names.iter().all(|n| !n.is_empty() && n.trim() == n));
+        }
+        _ => {
+            let names = fuzzing::builtin_names_parse(&text);
+            assert!(names.len() <= lines);
+            assert!(
+                names
+                    .iter()
+                    .all(|n| !n.is_empty() && !n.contains(['-', '/', '\n'])),
+                "{names:?}"
+            );
+        }
+    }
+});
