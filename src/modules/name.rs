@@ -141,7 +141,13 @@ impl ModuleName {
             .find_map(|z| file.strip_suffix(z))
             .unwrap_or(file);
         let stem = file.strip_suffix(".ko")?;
-        (!stem.is_empty()).then(|| ModuleName::canonical(stem))
+        // Module files are named by KBUILD_MODNAME: letters, digits, `_`,
+        // `-`. Anything else (a damaged or hostile index) names no module.
+        let plausible = !stem.is_empty()
+            && stem
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        plausible.then(|| ModuleName::canonical(stem))
     }
 
     /// Whether `other` is a spelling of this name.
@@ -291,10 +297,15 @@ mod tests {
 
     #[test]
     fn tree_path_name_ends_at_the_ko_suffix() {
-        // Not at the first '.', nor at the first ".ko" in the name.
-        assert_eq!(from_path("extra/a.b.ko").as_deref(), Some("a.b"));
-        assert_eq!(from_path("extra/x.kobj.ko").as_deref(), Some("x.kobj"));
+        assert_eq!(from_path("extra/x_kobj.ko").as_deref(), Some("x_kobj"));
+        // kbuild names module files after KBUILD_MODNAME (letters, digits,
+        // `_`, `-`): a `.` or any other byte before `.ko` names no module
+        // (found by the proc_files fuzz target: control bytes and `[` came
+        // out as a "module name").
         for not_a_module in [
+            "extra/a.b.ko",
+            "extra/x.kobj.ko",
+            "kernel/net/nf[conntr\u{10}-nat.ko",
             "",
             "kernel/net/",
             "kernel/x/.ko",
