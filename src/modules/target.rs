@@ -55,10 +55,14 @@ impl Target {
     /// (live system) or, under `--root`, the only release in
     /// `DIR/lib/modules` (or `DIR/proc/sys/kernel/osrelease`).
     pub fn new(host: &Host, release: Option<&str>, op: Op) -> Result<Target, ModuleError> {
+        let read_release = || {
+            host.kernel_release()
+                .map_err(|source| ModuleError::Read { op, source })
+        };
         let running = if host.offline {
             None
         } else {
-            host.kernel_release().or_else(|| {
+            read_release()?.or_else(|| {
                 nix::sys::utsname::uname()
                     .ok()
                     .map(|u| u.release().to_string_lossy().into_owned())
@@ -81,7 +85,12 @@ impl Target {
             })?,
             None => {
                 let rels = sysfs::releases(&host.root);
-                match (rels.as_slice(), host.kernel_release()) {
+                let from_proc = if rels.len() == 1 {
+                    None
+                } else {
+                    read_release()?
+                };
+                match (rels.as_slice(), from_proc) {
                     ([one], _) => one.clone(),
                     (_, Some(r)) if rels.contains(&r) => r,
                     ([], _) => {
