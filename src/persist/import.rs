@@ -175,6 +175,8 @@ struct Builder {
     /// The class of the file being read.
     class: FileClass,
     load: Vec<String>,
+    /// The names in `load`, for linear-time de-duplication.
+    loaded: std::collections::HashSet<String>,
     options: BTreeMap<String, BTreeMap<String, OptionValue>>,
     max: Option<(u32, String)>,
     buckets: Option<(u32, String)>,
@@ -197,6 +199,7 @@ impl Builder {
             layer,
             class: FileClass::Admin,
             load: Vec::new(),
+            loaded: std::collections::HashSet::new(),
             options: BTreeMap::new(),
             max: None,
             buckets: None,
@@ -265,7 +268,7 @@ impl Builder {
             return;
         }
         if let Some(m) = self.module(name, origin)
-            && !self.load.contains(&m)
+            && self.loaded.insert(m.clone())
         {
             self.load.push(m);
         }

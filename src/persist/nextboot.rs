@@ -172,6 +172,17 @@ impl NextBoot {
         self.modules.iter().filter(|m| m.value == wanted).collect()
     }
 
+    /// [`NextBoot::module_listed`] for every module at once (keyed by the
+    /// normalised name), so checking a long list stays linear.
+    pub fn modules_listed(&self) -> std::collections::HashMap<&str, Vec<&FromFile>> {
+        let mut map: std::collections::HashMap<&str, Vec<&FromFile>> =
+            std::collections::HashMap::new();
+        for m in &self.modules {
+            map.entry(m.value.as_str()).or_default().push(m);
+        }
+        map
+    }
+
     /// `options` lines that apply to `module` when loaded by name, in order;
     /// and lines keyed by `aliases` (which do not apply then).
     pub fn options_for(&self, module: &str, aliases: &[&str]) -> (Vec<FromFile>, Vec<FromFile>) {
