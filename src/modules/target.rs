@@ -134,6 +134,10 @@ impl Target {
     }
 
     pub(crate) fn context(&self, op: Op) -> Result<Context, ModuleError> {
+        // libkmod follows the indexes' offsets unchecked: a damaged one
+        // would crash it.
+        super::index::check_tree(&self.module_dir)
+            .map_err(|(path, detail)| ModuleError::DamagedIndex { op, path, detail })?;
         let ctx = Context::new(Some(&self.module_dir), self.config_paths.as_deref()).map_err(
             |source| ModuleError::Kmod {
                 op,
