@@ -10,18 +10,25 @@ mod tree;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Runs nfkit with `args`; panics when it runs longer than 10 s or dies of
 /// a signal. Returns (exit code, stderr).
 fn nfkit_limited(args: &[&str], root: &Path) -> (i32, String) {
+    let (code, _, err) = nfkit_limited_out(args, root);
+    (code, err)
+}
+
+/// [`nfkit_limited`] with stdout: (exit code, stdout, stderr).
+fn nfkit_limited_out(args: &[&str], root: &Path) -> (i32, String, String) {
+    let out_file = tempfile::tempfile().unwrap();
     let mut child = support::nfkit()
         .arg("--root")
         .arg(root)
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(out_file.try_clone().unwrap())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -42,7 +49,11 @@ fn nfkit_limited(args: &[&str], root: &Path) -> (i32, String) {
     let code = status
         .code()
         .unwrap_or_else(|| panic!("nfkit {args:?} was killed by a signal: {status:?}\n{err}"));
-    (code, err)
+    let mut out = String::new();
+    let mut f = out_file;
+    std::io::Seek::rewind(&mut f).unwrap();
+    std::io::Read::read_to_string(&mut f, &mut out).unwrap();
+    (code, out, err)
 }
 
 fn write(root: &Path, rel: &str, text: &str) {
@@ -132,13 +143,7 @@ fn fifo_in_conf_dirs_is_refused() {
         }
         refused(img.path(), &["import"], "50-pipe.conf", "FIFO");
         // verify reports it as a problem of the next-boot view.
-        let out = support::nfkit()
-            .arg("--root")
-            .arg(img.path())
-            .arg("verify")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+        let (_, text, _) = nfkit_limited_out(&["verify"], img.path());
         assert!(
             text.lines().any(|l| l.starts_with("problem:")
                 && l.contains("50-pipe.conf")
@@ -205,30 +210,39 @@ fn a_huge_config_file_hits_the_size_cap() {
     refused(img.path(), &["apply"], "nfkit.toml", "larger than");
 }
 
-#[test]
-fn damaged_module_indexes_are_named_not_crashed_on() {
+/// A root holding a copy of the fixture's module directory (indexes
+/// copied, everything else linked), and the path of its `name` index.
+fn tree_copy(name: &str) -> (tempfile::TempDir, PathBuf) {
     let t = tree::kernel_tree();
     let src = t.root.join("lib/modules").join(&t.release);
+    let dir = tempfile::tempdir().unwrap();
+    let dst = dir.path().join("lib/modules").join(&t.release);
+    fs::create_dir_all(&dst).unwrap();
+    for e in fs::read_dir(&src).unwrap().flatten() {
+        let file = e.file_name();
+        if file.to_string_lossy().starts_with("modules.") && e.file_type().unwrap().is_file() {
+            fs::copy(e.path(), dst.join(&file)).unwrap();
+        } else {
+            symlink(e.path(), dst.join(&file)).unwrap();
+        }
+    }
+    let path = dst.join(name);
+    (dir, path)
+}
+
+#[test]
+fn damaged_module_indexes_are_named_not_crashed_on() {
     for (name, damage) in [
         ("modules.dep.bin", "truncate"),
         ("modules.dep.bin", "garbage"),
         ("modules.alias.bin", "truncate"),
+        ("modules.symbols.bin", "empty"),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let dst = dir.path().join("lib/modules").join(&t.release);
-        fs::create_dir_all(&dst).unwrap();
-        for e in fs::read_dir(&src).unwrap().flatten() {
-            let file = e.file_name();
-            if file.to_string_lossy().starts_with("modules.") && e.file_type().unwrap().is_file() {
-                fs::copy(e.path(), dst.join(&file)).unwrap();
-            } else {
-                symlink(e.path(), dst.join(&file)).unwrap();
-            }
-        }
-        let target = dst.join(name);
+        let (dir, target) = tree_copy(name);
         let bytes = fs::read(&target).unwrap();
         match damage {
             "truncate" => fs::write(&target, &bytes[..bytes.len() / 2]).unwrap(),
+            "empty" => fs::write(&target, b"").unwrap(),
             _ => fs::write(&target, vec![0xa5u8; bytes.len()]).unwrap(),
         }
         let (code, err) = nfkit_limited(&["modules", "resolve", "nf_conntrack"], dir.path());
@@ -239,4 +253,45 @@ fn damaged_module_indexes_are_named_not_crashed_on() {
         );
         assert!(err.contains("depmod"), "the hint names the fix: {err}");
     }
+    // The sound tree resolves.
+    let (dir, _) = tree_copy("modules.dep.bin");
+    let (code, err) = nfkit_limited(&["modules", "resolve", "nf_conntrack"], dir.path());
+    assert_eq!(code, 0, "{err}");
+}
+
+/// Whatever the damage, nfkit ends by itself (0 when the walk finds the
+/// index sound, 1 naming the file otherwise), never by a signal: generated
+/// truncations and byte changes of the real modules.dep.bin.
+#[test]
+fn no_damage_to_modules_dep_bin_crashes_nfkit() {
+    let (dir, target) = tree_copy("modules.dep.bin");
+    let sound = fs::read(&target).unwrap();
+    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut refused_count = 0;
+    for case in 0..40 {
+        let mut bytes = sound.clone();
+        if case % 2 == 0 {
+            bytes.truncate((next() % sound.len() as u64) as usize);
+        } else {
+            for _ in 0..1 + next() % 8 {
+                let at = (next() % sound.len() as u64) as usize;
+                bytes[at] = next() as u8;
+            }
+        }
+        fs::write(&target, &bytes).unwrap();
+        let (code, err) = nfkit_limited(&["modules", "resolve", "nf_conntrack"], dir.path());
+        assert!(code == 0 || code == 1, "case {case}: exit {code}: {err}");
+        if code == 1 && err.contains("damaged") {
+            assert!(err.contains("modules.dep.bin"), "case {case}: {err}");
+            refused_count += 1;
+        }
+    }
+    // Every truncation is refused, at least.
+    assert!(refused_count >= 20, "only {refused_count} of 40 refused");
 }
