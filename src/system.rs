@@ -234,7 +234,7 @@ pub fn find_libkmod() -> Result<PathBuf, String> {
         let mut confs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
         confs.sort();
         for conf in confs {
-            if let Ok(text) = fs::read_to_string(&conf) {
+            if let Ok(Some(text)) = crate::read::read_text(Path::new("/"), &conf, Kind::Config) {
                 conf_dirs.extend(
                     text.lines()
                         .map(str::trim)
