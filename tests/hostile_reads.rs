@@ -295,3 +295,27 @@ fn no_damage_to_modules_dep_bin_crashes_nfkit() {
     // Every truncation is refused, at least.
     assert!(refused_count >= 20, "only {refused_count} of 40 refused");
 }
+
+/// libkmod reads modprobe.d itself: a FIFO or an endless device there is
+/// refused before it is handed the tree; a `/dev/null` mask is fine.
+#[test]
+fn modprobe_d_fifos_and_devices_do_not_reach_libkmod() {
+    let (dir, _) = tree_copy("modules.dep.bin");
+    let conf = dir.path().join("etc/modprobe.d");
+    fs::create_dir_all(&conf).unwrap();
+    symlink("/dev/null", conf.join("masked.conf")).unwrap();
+    let (code, err) = nfkit_limited(&["modules", "resolve", "nf_conntrack"], dir.path());
+    assert_eq!(code, 0, "{err}");
+    fifo(&conf.join("pipe.conf"));
+    let (code, err) = nfkit_limited(&["modules", "resolve", "nf_conntrack"], dir.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("pipe.conf") && err.contains("FIFO"), "{err}");
+    fs::remove_file(conf.join("pipe.conf")).unwrap();
+    symlink("/dev/zero", conf.join("zero.conf")).unwrap();
+    let (code, err) = nfkit_limited(&["modules", "resolve", "nf_conntrack"], dir.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("zero.conf") && err.contains("character device"),
+        "{err}"
+    );
+}
