@@ -8,6 +8,7 @@
 //! | [`tables`] | pure codec + I/O | `/proc/net/*_tables_names`, `IPT_SO_GET_INFO`/`GET_ENTRIES`, nftables `NFT_MSG_GETTABLE`/`GETCHAIN` |
 //! | [`netlink`] | I/O | one `NETLINK_NETFILTER` socket layer (netlink-sys) |
 //! | [`sysctl`] | I/O over a root | `/proc/sys` reads and writes |
+//! | [`read`] | I/O over a root | every read of a file nfkit did not write: regular files only, size caps, confinement |
 //! | [`system`] | I/O over a root | kernel release, module support, network namespace |
 //! | [`cli`] | CLI | clap definitions, rendering, exit codes |
 //!
@@ -21,6 +22,7 @@ pub mod kmod;
 pub mod modules;
 pub mod netlink;
 pub mod persist;
+pub mod read;
 pub mod sysctl;
 pub mod system;
 pub mod tables;

@@ -8,7 +8,7 @@
 //! refused.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +27,14 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The key's file is not one nfkit reads (not a regular file, too
+    /// large, or a symlink leaving an offline root).
+    #[error("cannot read sysctl {key}")]
+    File {
+        key: String,
+        #[source]
+        source: crate::read::ReadError,
+    },
     /// Writing failed.
     #[error("cannot write {value:?} to sysctl {key} ({}): {source}", path.display())]
     Write {
@@ -43,12 +51,15 @@ impl Error {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::Read { source, .. } | Error::Write { source, .. } => source.raw_os_error(),
-            Error::InvalidKey { .. } => None,
+            Error::InvalidKey { .. } | Error::File { .. } => None,
         }
     }
 
     /// A hint for the user, when the cause suggests one.
     pub fn hint(&self) -> Option<&'static str> {
+        if let Error::File { source, .. } = self {
+            return source.hint();
+        }
         match (self, self.raw_os_error()) {
             (Error::Write { .. }, Some(libc::EACCES)) => Some(
                 "the key is read-only here: not root, or a network namespace \
@@ -123,6 +134,8 @@ pub fn relative_path_to_key(path: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Sysctl {
     root: PathBuf,
+    /// Reads are confined to this root (`/`: none; an offline `--root`).
+    confine: PathBuf,
 }
 
 impl Default for Sysctl {
@@ -134,7 +147,19 @@ impl Default for Sysctl {
 impl Sysctl {
     /// A tree rooted at `root` (normally `/proc/sys`).
     pub fn at(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            confine: PathBuf::from("/"),
+        }
+    }
+
+    /// A tree at `root` inside the offline tree `confine` (`--root DIR`):
+    /// reads never follow a symlink out of `confine`.
+    pub fn within(confine: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            confine: confine.into(),
+        }
     }
 
     /// The file behind a key.
@@ -145,12 +170,15 @@ impl Sysctl {
     /// Reads a key; `Ok(None)` when it does not exist.
     pub fn read(&self, key: &str) -> Result<Option<String>, Error> {
         let path = self.path_of(key)?;
-        match read_virtual_file(&path) {
-            Ok(text) => Ok(Some(text.trim_end_matches('\n').to_string())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(Error::Read {
+        match crate::read::read_confined(&self.confine, &path, crate::read::Kind::KernelValue) {
+            Ok(text) => Ok(text.map(|t| t.trim_end_matches('\n').to_string())),
+            Err(crate::read::ReadError::Io { source, path, .. }) => Err(Error::Read {
                 key: key.to_string(),
                 path,
+                source,
+            }),
+            Err(source) => Err(Error::File {
+                key: key.to_string(),
                 source,
             }),
         }
@@ -206,26 +234,18 @@ impl Sysctl {
 }
 
 /// Reads a kernel virtual file in one go (a second `read` of a proc file may
-/// see a newer value, so the buffer is sized generously up front). Unlike
-/// `fs::read_to_string` it asks for no size hint (`statx` + `lseek`, which
-/// are meaningless for `/proc` and `/sys` files): open, read, close.
+/// see a newer value, so the buffer is a page up front): open, `fstat`,
+/// read, close. Regular files only, at most [`Kind::KernelValue`] bytes
+/// (see [`crate::read`]); a missing file is `NotFound`.
+///
+/// [`Kind::KernelValue`]: crate::read::Kind::KernelValue
 pub fn read_virtual_file(path: &Path) -> io::Result<String> {
-    let mut file = fs::File::open(path)?;
-    let mut buf = vec![0u8; 4096];
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            buf.resize(buf.len() * 2, 0);
-        }
-        match file.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+    match crate::read::read_text(Path::new("/"), path, crate::read::Kind::KernelValue) {
+        Ok(Some(text)) => Ok(text),
+        Ok(None) => Err(io::Error::from(io::ErrorKind::NotFound)),
+        Err(crate::read::ReadError::Io { source, .. }) => Err(source),
+        Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
     }
-    buf.truncate(len);
-    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 #[cfg(test)]

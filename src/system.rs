@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::read::{Kind, ReadError};
 use crate::sysctl::Sysctl;
 
 /// Where the kernel's interfaces are and whether the kernel may be used.
@@ -72,12 +73,43 @@ impl Host {
 
     /// The `/proc/sys` tree.
     pub fn sysctl(&self) -> Sysctl {
-        Sysctl::at(self.proc("sys"))
+        if self.offline {
+            Sysctl::within(&self.root, self.proc("sys"))
+        } else {
+            Sysctl::at(self.proc("sys"))
+        }
     }
 
-    /// `uname -r`, from `/proc/sys/kernel/osrelease`.
-    pub fn kernel_release(&self) -> Option<String> {
-        read_trimmed(&self.proc("sys/kernel/osrelease"))
+    /// Reads a file below this host's `/proc` or `/sys` (or any path under
+    /// its root): regular files only, capped by `kind`, confined to the
+    /// root when offline; `Ok(None)` when absent.
+    pub fn read(&self, full: &Path, kind: Kind) -> Result<Option<String>, ReadError> {
+        let root: &Path = if self.offline {
+            &self.root
+        } else {
+            Path::new("/")
+        };
+        crate::read::read_confined(root, full, kind)
+    }
+
+    /// [`Host::read`] as an `io::Result` (a missing file is `NotFound`; a
+    /// refused one `InvalidData` carrying the reader's message), for
+    /// readers that report per field rather than fail.
+    pub fn read_io(&self, full: &Path, kind: Kind) -> io::Result<String> {
+        match self.read(full, kind) {
+            Ok(Some(text)) => Ok(text),
+            Ok(None) => Err(io::Error::from(io::ErrorKind::NotFound)),
+            Err(ReadError::Io { source, .. }) => Err(source),
+            Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+        }
+    }
+
+    /// `uname -r`, from `/proc/sys/kernel/osrelease`; `Ok(None)` when
+    /// absent.
+    pub fn kernel_release(&self) -> Result<Option<String>, ReadError> {
+        Ok(self
+            .read(&self.proc("sys/kernel/osrelease"), Kind::KernelValue)?
+            .map(|s| s.trim().to_string()))
     }
 
     /// Whether the kernel supports loadable modules (`/proc/modules` exists
@@ -101,7 +133,7 @@ impl Host {
         if self.sys("module").join(module).exists() {
             return true;
         }
-        let Some(release) = self.kernel_release() else {
+        let Ok(Some(release)) = self.kernel_release() else {
             return false;
         };
         let builtin = self
@@ -109,9 +141,9 @@ impl Host {
             .join("lib/modules")
             .join(release)
             .join("modules.builtin");
-        match fs::read_to_string(builtin) {
-            Ok(text) => crate::modules::name::names_in_builtin(&text).any(|m| m.is(module)),
-            Err(_) => false,
+        match self.read(&builtin, Kind::ModuleIndex) {
+            Ok(Some(text)) => crate::modules::name::names_in_builtin(&text).any(|m| m.is(module)),
+            _ => false,
         }
     }
 
@@ -171,12 +203,6 @@ pub struct NetnsInfo {
     pub initial: Option<bool>,
 }
 
-fn read_trimmed(path: &Path) -> Option<String> {
-    crate::sysctl::read_virtual_file(path)
-        .ok()
-        .map(|s| s.trim().to_string())
-}
-
 /// Where `libkmod.so.2` is, found the way the dynamic loader would look
 /// (`LD_LIBRARY_PATH`, the directories of `/etc/ld.so.conf.d`, the
 /// multiarch and default library directories) without loading it: loading
@@ -208,7 +234,7 @@ pub fn find_libkmod() -> Result<PathBuf, String> {
         let mut confs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
         confs.sort();
         for conf in confs {
-            if let Ok(text) = fs::read_to_string(&conf) {
+            if let Ok(Some(text)) = crate::read::read_text(Path::new("/"), &conf, Kind::Config) {
                 conf_dirs.extend(
                     text.lines()
                         .map(str::trim)
@@ -224,9 +250,9 @@ pub fn find_libkmod() -> Result<PathBuf, String> {
 
 /// Reads a whole small file, mapping "not found" to `None`.
 pub fn read_optional(path: &Path) -> io::Result<Option<String>> {
-    match fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+    match crate::read::read_text(Path::new("/"), path, Kind::Config) {
+        Ok(text) => Ok(text),
+        Err(ReadError::Io { source, .. }) => Err(source),
+        Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
     }
 }

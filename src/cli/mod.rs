@@ -237,6 +237,8 @@ pub fn hint_for(err: &anyhow::Error) -> Option<String> {
             e.hint()
         } else if let Some(e) = cause.downcast_ref::<crate::system::RootError>() {
             e.hint()
+        } else if let Some(e) = cause.downcast_ref::<crate::read::ReadError>() {
+            e.hint()
         } else {
             None
         };

@@ -49,7 +49,7 @@ pub(super) fn run(host: &Host, output: Output) -> anyhow::Result<u8> {
         },
     };
     let report = StatusReport {
-        kernel_release: host.kernel_release(),
+        kernel_release: host.kernel_release()?,
         module_support: host.has_module_support(),
         libkmod,
         network_namespace: host.network_namespace(),

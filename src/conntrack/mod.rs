@@ -16,8 +16,6 @@ pub mod procstat;
 pub mod set;
 pub mod stats;
 
-use std::fs;
-
 use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterProtoFamily, conntrack::ConntrackMessage,
 };
@@ -282,7 +280,7 @@ fn read_netlink(status: &mut ConntrackStatus) -> Result<(), netlink::Error> {
 
 fn read_proc_counters(host: &Host, status: &mut ConntrackStatus) {
     let path = host.proc("net/stat/nf_conntrack");
-    match crate::sysctl::read_virtual_file(&path) {
+    match host.read_io(&path, crate::read::Kind::KernelTable) {
         Ok(text) => match procstat::parse(&text) {
             Ok(parsed) => {
                 let per_cpu: Vec<CpuStats> = parsed
@@ -318,14 +316,18 @@ fn read_proc_counters(host: &Host, status: &mut ConntrackStatus) {
 
 /// The size of one conntrack entry, from the slab allocator when readable.
 fn entry_size(host: &Host) -> Sourced<u32> {
-    let from_sysfs =
-        crate::sysctl::read_virtual_file(&host.sys("kernel/slab/nf_conntrack/slab_size"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok());
+    let from_sysfs = host
+        .read_io(
+            &host.sys("kernel/slab/nf_conntrack/slab_size"),
+            crate::read::Kind::KernelValue,
+        )
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
     if let Some(size) = from_sysfs {
         return Sourced::new(size, Source::Slab);
     }
-    let from_slabinfo = fs::read_to_string(host.proc("slabinfo"))
+    let from_slabinfo = host
+        .read_io(&host.proc("slabinfo"), crate::read::Kind::KernelTable)
         .ok()
         .and_then(|text| {
             text.lines()

@@ -282,6 +282,27 @@ pub enum ModuleError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A file refused by nfkit's reader (not a regular file, too large, a
+    /// symlink leaving the root; see [`crate::read`]).
+    #[error("{op}")]
+    Read {
+        /// Operation.
+        op: Op,
+        /// What the reader refused.
+        #[source]
+        source: crate::read::ReadError,
+    },
+    /// A module index (`modules.dep.bin`, …) is damaged: libkmod would read
+    /// past its end, so the tree is not handed to it.
+    #[error("{op}: damaged module index {}: {detail}", path.display())]
+    DamagedIndex {
+        /// Operation.
+        op: Op,
+        /// The index file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// Another libkmod failure (including "libkmod missing").
     #[error("{op} {module}: {source}")]
     Kmod {
@@ -314,7 +335,8 @@ impl ModuleError {
             ModuleError::DisabledByPolicy { .. } => "disabled_by_policy",
             ModuleError::CommandRefused { .. } => "command_refused",
             ModuleError::Target { .. } => "target",
-            ModuleError::Io { .. } => "io",
+            ModuleError::Io { .. } | ModuleError::Read { .. } => "io",
+            ModuleError::DamagedIndex { .. } => "damaged_index",
             ModuleError::Kmod {
                 source: kmod::Error::LibraryMissing { .. } | kmod::Error::MissingSymbol { .. },
                 ..
@@ -439,6 +461,10 @@ impl ModuleError {
                 "pass --ignore-install to remove the module itself (like modprobe -r -i)".into()
             }
             ModuleError::Kmod { source, .. } => return source.hint().map(Into::into),
+            ModuleError::Read { source, .. } => return source.hint().map(Into::into),
+            ModuleError::DamagedIndex { .. } => {
+                "regenerate the indexes with `depmod` for this kernel release (in the image: `depmod -b DIR RELEASE`)".into()
+            }
             _ => return None,
         })
     }

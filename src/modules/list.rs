@@ -44,11 +44,8 @@ pub struct ListReport {
 /// modules.builtin. Needs no libkmod.
 pub fn list(host: &Host, all: bool) -> Result<ListReport, ModuleError> {
     let op = Op::List;
-    let proc = sysfs::read_proc_modules(&host.proc_root).map_err(|source| ModuleError::Io {
-        op,
-        path: host.proc_root.join("modules"),
-        source,
-    })?;
+    let proc = sysfs::read_proc_modules(&host.proc_root)
+        .map_err(|source| ModuleError::Read { op, source })?;
     let sys = sysfs::read_sys_modules(&host.sys_root).unwrap_or_default();
     let mut modules: Vec<ListedModule> = Vec::new();
     if let Some(p) = &proc {
@@ -66,14 +63,21 @@ pub fn list(host: &Host, all: bool) -> Result<ListReport, ModuleError> {
         .map(|s| s.name.clone())
         .collect();
     if proc.is_some() {
-        if let Some(rel) = host.kernel_release() {
-            let text = std::fs::read_to_string(
-                host.root
-                    .join("lib/modules")
-                    .join(rel)
-                    .join("modules.builtin"),
-            )
-            .unwrap_or_default();
+        let rel = host
+            .kernel_release()
+            .map_err(|source| ModuleError::Read { op, source })?;
+        if let Some(rel) = rel {
+            let text = host
+                .read(
+                    &host
+                        .root
+                        .join("lib/modules")
+                        .join(rel)
+                        .join("modules.builtin"),
+                    crate::read::Kind::ModuleIndex,
+                )
+                .map_err(|source| ModuleError::Read { op, source })?
+                .unwrap_or_default();
             builtin.extend(name::names_in_builtin(&text).map(ModuleName::into_string));
         }
     }

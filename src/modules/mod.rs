@@ -13,7 +13,9 @@
 //! | [`load`] | `modules load` (the named steps of a load) |
 //! | [`unload`] | `modules unload`, over the pure planner in [`removal`] |
 //! | [`list`] | `modules list` |
+//! | [`index`] | checks the binary indexes before libkmod maps them |
 pub mod error;
+pub(crate) mod index;
 pub(crate) mod legacy;
 pub(crate) mod list;
 pub(crate) mod load;

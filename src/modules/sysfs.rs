@@ -8,6 +8,19 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::error::EpermReason;
+use crate::read::{Kind, ReadError};
+
+/// Reads a file below `base` (a `/proc` or `/sys` mount, or a module
+/// directory) through [`crate::read`], confined to the tree holding it:
+/// `/` for the live `/proc` and `/sys`, `DIR` for `DIR/proc` offline.
+pub(crate) fn read_in_tree(
+    base: &Path,
+    full: &Path,
+    kind: Kind,
+) -> Result<Option<String>, ReadError> {
+    let root = base.parent().unwrap_or(Path::new("/"));
+    crate::read::read_confined(root, full, kind)
+}
 use super::name::{self, ModuleName};
 use super::state::ModState;
 
@@ -58,12 +71,9 @@ pub fn parse_proc_modules(text: &str) -> Vec<ProcModule> {
 
 /// Reads `<proc>/modules`; `Ok(None)` when it does not exist (a kernel
 /// without loadable module support).
-pub fn read_proc_modules(proc_root: &Path) -> io::Result<Option<Vec<ProcModule>>> {
-    match fs::read_to_string(proc_root.join("modules")) {
-        Ok(t) => Ok(Some(parse_proc_modules(&t))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+pub fn read_proc_modules(proc_root: &Path) -> Result<Option<Vec<ProcModule>>, ReadError> {
+    let text = read_in_tree(proc_root, &proc_root.join("modules"), Kind::KernelTable)?;
+    Ok(text.map(|t| parse_proc_modules(&t)))
 }
 
 /// What `<sys>/module/<name>` shows.
@@ -80,8 +90,12 @@ pub struct SysModule {
     pub holders: Vec<String>,
 }
 
-fn read_trim(p: &Path) -> Option<String> {
-    fs::read_to_string(p).ok().map(|s| s.trim().to_owned())
+/// A one-value file below `base`, trimmed; `None` when absent or refused.
+fn read_trim(base: &Path, p: &Path) -> Option<String> {
+    read_in_tree(base, p, Kind::KernelValue)
+        .ok()
+        .flatten()
+        .map(|s| s.trim().to_owned())
 }
 
 fn dir_names(p: &Path) -> Vec<String> {
@@ -104,8 +118,8 @@ pub fn read_sys_module(sys_root: &Path, name: &str) -> Option<SysModule> {
     }
     Some(SysModule {
         name: name.to_owned(),
-        initstate: read_trim(&d.join("initstate")).map(|s| ModState::from_sysfs(&s)),
-        refcnt: read_trim(&d.join("refcnt")).and_then(|s| s.parse().ok()),
+        initstate: read_trim(sys_root, &d.join("initstate")).map(|s| ModState::from_sysfs(&s)),
+        refcnt: read_trim(sys_root, &d.join("refcnt")).and_then(|s| s.parse().ok()),
         holders: dir_names(&d.join("holders")),
     })
 }
@@ -178,8 +192,9 @@ pub fn decide_eperm(
 
 /// Reads the facts [`decide_eperm`] needs under `proc_root`/`sys_root`.
 pub fn eperm_reason(proc_root: &Path, sys_root: &Path, module: &str) -> EpermReason {
-    let cap_eff = fs::read_to_string(proc_root.join("self/status"))
+    let cap_eff = read_in_tree(proc_root, &proc_root.join("self/status"), Kind::KernelValue)
         .ok()
+        .flatten()
         .and_then(|s| {
             s.lines()
                 .find_map(|l| l.strip_prefix("CapEff:"))
@@ -188,9 +203,9 @@ pub fn eperm_reason(proc_root: &Path, sys_root: &Path, module: &str) -> EpermRea
     decide_eperm(
         module,
         cap_eff,
-        read_trim(&proc_root.join("sys/kernel/modules_disabled")).as_deref(),
-        read_trim(&proc_root.join("cmdline")).as_deref(),
-        read_trim(&sys_root.join("kernel/security/lockdown")).as_deref(),
+        read_trim(proc_root, &proc_root.join("sys/kernel/modules_disabled")).as_deref(),
+        read_trim(proc_root, &proc_root.join("cmdline")).as_deref(),
+        read_trim(sys_root, &sys_root.join("kernel/security/lockdown")).as_deref(),
     )
 }
 
@@ -198,7 +213,12 @@ pub fn eperm_reason(proc_root: &Path, sys_root: &Path, module: &str) -> EpermRea
 /// modules.builtin (`kernel/net/netfilter/xt_state.ko[.xz]` → `xt_state`),
 /// for "did you mean". Dashes are normalised to underscores.
 pub fn known_module_names(moddir: &Path) -> Vec<String> {
-    let read = |file: &str| fs::read_to_string(moddir.join(file)).unwrap_or_default();
+    let read = |file: &str| {
+        read_in_tree(moddir, &moddir.join(file), Kind::ModuleIndex)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    };
     let (dep, builtin) = (read("modules.dep"), read("modules.builtin"));
     let mut out: Vec<String> = name::names_in_dep(&dep)
         .chain(name::names_in_builtin(&builtin))

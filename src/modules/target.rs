@@ -50,15 +50,60 @@ pub fn config_dirs(root: &Path) -> Vec<PathBuf> {
     .collect()
 }
 
+/// Refuses what libkmod would open in `dirs` and then block on or read
+/// without end: an entry (not hidden, not a directory, which libkmod skips)
+/// that is neither a regular file nor `/dev/null` (a mask) once links are
+/// followed — a FIFO, a socket, another device.
+pub(crate) fn check_config_dirs(dirs: &[PathBuf]) -> Result<(), crate::read::ReadError> {
+    use std::os::unix::fs::FileTypeExt;
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().as_encoded_bytes().starts_with(b".") {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue; // dangling: libkmod skips it too
+            };
+            let ty = meta.file_type();
+            let null_mask = ty.is_char_device()
+                && std::fs::canonicalize(&path).is_ok_and(|p| p == Path::new("/dev/null"));
+            if ty.is_file() || ty.is_dir() || null_mask {
+                continue;
+            }
+            let what = if ty.is_fifo() {
+                "FIFO"
+            } else if ty.is_char_device() {
+                "character device"
+            } else if ty.is_block_device() {
+                "block device"
+            } else if ty.is_socket() {
+                "socket"
+            } else {
+                "special file"
+            };
+            return Err(crate::read::ReadError::NotRegular { path, what });
+        }
+    }
+    Ok(())
+}
+
 impl Target {
     /// Picks the module tree: `release` if given; else the running kernel's
     /// (live system) or, under `--root`, the only release in
     /// `DIR/lib/modules` (or `DIR/proc/sys/kernel/osrelease`).
     pub fn new(host: &Host, release: Option<&str>, op: Op) -> Result<Target, ModuleError> {
+        let read_release = || {
+            host.kernel_release()
+                .map_err(|source| ModuleError::Read { op, source })
+        };
         let running = if host.offline {
             None
         } else {
-            host.kernel_release().or_else(|| {
+            read_release()?.or_else(|| {
                 nix::sys::utsname::uname()
                     .ok()
                     .map(|u| u.release().to_string_lossy().into_owned())
@@ -81,7 +126,12 @@ impl Target {
             })?,
             None => {
                 let rels = sysfs::releases(&host.root);
-                match (rels.as_slice(), host.kernel_release()) {
+                let from_proc = if rels.len() == 1 {
+                    None
+                } else {
+                    read_release()?
+                };
+                match (rels.as_slice(), from_proc) {
                     ([one], _) => one.clone(),
                     (_, Some(r)) if rels.contains(&r) => r,
                     ([], _) => {
@@ -125,6 +175,17 @@ impl Target {
     }
 
     pub(crate) fn context(&self, op: Op) -> Result<Context, ModuleError> {
+        // libkmod follows the indexes' offsets unchecked: a damaged one
+        // would crash it.
+        super::index::check_tree(&self.module_dir)
+            .map_err(|(path, detail)| ModuleError::DamagedIndex { op, path, detail })?;
+        // libkmod reads the modprobe.d files itself (the default list when
+        // `config_paths` is None: the same directories under `/`).
+        let dirs = match &self.config_paths {
+            Some(dirs) => dirs.clone(),
+            None => config_dirs(Path::new("/")),
+        };
+        check_config_dirs(&dirs).map_err(|source| ModuleError::Read { op, source })?;
         let ctx = Context::new(Some(&self.module_dir), self.config_paths.as_deref()).map_err(
             |source| ModuleError::Kmod {
                 op,

@@ -163,13 +163,19 @@ struct TreeState {
 
 impl TreeState {
     fn read(host: &Host, t: &Target) -> TreeState {
-        let builtin = std::fs::read_to_string(t.module_dir.join("modules.builtin"))
-            .map(|text| {
-                name::names_in_builtin(&text)
-                    .map(ModuleName::into_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let builtin = sysfs::read_in_tree(
+            &t.module_dir,
+            &t.module_dir.join("modules.builtin"),
+            crate::read::Kind::ModuleIndex,
+        )
+        .ok()
+        .flatten()
+        .map(|text| {
+            name::names_in_builtin(&text)
+                .map(ModuleName::into_string)
+                .collect()
+        })
+        .unwrap_or_default();
         let loaded = if host.offline {
             sysfs::read_proc_modules(&t.proc_root)
                 .ok()

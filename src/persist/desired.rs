@@ -390,12 +390,8 @@ impl Desired {
     /// set: systemd-sysctl silently skips `net.netfilter.nf_conntrack_*` when
     /// the module is not loaded yet (the boot-order trap).
     pub fn load_list(&self) -> Vec<String> {
-        let mut list: Vec<String> = Vec::new();
-        for m in &self.modules.load {
-            if !list.contains(m) {
-                list.push(m.clone());
-            }
-        }
+        let mut list: Vec<String> =
+            super::module_list::first_occurrences(self.modules.load.iter().cloned());
         let needs_conntrack = self.conntrack.max.is_some()
             || self.conntrack.buckets.is_some()
             || self.sysctl.keys().any(|k| {

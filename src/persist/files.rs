@@ -41,6 +41,9 @@ pub enum FileError {
         root: PathBuf,
         detail: String,
     },
+    /// Reading a file failed (see [`crate::read`]).
+    #[error(transparent)]
+    Read(#[from] crate::read::ReadError),
 }
 
 impl FileError {
@@ -63,6 +66,7 @@ impl FileError {
             FileError::Escapes { .. } => {
                 Some("fix or remove the symlink; nfkit never writes outside --root")
             }
+            FileError::Read(e) => e.hint(),
         }
     }
 }
@@ -128,14 +132,15 @@ pub fn resolve_under(root: &Path, path: &Path) -> Result<PathBuf, FileError> {
     Ok(root.join(resolved.iter().collect::<PathBuf>()))
 }
 
-/// Reads a file under the root; `Ok(None)` when it does not exist.
+/// Reads a configuration file under the root; `Ok(None)` when it does not
+/// exist. Regular files only, at most [`Kind::Config`](crate::read::Kind)
+/// bytes (see [`crate::read`]).
 pub fn read_under(root: &Path, path: &Path) -> Result<Option<String>, FileError> {
-    let real = resolve_under(root, path)?;
-    match fs::read_to_string(&real) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(FileError::io("read", &real)(e)),
-    }
+    Ok(crate::read::read_text(
+        root,
+        path,
+        crate::read::Kind::Config,
+    )?)
 }
 
 /// [`RunLock::write_atomic`] without the lock, for this crate's unit tests.

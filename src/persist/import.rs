@@ -140,7 +140,7 @@ impl Imported {
 }
 
 /// Files of each kind for a host family, as seen inside the root.
-fn default_sources(root: &Path, from: ImportFrom) -> Vec<(PathBuf, SourceKind)> {
+fn default_sources(root: &Path, from: ImportFrom) -> Result<Vec<(PathBuf, SourceKind)>, FileError> {
     let mut out = Vec::new();
     let el = matches!(from, ImportFrom::Auto | ImportFrom::Rhel | ImportFrom::Pcs);
     let debian = matches!(from, ImportFrom::Auto | ImportFrom::Debian);
@@ -152,21 +152,21 @@ fn default_sources(root: &Path, from: ImportFrom) -> Vec<(PathBuf, SourceKind)> 
     }
     if debian {
         out.push((PathBuf::from(plan::ETC_MODULES), SourceKind::ModuleList));
-        for f in plan::conf_dir_files(root, &MODULES_LOAD_DIRS) {
+        for f in plan::conf_dir_files(root, &MODULES_LOAD_DIRS)? {
             out.push((f.path, SourceKind::ModuleList));
         }
     }
-    for f in plan::conf_dir_files(root, &MODPROBE_DIRS) {
+    for f in plan::conf_dir_files(root, &MODPROBE_DIRS)? {
         out.push((f.path, SourceKind::Modprobe));
     }
     out.push((PathBuf::from("/etc/sysctl.conf"), SourceKind::Sysctl));
-    for f in plan::sysctl_files(root) {
+    for f in plan::sysctl_files(root)? {
         out.push((f.path, SourceKind::Sysctl));
     }
     // nfkit's own files are outputs, not inputs.
     out.retain(|(p, _)| !p.to_string_lossy().contains("nfkit"));
     out.dedup();
-    out
+    Ok(out)
 }
 
 struct Builder {
@@ -175,6 +175,8 @@ struct Builder {
     /// The class of the file being read.
     class: FileClass,
     load: Vec<String>,
+    /// The names in `load`, for linear-time de-duplication.
+    loaded: std::collections::HashSet<String>,
     options: BTreeMap<String, BTreeMap<String, OptionValue>>,
     max: Option<(u32, String)>,
     buckets: Option<(u32, String)>,
@@ -197,6 +199,7 @@ impl Builder {
             layer,
             class: FileClass::Admin,
             load: Vec::new(),
+            loaded: std::collections::HashSet::new(),
             options: BTreeMap::new(),
             max: None,
             buckets: None,
@@ -265,7 +268,7 @@ impl Builder {
             return;
         }
         if let Some(m) = self.module(name, origin)
-            && !self.load.contains(&m)
+            && self.loaded.insert(m.clone())
         {
             self.load.push(m);
         }
@@ -402,7 +405,7 @@ pub fn import(
     paths: &[PathBuf],
 ) -> Result<Imported, ImportError> {
     let sources: Vec<(PathBuf, SourceKind, FileClass)> = if paths.is_empty() {
-        default_sources(root, from)
+        default_sources(root, from)?
             .into_iter()
             .map(|(p, k)| {
                 let class = FileClass::of(&p);

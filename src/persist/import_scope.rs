@@ -313,11 +313,13 @@ impl ModuleLayer {
     /// Reads every release's `modules.dep` and `modules.builtin` under
     /// `root/lib/modules`. No tree: the name rule alone.
     pub fn load(root: &Path) -> Self {
-        let base = root.join("lib/modules");
         let mut texts = Vec::new();
         for release in sysfs::releases(root) {
             for file in ["modules.dep", "modules.builtin"] {
-                if let Ok(text) = std::fs::read_to_string(base.join(&release).join(file)) {
+                let inner = Path::new("/lib/modules").join(&release).join(file);
+                if let Ok(Some(text)) =
+                    crate::read::read_text(root, &inner, crate::read::Kind::ModuleIndex)
+                {
                     texts.push(text);
                 }
             }

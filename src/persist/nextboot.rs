@@ -79,7 +79,10 @@ impl NextBoot {
         let mut lists = if el {
             Vec::new()
         } else {
-            plan::conf_dir_files(root, &MODULES_LOAD_DIRS)
+            let (files, refused) = plan::scan_conf_dirs(root, &MODULES_LOAD_DIRS);
+            view.problems
+                .extend(refused.iter().map(ToString::to_string));
+            files
         };
         if !layout.systemd
             && let Ok(Some(text)) = files::read_under(root, Path::new(plan::ETC_MODULES))
@@ -130,7 +133,10 @@ impl NextBoot {
                 Err(e) => view.problems.push(format!("{}:{e}", plan::IPTABLES_CONFIG)),
             }
         }
-        for file in plan::conf_dir_files(root, &MODPROBE_DIRS) {
+        let (modprobe_files, refused) = plan::scan_conf_dirs(root, &MODPROBE_DIRS);
+        view.problems
+            .extend(refused.iter().map(ToString::to_string));
+        for file in modprobe_files {
             let (directives, errors) = modprobe_d::parse(&file.path, &file.text);
             view.modprobe.extend(directives);
             view.problems.extend(errors.iter().map(ToString::to_string));
@@ -141,7 +147,10 @@ impl NextBoot {
         view.sysctl_files = if el {
             super::el_boot::sysctl_files(root)
         } else {
-            plan::sysctl_files(root)
+            let (files, refused) = plan::scan_conf_dirs(root, &sysctl_d::SYSCTL_DIRS);
+            view.problems
+                .extend(refused.iter().map(ToString::to_string));
+            files
         };
         // EL6 applies its files with `sysctl -p` one after another: procps
         // order (last line wins), like `sysctl --system`.
@@ -170,6 +179,17 @@ impl NextBoot {
     pub fn module_listed(&self, module: &str) -> Vec<&FromFile> {
         let wanted = modprobe_d::normalize_module(module);
         self.modules.iter().filter(|m| m.value == wanted).collect()
+    }
+
+    /// [`NextBoot::module_listed`] for every module at once (keyed by the
+    /// normalised name), so checking a long list stays linear.
+    pub fn modules_listed(&self) -> std::collections::HashMap<&str, Vec<&FromFile>> {
+        let mut map: std::collections::HashMap<&str, Vec<&FromFile>> =
+            std::collections::HashMap::new();
+        for m in &self.modules {
+            map.entry(m.value.as_str()).or_default().push(m);
+        }
+        map
     }
 
     /// `options` lines that apply to `module` when loaded by name, in order;

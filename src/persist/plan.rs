@@ -157,9 +157,9 @@ fn change(target: Target, path: &str, before: Option<String>, after: Option<Stri
 /// would keep one of `keys` (relative /proc/sys paths) from nfkit's value:
 /// it assigns the key (or its other name), or cancels it with `-key`. A
 /// later glob does not: a line naming the key wins over globs.
-fn later_file_sets(root: &Path, name: &str, keys: &[String]) -> bool {
+fn later_file_sets(root: &Path, name: &str, keys: &[String]) -> Result<bool, FileError> {
     let ours = Path::new("/etc/sysctl.d").join(name);
-    let mut files: Vec<sysctl_d::ConfigFile> = sysctl_files(root)
+    let mut files: Vec<sysctl_d::ConfigFile> = sysctl_files(root)?
         .into_iter()
         // nfkit's own files do not count; a file of another directory named
         // like one of them does (nfkit's file in /etc would mask it).
@@ -173,22 +173,36 @@ fn later_file_sets(root: &Path, name: &str, keys: &[String]) -> bool {
         text,
     });
     files.sort_by_key(|f| f.path.file_name().map(|n| n.to_os_string()));
-    keys.iter().any(|key| {
+    Ok(keys.iter().any(|key| {
         sysctl_d::setters_of(key, &files, None, sysctl_d::Applier::SystemdSysctl)
             .winner()
             .is_none_or(|w| w.file != ours)
-    })
+    }))
 }
 
 /// sysctl.d files under `root` in systemd's order (paths shown as inside the
 /// root).
-pub fn sysctl_files(root: &Path) -> Vec<sysctl_d::ConfigFile> {
+pub fn sysctl_files(root: &Path) -> Result<Vec<sysctl_d::ConfigFile>, FileError> {
     conf_dir_files(root, &sysctl_d::SYSCTL_DIRS)
 }
 
-/// `*.conf` files of a set of directories in systemd/libkmod order.
-pub fn conf_dir_files(root: &Path, dirs: &[&str]) -> Vec<sysctl_d::ConfigFile> {
+/// `*.conf` files of a set of directories in systemd/libkmod order; a file
+/// the reader refuses (unreadable, a FIFO or device, too large) is an error
+/// naming it.
+pub fn conf_dir_files(root: &Path, dirs: &[&str]) -> Result<Vec<sysctl_d::ConfigFile>, FileError> {
+    let (files, mut refused) = scan_conf_dirs(root, dirs);
+    match refused.is_empty() {
+        true => Ok(files),
+        false => Err(refused.remove(0)),
+    }
+}
+
+/// [`conf_dir_files`] that goes on past refused files: they are left out
+/// (as masks: the name hides later ones) and returned apart, for views
+/// that report problems rather than stop.
+pub fn scan_conf_dirs(root: &Path, dirs: &[&str]) -> (Vec<sysctl_d::ConfigFile>, Vec<FileError>) {
     let mut found = Vec::new();
+    let mut refused = Vec::new();
     for (index, dir) in dirs.iter().enumerate() {
         let Ok(real_dir) = files::resolve_under(root, &Path::new("/").join(dir)) else {
             continue;
@@ -202,15 +216,33 @@ pub fn conf_dir_files(root: &Path, dirs: &[&str]) -> Vec<sysctl_d::ConfigFile> {
             // A symlink to /dev/null masks the name.
             let masked =
                 std::fs::read_link(entry.path()).is_ok_and(|t| t == Path::new("/dev/null"));
-            let text = if masked {
+            let text = if masked || !sysctl_d::is_conf_name(&name) {
                 None
             } else {
-                files::read_under(root, &shown).ok().flatten()
+                match files::read_under(root, &shown) {
+                    Ok(text) => text,
+                    Err(e) => {
+                        refused.push((index, name.clone(), e));
+                        None
+                    }
+                }
             };
             found.push((index, name, shown, text));
         }
     }
-    sysctl_d::effective_order(found)
+    // A refused file counts only when it is the one in effect (not hidden
+    // by the same name in an earlier directory).
+    let mut first_dir: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (index, name, _, _) in &found {
+        let e = first_dir.entry(name.as_str()).or_insert(*index);
+        *e = (*e).min(*index);
+    }
+    let refused: Vec<FileError> = refused
+        .into_iter()
+        .filter(|(index, name, _)| first_dir.get(name.as_str()) == Some(index))
+        .map(|(_, _, e)| e)
+        .collect();
+    (sysctl_d::effective_order(found), refused)
 }
 
 /// Plans every file of `targets` for `desired` under `root`.
@@ -265,7 +297,7 @@ pub fn plan_files(
                 let late = files::read_under(root, Path::new(SYSCTL_FILE_LATE))?;
                 // Keep the name in use; move to the late name only when a
                 // later file would override the default one.
-                let use_late = late.is_some() || later_file_sets(root, "90-nfkit.conf", &keys);
+                let use_late = late.is_some() || later_file_sets(root, "90-nfkit.conf", &keys)?;
                 let after = (!settings.is_empty()).then(|| sysctl_d::render(HEADER, &settings));
                 if use_late {
                     changes.push(change(target, SYSCTL_FILE_LATE, late, after));

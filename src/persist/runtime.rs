@@ -116,7 +116,8 @@ pub fn read_running(host: &Host, desired: &Desired) -> Running {
                 .join(&module)
                 .join("parameters")
                 .join(&parameter);
-            let value = std::fs::read_to_string(path)
+            let value = host
+                .read_io(&path, crate::read::Kind::KernelValue)
                 .ok()
                 .map(|v| v.trim().to_string());
             running

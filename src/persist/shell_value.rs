@@ -175,6 +175,9 @@ fn quote_word(word: &str, quote: char) -> Option<String> {
 /// Pairs of (old index, new index) of a longest common subsequence.
 fn common(old: &[&str], new: &[&str]) -> Vec<(usize, usize)> {
     let (n, m) = (old.len(), new.len());
+    if n.saturating_mul(m) > COMMON_TABLE_MAX {
+        return common_large(old, new);
+    }
     let mut len = vec![vec![0usize; m + 1]; n + 1];
     for i in (0..n).rev() {
         for j in (0..m).rev() {
@@ -200,6 +203,66 @@ fn common(old: &[&str], new: &[&str]) -> Vec<(usize, usize)> {
     pairs
 }
 
+/// Above this many table cells (old × new words) [`common`] switches to
+/// [`common_large`]: the table would take gigabytes for lists of tens of
+/// thousands of words.
+const COMMON_TABLE_MAX: usize = 1 << 22;
+
+/// A common subsequence of long lists in O((n + m) log m): the common head
+/// and tail, then, between them, each new word paired with the first unused
+/// equal old word and the longest run of pairs increasing on both sides
+/// kept (the longest common subsequence when words are unique, as module
+/// names are).
+fn common_large(old: &[&str], new: &[&str]) -> Vec<(usize, usize)> {
+    let head = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    let tail = old[head..]
+        .iter()
+        .rev()
+        .zip(new[head..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let (old_mid, new_mid) = (&old[head..old.len() - tail], &new[head..new.len() - tail]);
+    let mut positions: std::collections::HashMap<&str, std::collections::VecDeque<usize>> =
+        std::collections::HashMap::new();
+    for (i, w) in old_mid.iter().enumerate() {
+        positions.entry(*w).or_default().push_back(i);
+    }
+    let candidates: Vec<(usize, usize)> = new_mid
+        .iter()
+        .enumerate()
+        .filter_map(|(j, w)| {
+            positions
+                .get_mut(*w)
+                .and_then(|q| q.pop_front())
+                .map(|i| (i, j))
+        })
+        .collect();
+    // Longest increasing run of old indices (patience sorting).
+    let mut tops: Vec<usize> = Vec::new(); // index into candidates ending a run of each length
+    let mut back: Vec<Option<usize>> = vec![None; candidates.len()];
+    for (k, &(i, _)) in candidates.iter().enumerate() {
+        let len = tops.partition_point(|&t| candidates[t].0 < i);
+        back[k] = len.checked_sub(1).map(|l| tops[l]);
+        if len == tops.len() {
+            tops.push(k);
+        } else {
+            tops[len] = k;
+        }
+    }
+    let mut middle = Vec::new();
+    let mut k = tops.last().copied();
+    while let Some(at) = k {
+        let (i, j) = candidates[at];
+        middle.push((i + head, j + head));
+        k = back[at];
+    }
+    middle.reverse();
+    let mut pairs: Vec<(usize, usize)> = (0..head).map(|i| (i, i)).collect();
+    pairs.extend(middle);
+    pairs.extend((0..tail).map(|t| (old.len() - tail + t, new.len() - tail + t)));
+    pairs
+}
+
 impl QuotedList {
     /// The same list in double quotes (for a word single quotes cannot
     /// hold): the blanks between words are the same in both.
@@ -221,9 +284,13 @@ impl QuotedList {
     /// the most used one between words; with fewer than two words, a line
     /// break when the value starts on a new line (`"\n  a\n"`), else a space.
     fn usual_separator(&self) -> String {
+        let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for sep in &self.seps {
+            *counts.entry(sep.as_str()).or_default() += 1;
+        }
         let mut best: Option<(&str, usize)> = None;
         for sep in &self.seps {
-            let count = self.seps.iter().filter(|s| *s == sep).count();
+            let count = counts[sep.as_str()];
             if best.is_none_or(|(_, c)| count >= c) {
                 best = Some((sep, count));
             }
@@ -340,6 +407,61 @@ impl QuotedList {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_200000_word_value_is_rewritten_without_a_quadratic_table() {
+        // The table alone would be 200,000² cells (320 GB): this finishes
+        // only through common_large.
+        let old: Vec<String> = (0..200_000).map(|i| format!("nf_m{i}")).collect();
+        let text = format!("IPTABLES_MODULES=\"{}\"\n", old.join(" "));
+        let mut new: Vec<String> = old
+            .iter()
+            .filter(|w| !w.ends_with("000"))
+            .cloned()
+            .collect();
+        new.push("xt_new".into());
+        let out = crate::persist::shell_vars::set_words(&text, "IPTABLES_MODULES", &new).unwrap();
+        let parsed = crate::persist::shell_vars::parse(&out).unwrap();
+        let value = crate::persist::shell_vars::find(&parsed, "IPTABLES_MODULES").unwrap();
+        assert_eq!(crate::persist::shell_vars::words(&value.value), new);
+    }
+
+    #[test]
+    fn common_large_finds_as_many_pairs_as_the_table_on_unique_words() {
+        let mut rng: u64 = 7;
+        let mut next = |n: u64| {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (rng >> 33) % n
+        };
+        for _ in 0..300 {
+            let pool: Vec<String> = (0..next(30) + 1).map(|i| format!("m{i}")).collect();
+            let pick = |next: &mut dyn FnMut(u64) -> u64| {
+                let mut v: Vec<&str> = pool
+                    .iter()
+                    .filter(|_| next(3) > 0)
+                    .map(String::as_str)
+                    .collect();
+                for k in (1..v.len()).rev() {
+                    if next(4) == 0 {
+                        v.swap(k, next(k as u64 + 1) as usize);
+                    }
+                }
+                v
+            };
+            let old = pick(&mut next);
+            let new = pick(&mut next);
+            let exact = common(&old, &new);
+            let large = common_large(&old, &new);
+            assert_eq!(exact.len(), large.len(), "{old:?} {new:?}");
+            // A common subsequence: equal words, increasing on both sides.
+            for w in large.windows(2) {
+                assert!(w[0].0 < w[1].0 && w[0].1 < w[1].1, "{large:?}");
+            }
+            assert!(large.iter().all(|&(i, j)| old[i] == new[j]));
+        }
+    }
 
     fn words(list: &[&str]) -> Vec<String> {
         list.iter().map(|w| w.to_string()).collect()

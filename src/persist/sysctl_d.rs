@@ -173,6 +173,12 @@ pub struct ConfigFile {
     pub text: String,
 }
 
+/// Whether systemd/libkmod read a file of this name in a `.d` directory
+/// (`*.conf`, not hidden).
+pub fn is_conf_name(name: &str) -> bool {
+    name.ends_with(".conf") && !name.starts_with('.')
+}
+
 /// Orders `*.conf` files the way systemd does: a basename in an earlier
 /// directory hides the same basename later; the result is sorted by
 /// basename. `files` holds (directory index, basename, contents); a file
@@ -181,7 +187,7 @@ pub fn effective_order(files: Vec<(usize, String, PathBuf, Option<String>)>) -> 
     let mut by_name: std::collections::BTreeMap<String, (usize, PathBuf, Option<String>)> =
         std::collections::BTreeMap::new();
     for (dir, name, path, text) in files {
-        if !name.ends_with(".conf") || name.starts_with('.') {
+        if !is_conf_name(&name) {
             continue;
         }
         match by_name.get(&name) {

@@ -7,7 +7,7 @@ use super::desired::Desired;
 use super::nextboot::{FromFile, NextBoot};
 use super::plan::{self, Layout};
 use super::runtime::{self, ModuleState, Running};
-use super::sysctl_d;
+use super::{modprobe_d, sysctl_d};
 use crate::conntrack::limits::effective_buckets;
 use crate::system::Host;
 
@@ -119,6 +119,13 @@ pub fn compare(
             .and_then(|r| r.modules.get(name))
             .is_some_and(|(_, state)| *state == ModuleState::Builtin)
     };
+    let listed_by_module = boot.modules_listed();
+    let module_listed = |name: &str| -> Vec<&FromFile> {
+        listed_by_module
+            .get(modprobe_d::normalize_module(name).as_str())
+            .cloned()
+            .unwrap_or_default()
+    };
     for name in &load_list {
         let real = running
             .and_then(|r| r.modules.get(name))
@@ -127,9 +134,9 @@ pub fn compare(
         let state = running
             .and_then(|r| r.modules.get(name))
             .map(|(_, s)| s.clone());
-        let mut listed = boot.module_listed(name);
+        let mut listed = module_listed(name);
         if real != *name {
-            listed.extend(boot.module_listed(&real));
+            listed.extend(module_listed(&real));
         }
         let is_builtin = builtin(name);
         let running_text = state.as_ref().map(|s| module_running(s).to_string());

@@ -70,7 +70,7 @@ pub fn parse_names(text: &str) -> Vec<String> {
 /// Reads one family's names file.
 pub fn read_names(host: &Host, family: XtFamily) -> Names {
     let path = host.proc(family.names_file());
-    match crate::sysctl::read_virtual_file(&path) {
+    match host.read_io(&path, crate::read::Kind::KernelValue) {
         Ok(text) => Names::Listed {
             tables: parse_names(&text),
         },

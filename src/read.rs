@@ -1,0 +1,334 @@
+//! The one way nfkit reads a file it did not write (I/O).
+//!
+//! - Regular files only: the file is opened non-blocking (a FIFO cannot
+//!   stall the open) and `fstat`ed; FIFOs, devices, sockets and directories
+//!   are refused with an error naming the path.
+//! - A size cap per [`Kind`]: at most cap + 1 bytes are read, so `/dev/zero`
+//!   or a runaway file cannot exhaust memory.
+//! - Under an offline root (`--root DIR`) the path is resolved component by
+//!   component with [`resolve_under`](crate::persist::files::resolve_under):
+//!   symlinks stay inside the root (an absolute target is taken relative to
+//!   it), and the final open does not follow links. On the live root `/` the
+//!   kernel resolves the path (one `open`, one `fstat`, the reads).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::persist::files::{self, FileError};
+
+/// What a file is, which sets how large it may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Kind {
+    /// Configuration: nfkit.toml, /etc files, imported files (4 MiB; a list
+    /// of every module of a distribution kernel is about 100 KiB).
+    Config,
+    /// One kernel value: a `/proc/sys` key, a `/sys` attribute,
+    /// `/proc/cmdline`, `/proc/self/status` (64 KiB; the kernel's own
+    /// string sysctls are at most a page).
+    KernelValue,
+    /// A kernel table: `/proc/modules`, `/proc/slabinfo`,
+    /// `/proc/net/stat/nf_conntrack` (16 MiB; these grow with modules, slab
+    /// caches and CPUs and stay well below 1 MiB on large hosts).
+    KernelTable,
+    /// A module tree's index or list (`modules.builtin`, `modules.dep.bin`,
+    /// …: 64 MiB; `modules.alias.bin` of a distribution kernel is ~1 MiB).
+    ModuleIndex,
+}
+
+impl Kind {
+    /// The most bytes a file of this kind may hold.
+    pub const fn cap(self) -> usize {
+        match self {
+            Kind::Config => 4 << 20,
+            Kind::KernelValue => 64 << 10,
+            Kind::KernelTable => 16 << 20,
+            Kind::ModuleIndex => 64 << 20,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::Config => "a configuration file",
+            Kind::KernelValue => "a kernel value",
+            Kind::KernelTable => "a kernel table",
+            Kind::ModuleIndex => "a module tree file",
+        }
+    }
+}
+
+/// Why a file could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The path names a FIFO, device, socket or directory.
+    #[error("read {}: not a regular file but a {what}", path.display())]
+    NotRegular { path: PathBuf, what: &'static str },
+    /// The file is larger than its kind allows.
+    #[error("read {}: larger than {} bytes, the limit for {}", path.display(), kind.cap(), kind.describe())]
+    TooLarge { path: PathBuf, kind: Kind },
+    /// A symlink in the path leads outside the root.
+    #[error("read {}: a symlink in the path leads outside {} ({detail})", path.display(), root.display())]
+    Escapes {
+        path: PathBuf,
+        root: PathBuf,
+        detail: String,
+    },
+    /// The text is not UTF-8.
+    #[error("read {}: not valid UTF-8", path.display())]
+    NotUtf8 { path: PathBuf },
+    /// An I/O call failed.
+    #[error("{op} {}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ReadError {
+    /// The path the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            ReadError::NotRegular { path, .. }
+            | ReadError::TooLarge { path, .. }
+            | ReadError::Escapes { path, .. }
+            | ReadError::NotUtf8 { path }
+            | ReadError::Io { path, .. } => path,
+        }
+    }
+
+    /// A hint for the user.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            ReadError::NotRegular { .. } => {
+                Some("nfkit reads only regular files; replace it with a file (or remove it)")
+            }
+            ReadError::TooLarge { .. } => {
+                Some("no real file of this kind is this large; check what the path holds")
+            }
+            ReadError::Escapes { .. } => {
+                Some("fix or remove the symlink; under --root nfkit reads only inside DIR")
+            }
+            ReadError::NotUtf8 { .. } => None,
+            ReadError::Io { source, .. } => match source.raw_os_error() {
+                Some(libc::EACCES) | Some(libc::EPERM) => {
+                    Some("reading it needs permission: run as root or fix the file's mode")
+                }
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Reads `path` as seen from inside `root` (`/` or `--root DIR`);
+/// `Ok(None)` when it does not exist.
+pub fn read_text(root: &Path, path: &Path, kind: Kind) -> Result<Option<String>, ReadError> {
+    let live = root == Path::new("/");
+    let real = if live {
+        path.to_path_buf()
+    } else {
+        files::resolve_under(root, path).map_err(|e| match e {
+            FileError::Escapes { path, root, detail } => ReadError::Escapes { path, root, detail },
+            FileError::Io { op, path, source } => ReadError::Io { op, path, source },
+            FileError::Read(e) => e,
+        })?
+    };
+    read_real(&real, kind, !live)
+}
+
+/// Reads the real path `full` (as `Host` builds them: `DIR/proc/...`),
+/// confined to `root` when it lies below an offline root.
+pub fn read_confined(root: &Path, full: &Path, kind: Kind) -> Result<Option<String>, ReadError> {
+    match full.strip_prefix(root) {
+        Ok(inner) if root != Path::new("/") => read_text(root, &Path::new("/").join(inner), kind),
+        _ => read_real(full, kind, false),
+    }
+}
+
+fn read_real(real: &Path, kind: Kind, no_follow: bool) -> Result<Option<String>, ReadError> {
+    let io = |op: &'static str| {
+        move |source: io::Error| ReadError::Io {
+            op,
+            path: real.to_path_buf(),
+            source,
+        }
+    };
+    let mut flags = libc::O_NONBLOCK | libc::O_NOCTTY;
+    if no_follow {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let mut file = match OpenOptions::new().read(true).custom_flags(flags).open(real) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("open")(e)),
+    };
+    let meta = file.metadata().map_err(io("inspect"))?;
+    let ty = meta.file_type();
+    if !ty.is_file() {
+        let what = if ty.is_dir() {
+            "directory"
+        } else if ty.is_fifo() {
+            "FIFO"
+        } else if ty.is_char_device() {
+            "character device"
+        } else if ty.is_block_device() {
+            "block device"
+        } else if ty.is_socket() {
+            "socket"
+        } else {
+            "special file"
+        };
+        return Err(ReadError::NotRegular {
+            path: real.to_path_buf(),
+            what,
+        });
+    }
+    let cap = kind.cap();
+    if meta.len() > cap as u64 {
+        return Err(ReadError::TooLarge {
+            path: real.to_path_buf(),
+            kind,
+        });
+    }
+    let bytes = read_capped(&mut file, meta.len() as usize, cap).map_err(io("read"))?;
+    if bytes.len() > cap {
+        return Err(ReadError::TooLarge {
+            path: real.to_path_buf(),
+            kind,
+        });
+    }
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| ReadError::NotUtf8 {
+            path: real.to_path_buf(),
+        })
+}
+
+/// Reads at most `cap + 1` bytes. The buffer is sized from the file's size
+/// (0 for `/proc` and `/sys` files: then a page) so a regular file takes
+/// one read plus the one that sees the end.
+fn read_capped(file: &mut File, size_hint: usize, cap: usize) -> io::Result<Vec<u8>> {
+    let limit = cap + 1;
+    let mut buf = vec![0u8; (size_hint + 1).max(4096).min(limit)];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            if len == limit {
+                break;
+            }
+            buf.resize((len * 2).min(limit), 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    fn fifo(path: &Path) {
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    }
+
+    #[test]
+    fn reads_regular_files_and_missing_is_none() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("etc")).unwrap();
+        fs::write(root.path().join("etc/a"), "x\n").unwrap();
+        let read = |p: &str| read_text(root.path(), Path::new(p), Kind::Config);
+        assert_eq!(read("/etc/a").unwrap().as_deref(), Some("x\n"));
+        assert_eq!(read("/etc/missing").unwrap(), None);
+        // The live fast path reads the same file.
+        let full = root.path().join("etc/a");
+        assert_eq!(
+            read_text(Path::new("/"), &full, Kind::Config)
+                .unwrap()
+                .as_deref(),
+            Some("x\n")
+        );
+    }
+
+    #[test]
+    fn fifos_directories_and_devices_are_refused_naming_the_path() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("etc/dir")).unwrap();
+        fifo(&root.path().join("etc/fifo"));
+        for (inner, what) in [("/etc/fifo", "FIFO"), ("/etc/dir", "directory")] {
+            for r in [root.path(), Path::new("/")] {
+                let p = if r == Path::new("/") {
+                    root.path().join(&inner[1..])
+                } else {
+                    PathBuf::from(inner)
+                };
+                let err = read_text(r, &p, Kind::Config).unwrap_err();
+                assert!(matches!(err, ReadError::NotRegular { .. }), "{err}");
+                assert!(err.to_string().contains(what), "{err}");
+                assert!(err.to_string().contains(&inner[1..]), "{err}");
+            }
+        }
+        let err = read_text(Path::new("/"), Path::new("/dev/zero"), Kind::KernelValue).unwrap_err();
+        assert!(err.to_string().contains("character device"), "{err}");
+    }
+
+    #[test]
+    fn offline_links_stay_inside_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        let kernel = root.path().join("proc/sys/kernel");
+        fs::create_dir_all(&kernel).unwrap();
+        // Absolute target: taken inside the root (DIR/dev/zero, absent).
+        symlink("/dev/zero", kernel.join("osrelease")).unwrap();
+        let full = kernel.join("osrelease");
+        assert_eq!(
+            read_confined(root.path(), &full, Kind::KernelValue).unwrap(),
+            None
+        );
+        fs::create_dir_all(root.path().join("dev")).unwrap();
+        fs::write(root.path().join("dev/zero"), "6.1.0-inside\n").unwrap();
+        assert_eq!(
+            read_confined(root.path(), &full, Kind::KernelValue)
+                .unwrap()
+                .as_deref(),
+            Some("6.1.0-inside\n")
+        );
+        // Relative target climbing out: refused.
+        fs::remove_file(&full).unwrap();
+        symlink("../../../../../../../../../../dev/zero", &full).unwrap();
+        let err = read_confined(root.path(), &full, Kind::KernelValue).unwrap_err();
+        assert!(matches!(err, ReadError::Escapes { .. }), "{err}");
+        assert!(err.to_string().contains("osrelease"), "{err}");
+    }
+
+    #[test]
+    fn size_caps_hold_for_files_and_endless_devices() {
+        let root = tempfile::tempdir().unwrap();
+        let big = root.path().join("big");
+        let f = File::create(&big).unwrap();
+        f.set_len(Kind::KernelValue.cap() as u64 + 1).unwrap();
+        let err = read_confined(root.path(), &big, Kind::KernelValue).unwrap_err();
+        assert!(matches!(err, ReadError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("big"), "{err}");
+        // Exactly at the cap is fine.
+        f.set_len(Kind::KernelValue.cap() as u64).unwrap();
+        let text = read_confined(root.path(), &big, Kind::KernelValue)
+            .unwrap()
+            .unwrap();
+        assert_eq!(text.len(), Kind::KernelValue.cap());
+        // A file whose size says 0 but that never ends (as /proc files say
+        // 0): read_capped stops at cap + 1.
+        let mut zero = File::open("/dev/zero").unwrap();
+        assert_eq!(read_capped(&mut zero, 0, 10_000).unwrap().len(), 10_001);
+    }
+}
