@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod conntrack;
+pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod kmod;

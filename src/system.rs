@@ -152,13 +152,14 @@ pub enum RootError {
     NotADirectory { root: PathBuf },
 }
 
-impl RootError {
+impl crate::error::Hint for RootError {
     /// A hint for the user.
-    pub fn hint(&self) -> Option<&'static str> {
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
         Some(
             "--root takes the directory an image or container is unpacked in \
              (holding its etc/, lib/modules/, and optionally proc/ and sys/)",
         )
+        .map(std::borrow::Cow::Borrowed)
     }
 }
 

@@ -273,7 +273,7 @@ pub enum ModuleError {
         detail: String,
     },
     /// A file nfkit reads itself could not be read.
-    #[error("{op}: cannot read {}: {source}", path.display())]
+    #[error("{op}: cannot read {}", path.display())]
     Io {
         /// Operation.
         op: Op,
@@ -283,7 +283,7 @@ pub enum ModuleError {
         source: std::io::Error,
     },
     /// Another libkmod failure (including "libkmod missing").
-    #[error("{op} {module}: {source}")]
+    #[error("{op} {module}")]
     Kmod {
         /// Operation.
         op: Op,
@@ -338,9 +338,10 @@ impl ModuleError {
             _ => None,
         }
     }
-
+}
+impl crate::error::Hint for ModuleError {
     /// What the user can do about it.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
         Some(match self {
             ModuleError::InvalidName { .. } => {
                 "give a module name or alias such as nf_conntrack; nfkit loads by name only".into()
@@ -438,9 +439,8 @@ impl ModuleError {
             ModuleError::CommandRefused { .. } => {
                 "pass --ignore-install to remove the module itself (like modprobe -r -i)".into()
             }
-            ModuleError::Kmod { source, .. } => return source.hint().map(Into::into),
             _ => return None,
-        })
+        }).map(std::borrow::Cow::Owned)
     }
 }
 
@@ -475,8 +475,8 @@ impl From<&ModuleError> for ErrorInfo {
     fn from(e: &ModuleError) -> Self {
         ErrorInfo {
             kind: e.kind(),
-            message: e.to_string(),
-            hint: e.hint(),
+            message: crate::error::message(e),
+            hint: crate::error::hint(e),
             errno: e.errno().map(|e| format!("{e:?}")),
             libkmod: Vec::new(),
         }
@@ -500,7 +500,7 @@ mod tests {
             "unload nf_conntrack: module is in use (refcount 2, held by xt_state, nf_nat)"
         );
         assert_eq!(
-            e.hint().unwrap(),
+            crate::error::hint(&e).unwrap(),
             "unload the holders first: nfkit modules unload xt_state nf_nat"
         );
         let info = ErrorInfo::from(&e);
@@ -517,7 +517,7 @@ mod tests {
             e.to_string()
                 .starts_with("load nf_conntrack: unknown parameter ip_conntrack_disable_ve0")
         );
-        assert!(e.hint().unwrap().contains("acct, hashsize"));
+        assert!(crate::error::hint(&e).unwrap().contains("acct, hashsize"));
 
         let e = ModuleError::NotPermitted {
             op: Op::Load,
@@ -535,6 +535,6 @@ mod tests {
             source: kmod::Error::LibraryMissing { detail: "x".into() },
         };
         assert_eq!(e.kind(), "libkmod_missing");
-        assert!(e.hint().unwrap().contains("libkmod2"));
+        assert!(crate::error::hint(&e).unwrap().contains("libkmod2"));
     }
 }

@@ -79,7 +79,7 @@ pub fn kind_of(path: &Path) -> Option<SourceKind> {
 #[non_exhaustive]
 pub enum ImportError {
     /// Reading failed.
-    #[error("import: {0}")]
+    #[error("import")]
     File(#[from] FileError),
     /// A named path does not exist.
     #[error("import {}: no such file", .0.display())]
@@ -140,7 +140,7 @@ impl Imported {
 }
 
 /// Files of each kind for a host family, as seen inside the root.
-fn default_sources(root: &Path, from: ImportFrom) -> Vec<(PathBuf, SourceKind)> {
+fn default_sources(root: &Path, from: ImportFrom) -> Result<Vec<(PathBuf, SourceKind)>, FileError> {
     let mut out = Vec::new();
     let el = matches!(from, ImportFrom::Auto | ImportFrom::Rhel | ImportFrom::Pcs);
     let debian = matches!(from, ImportFrom::Auto | ImportFrom::Debian);
@@ -152,21 +152,21 @@ fn default_sources(root: &Path, from: ImportFrom) -> Vec<(PathBuf, SourceKind)> 
     }
     if debian {
         out.push((PathBuf::from(plan::ETC_MODULES), SourceKind::ModuleList));
-        for f in plan::conf_dir_files(root, &MODULES_LOAD_DIRS) {
+        for f in plan::conf_dir_files(root, &MODULES_LOAD_DIRS)? {
             out.push((f.path, SourceKind::ModuleList));
         }
     }
-    for f in plan::conf_dir_files(root, &MODPROBE_DIRS) {
+    for f in plan::conf_dir_files(root, &MODPROBE_DIRS)? {
         out.push((f.path, SourceKind::Modprobe));
     }
     out.push((PathBuf::from("/etc/sysctl.conf"), SourceKind::Sysctl));
-    for f in plan::sysctl_files(root) {
+    for f in plan::sysctl_files(root)? {
         out.push((f.path, SourceKind::Sysctl));
     }
     // nfkit's own files are outputs, not inputs.
     out.retain(|(p, _)| !p.to_string_lossy().contains("nfkit"));
     out.dedup();
-    out
+    Ok(out)
 }
 
 struct Builder {
@@ -402,7 +402,7 @@ pub fn import(
     paths: &[PathBuf],
 ) -> Result<Imported, ImportError> {
     let sources: Vec<(PathBuf, SourceKind, FileClass)> = if paths.is_empty() {
-        default_sources(root, from)
+        default_sources(root, from)?
             .into_iter()
             .map(|(p, k)| {
                 let class = FileClass::of(&p);

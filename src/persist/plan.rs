@@ -130,15 +130,17 @@ pub enum PlanError {
     },
 }
 
-impl PlanError {
+impl crate::error::Hint for PlanError {
     /// A hint for the user.
-    pub fn hint(&self) -> Option<&'static str> {
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
         match self {
-            PlanError::File(e) => e.hint(),
+            // Transparent: the same layer.
+            PlanError::File(e) => return e.hint(),
             PlanError::Syntax { .. } => Some(
                 "nfkit never rewrites a file it cannot parse; fix the line shown and run again",
             ),
         }
+        .map(std::borrow::Cow::Borrowed)
     }
 }
 
@@ -157,9 +159,9 @@ fn change(target: Target, path: &str, before: Option<String>, after: Option<Stri
 /// would keep one of `keys` (relative /proc/sys paths) from nfkit's value:
 /// it assigns the key (or its other name), or cancels it with `-key`. A
 /// later glob does not: a line naming the key wins over globs.
-fn later_file_sets(root: &Path, name: &str, keys: &[String]) -> bool {
+fn later_file_sets(root: &Path, name: &str, keys: &[String]) -> Result<bool, FileError> {
     let ours = Path::new("/etc/sysctl.d").join(name);
-    let mut files: Vec<sysctl_d::ConfigFile> = sysctl_files(root)
+    let mut files: Vec<sysctl_d::ConfigFile> = sysctl_files(root)?
         .into_iter()
         // nfkit's own files do not count; a file of another directory named
         // like one of them does (nfkit's file in /etc would mask it).
@@ -173,21 +175,24 @@ fn later_file_sets(root: &Path, name: &str, keys: &[String]) -> bool {
         text,
     });
     files.sort_by_key(|f| f.path.file_name().map(|n| n.to_os_string()));
-    keys.iter().any(|key| {
+    Ok(keys.iter().any(|key| {
         sysctl_d::setters_of(key, &files, None, sysctl_d::Applier::SystemdSysctl)
             .winner()
             .is_none_or(|w| w.file != ours)
-    })
+    }))
 }
 
 /// sysctl.d files under `root` in systemd's order (paths shown as inside the
 /// root).
-pub fn sysctl_files(root: &Path) -> Vec<sysctl_d::ConfigFile> {
+pub fn sysctl_files(root: &Path) -> Result<Vec<sysctl_d::ConfigFile>, FileError> {
     conf_dir_files(root, &sysctl_d::SYSCTL_DIRS)
 }
 
-/// `*.conf` files of a set of directories in systemd/libkmod order.
-pub fn conf_dir_files(root: &Path, dirs: &[&str]) -> Vec<sysctl_d::ConfigFile> {
+/// `*.conf` files of a set of directories in systemd/libkmod order. A name
+/// that cannot be read (a directory, a symlink loop, no permission) is an
+/// error naming the file; a symlink to /dev/null masks the name, and a
+/// dangling one shadows it (no text).
+pub fn conf_dir_files(root: &Path, dirs: &[&str]) -> Result<Vec<sysctl_d::ConfigFile>, FileError> {
     let mut found = Vec::new();
     for (index, dir) in dirs.iter().enumerate() {
         let Ok(real_dir) = files::resolve_under(root, &Path::new("/").join(dir)) else {
@@ -205,12 +210,12 @@ pub fn conf_dir_files(root: &Path, dirs: &[&str]) -> Vec<sysctl_d::ConfigFile> {
             let text = if masked {
                 None
             } else {
-                files::read_under(root, &shown).ok().flatten()
+                files::read_under(root, &shown)?
             };
             found.push((index, name, shown, text));
         }
     }
-    sysctl_d::effective_order(found)
+    Ok(sysctl_d::effective_order(found))
 }
 
 /// Plans every file of `targets` for `desired` under `root`.
@@ -265,7 +270,7 @@ pub fn plan_files(
                 let late = files::read_under(root, Path::new(SYSCTL_FILE_LATE))?;
                 // Keep the name in use; move to the late name only when a
                 // later file would override the default one.
-                let use_late = late.is_some() || later_file_sets(root, "90-nfkit.conf", &keys);
+                let use_late = late.is_some() || later_file_sets(root, "90-nfkit.conf", &keys)?;
                 let after = (!settings.is_empty()).then(|| sysctl_d::render(HEADER, &settings));
                 if use_late {
                     changes.push(change(target, SYSCTL_FILE_LATE, late, after));

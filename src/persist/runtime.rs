@@ -504,8 +504,8 @@ fn load_modules(
         ],
         Err(e) => vec![
             Outcome::Failed {
-                error: e.to_string(),
-                hint: e.hint(),
+                error: crate::error::message(&e),
+                hint: crate::error::hint(&e),
             };
             requests.len()
         ],
@@ -518,7 +518,7 @@ fn set_limit(host: &Host, request: SetRequest) -> Outcome {
     match ct_set::set_limits(host, request, false) {
         Ok(_) => Outcome::Changed,
         Err(e) => {
-            let (error, hint) = (e.to_string(), e.hint().map(str::to_string));
+            let (error, hint) = (crate::error::message(&e), crate::error::hint(&e));
             if matches!(e, ct_set::SetError::NotInitialNamespace { .. }) {
                 Outcome::Refused { error, hint }
             } else {
@@ -542,7 +542,7 @@ fn set_sysctl(host: &Host, key: &str, value: &str) -> Outcome {
     match sysctl.write(key, value) {
         Ok(()) => Outcome::Changed,
         Err(e) => {
-            let (error, hint) = (e.to_string(), e.hint().map(str::to_string));
+            let (error, hint) = (crate::error::message(&e), crate::error::hint(&e));
             match e.raw_os_error() {
                 Some(libc::EACCES | libc::EPERM | libc::EROFS) => Outcome::Refused { error, hint },
                 _ => Outcome::Failed { error, hint },
