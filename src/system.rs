@@ -155,11 +155,10 @@ pub enum RootError {
 impl crate::error::Hint for RootError {
     /// A hint for the user.
     fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
-        Some(
+        Some(std::borrow::Cow::Borrowed(
             "--root takes the directory an image or container is unpacked in \
              (holding its etc/, lib/modules/, and optionally proc/ and sys/)",
-        )
-        .map(std::borrow::Cow::Borrowed)
+        ))
     }
 }
 

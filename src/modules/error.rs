@@ -342,7 +342,7 @@ impl ModuleError {
 impl crate::error::Hint for ModuleError {
     /// What the user can do about it.
     fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
-        Some(match self {
+        Some(std::borrow::Cow::Owned(match self {
             ModuleError::InvalidName { .. } => {
                 "give a module name or alias such as nf_conntrack; nfkit loads by name only".into()
             }
@@ -440,7 +440,7 @@ impl crate::error::Hint for ModuleError {
                 "pass --ignore-install to remove the module itself (like modprobe -r -i)".into()
             }
             _ => return None,
-        }).map(std::borrow::Cow::Owned)
+        }))
     }
 }
 
