@@ -107,6 +107,33 @@ impl ErrorObject {
         }
     }
 
+    /// An error nfkit states itself, with no cause below it.
+    pub fn text(message: impl Into<String>) -> Self {
+        let message = message.into();
+        ErrorObject {
+            causes: vec![message.clone()],
+            message,
+            hint: None,
+        }
+    }
+
+    /// A layer nfkit states itself above a cause.
+    pub fn context(context: impl Into<String>, cause: &(dyn StdError + 'static)) -> Self {
+        let mut causes = vec![context.into()];
+        causes.extend(chain(cause).map(|e| e.to_string()));
+        ErrorObject {
+            message: join(causes.iter().cloned()),
+            causes,
+            hint: hint(cause),
+        }
+    }
+
+    /// With a hint (replacing the one found in the chain).
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
     /// From an `anyhow` chain (context layers included).
     pub fn of_anyhow(e: &anyhow::Error) -> Self {
         let causes: Vec<String> = e.chain().map(|e| e.to_string()).collect();
@@ -115,5 +142,50 @@ impl ErrorObject {
             causes,
             hint: hint_anyhow(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persist::files::FileError;
+    use std::io;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] FileError);
+
+    fn nested(errno: i32, op: &'static str) -> Outer {
+        Outer(FileError::Io {
+            op,
+            path: "/etc/x.conf".into(),
+            source: io::Error::from_raw_os_error(errno),
+        })
+    }
+
+    #[test]
+    fn each_layer_once_outermost_first() {
+        let e = nested(libc::EISDIR, "read");
+        let o = ErrorObject::of(&e);
+        assert_eq!(o.causes.len(), 3);
+        assert_eq!(o.causes[0], "outer");
+        assert_eq!(o.causes[1], "read /etc/x.conf");
+        assert_eq!(o.message, o.causes.join(": "));
+        assert_eq!(
+            o.message.matches("Is a directory").count(),
+            1,
+            "{}",
+            o.message
+        );
+        assert_eq!(message(&e), o.message);
+    }
+
+    #[test]
+    fn hints_fit_reads_and_writes() {
+        let read = hint(&nested(libc::EACCES, "read")).unwrap();
+        assert!(!read.contains("writing"), "{read}");
+        let write = hint(&nested(libc::EACCES, "rename into place")).unwrap();
+        assert!(write.contains("writing"), "{write}");
+        assert_eq!(hint(&nested(libc::ENOSPC, "read")), None);
     }
 }

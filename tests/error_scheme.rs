@@ -223,3 +223,51 @@ fn a_mask_is_not_an_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
 }
+
+/// The error object inside reports has the same shape as the top-level one.
+fn assert_error_object(what: &str, error: &Value) {
+    let object = error
+        .as_object()
+        .unwrap_or_else(|| panic!("{what}: {error}"));
+    let causes: Vec<&str> = object["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        object["message"].as_str().unwrap(),
+        causes.join(": "),
+        "{what}"
+    );
+    assert!(
+        object["hint"].is_null() || object["hint"].is_string(),
+        "{what}"
+    );
+}
+
+#[test]
+fn errors_inside_reports_are_error_objects() {
+    let root = root_with(&|r: &Path| {
+        fs::create_dir_all(r.join("proc/net/ip_tables_names")).unwrap();
+    });
+    let out = run(nfkit()
+        .arg("--json")
+        .arg("--root")
+        .arg(root.path())
+        .arg("tables"));
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ipv4 = v["legacy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["family"] == "ipv4")
+        .unwrap();
+    assert_eq!(ipv4["state"], "unreadable", "{v:#}");
+    assert_error_object("tables", &ipv4["error"]);
+    let causes = ipv4["error"]["causes"].as_array().unwrap();
+    assert_eq!(causes.len(), 2, "{v:#}");
+    assert!(causes[0].as_str().unwrap().contains("ip_tables_names"));
+    // Module errors: tests/modules_tree.rs (they need a module tree).
+}

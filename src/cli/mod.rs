@@ -122,6 +122,7 @@ impl Output {
     pub fn failures(&self, failures: &[crate::persist::runtime::RuntimeFailure]) {
         let mut text = String::new();
         for f in failures {
+            let Some(error) = f.error() else { continue };
             let _ = writeln!(
                 text,
                 "nfkit: error: {} stays {} (wanted {}), {}: {}",
@@ -129,9 +130,9 @@ impl Output {
                 f.change.before,
                 f.change.after,
                 if f.refused() { "refused" } else { "failed" },
-                f.error()
+                error.message
             );
-            if let Some(h) = f.hint() {
+            if let Some(h) = &error.hint {
                 let _ = writeln!(text, "hint: {h}");
             }
         }

@@ -449,11 +449,9 @@ impl crate::error::Hint for ModuleError {
 pub struct ErrorInfo {
     /// [`ModuleError::kind`].
     pub kind: &'static str,
-    /// The full message.
-    pub message: String,
-    /// The hint, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
+    /// `message`, `causes`, `hint`: the error object of every command.
+    #[serde(flatten)]
+    pub error: crate::error::ErrorObject,
     /// The errno name (`EPERM`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errno: Option<String>,
@@ -475,8 +473,7 @@ impl From<&ModuleError> for ErrorInfo {
     fn from(e: &ModuleError) -> Self {
         ErrorInfo {
             kind: e.kind(),
-            message: crate::error::message(e),
-            hint: crate::error::hint(e),
+            error: crate::error::ErrorObject::of(e),
             errno: e.errno().map(|e| format!("{e:?}")),
             libkmod: Vec::new(),
         }

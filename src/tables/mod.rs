@@ -42,7 +42,7 @@ pub enum NftState {
     /// Not asked (offline, or nf_tables not loaded and not to be autoloaded).
     NotQueried { reason: String },
     /// The dump failed.
-    Failed { error: String },
+    Failed { error: crate::error::ErrorObject },
 }
 
 /// Reads table names of every family.
@@ -66,10 +66,7 @@ pub fn read_tables(host: &Host) -> TablesReport {
         match NfnlSocket::open("list nftables tables").and_then(|mut s| nft::list_tables(&mut s)) {
             Ok(tables) => NftState::Listed { tables },
             Err(e) => NftState::Failed {
-                error: match crate::error::hint(&e) {
-                    Some(h) => format!("{} (hint: {h})", crate::error::message(&e)),
-                    None => crate::error::message(&e),
-                },
+                error: crate::error::ErrorObject::of(&e),
             },
         }
     };
