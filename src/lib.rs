@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod conntrack;
+pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod kmod;

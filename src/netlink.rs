@@ -38,28 +38,28 @@ const RECEIVE_TIMEOUT: Duration = Duration::from_secs(5);
 #[non_exhaustive]
 pub enum Error {
     /// `socket(AF_NETLINK, SOCK_RAW, NETLINK_NETFILTER)` or its setup failed.
-    #[error("{op}: cannot open a netfilter netlink socket: {source}")]
+    #[error("{op}: cannot open a netfilter netlink socket")]
     Open {
         op: &'static str,
         #[source]
         source: io::Error,
     },
     /// `send(2)` failed.
-    #[error("{op}: sending the netlink request failed: {source}")]
+    #[error("{op}: sending the netlink request failed")]
     Send {
         op: &'static str,
         #[source]
         source: io::Error,
     },
     /// `recv(2)` failed or timed out.
-    #[error("{op}: receiving the netlink reply failed: {source}")]
+    #[error("{op}: receiving the netlink reply failed")]
     Receive {
         op: &'static str,
         #[source]
         source: io::Error,
     },
     /// The kernel answered with `NLMSG_ERROR` and a non-zero errno.
-    #[error("{op}: the kernel refused the request: {source}")]
+    #[error("{op}: the kernel refused the request")]
     Kernel {
         op: &'static str,
         #[source]
@@ -81,9 +81,10 @@ impl Error {
             Error::Malformed { .. } => None,
         }
     }
-
+}
+impl crate::error::Hint for Error {
     /// A hint for the user, when the cause suggests one.
-    pub fn hint(&self) -> Option<&'static str> {
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
         match self.raw_os_error() {
             Some(libc::EPERM) | Some(libc::EACCES) => Some(
                 "netfilter netlink needs CAP_NET_ADMIN in this network \
@@ -100,6 +101,7 @@ impl Error {
             Some(libc::EAGAIN) => Some("the kernel did not answer in time; retry the command"),
             _ => None,
         }
+        .map(std::borrow::Cow::Borrowed)
     }
 }
 

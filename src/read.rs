@@ -100,9 +100,17 @@ impl ReadError {
             | ReadError::Io { path, .. } => path,
         }
     }
+}
 
+impl crate::error::Hint for ReadError {
     /// A hint for the user.
-    pub fn hint(&self) -> Option<&'static str> {
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
+        self.hint_text().map(Into::into)
+    }
+}
+
+impl ReadError {
+    fn hint_text(&self) -> Option<&'static str> {
         match self {
             ReadError::NotRegular { .. } => {
                 Some("nfkit reads only regular files; replace it with a file (or remove it)")

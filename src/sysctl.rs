@@ -20,7 +20,7 @@ pub enum Error {
     #[error("invalid sysctl key {key:?}: {reason}")]
     InvalidKey { key: String, reason: &'static str },
     /// Reading failed.
-    #[error("cannot read sysctl {key} ({}): {source}", path.display())]
+    #[error("cannot read sysctl {key} ({})", path.display())]
     Read {
         key: String,
         path: PathBuf,
@@ -36,7 +36,7 @@ pub enum Error {
         source: crate::read::ReadError,
     },
     /// Writing failed.
-    #[error("cannot write {value:?} to sysctl {key} ({}): {source}", path.display())]
+    #[error("cannot write {value:?} to sysctl {key} ({})", path.display())]
     Write {
         key: String,
         value: String,
@@ -54,12 +54,10 @@ impl Error {
             Error::InvalidKey { .. } | Error::File { .. } => None,
         }
     }
-
+}
+impl crate::error::Hint for Error {
     /// A hint for the user, when the cause suggests one.
-    pub fn hint(&self) -> Option<&'static str> {
-        if let Error::File { source, .. } = self {
-            return source.hint();
-        }
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
         match (self, self.raw_os_error()) {
             (Error::Write { .. }, Some(libc::EACCES)) => Some(
                 "the key is read-only here: not root, or a network namespace \
@@ -79,6 +77,7 @@ impl Error {
             }
             _ => None,
         }
+        .map(std::borrow::Cow::Borrowed)
     }
 }
 
@@ -307,7 +306,7 @@ mod tests {
         let err = sysctl.write("net.netfilter.absent", "1").unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
         assert!(err.to_string().contains("net.netfilter.absent"));
-        assert!(err.hint().unwrap().contains("nf_conntrack"));
+        assert!(crate::error::hint(&err).unwrap().contains("nf_conntrack"));
     }
 
     #[test]

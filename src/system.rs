@@ -184,13 +184,13 @@ pub enum RootError {
     NotADirectory { root: PathBuf },
 }
 
-impl RootError {
+impl crate::error::Hint for RootError {
     /// A hint for the user.
-    pub fn hint(&self) -> Option<&'static str> {
-        Some(
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
+        Some(std::borrow::Cow::Borrowed(
             "--root takes the directory an image or container is unpacked in \
              (holding its etc/, lib/modules/, and optionally proc/ and sys/)",
-        )
+        ))
     }
 }
 

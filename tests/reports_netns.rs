@@ -78,12 +78,13 @@ fn assert_json(v: &Value, changes_key: &str, what: &str) {
     assert_eq!(f["outcome"], "refused");
     assert_eq!(f["wanted"], WANTED_MAX);
     assert!(
-        f["error"]
+        f["error"]["message"]
             .as_str()
             .unwrap()
             .contains("refused in this network namespace")
     );
-    assert!(f["hint"].is_string());
+    assert!(f["error"]["hint"].is_string());
+    assert!(f["error"]["causes"].is_array());
     assert!(v["remaining"].is_array(), "{what}: {v:#}");
 }
 

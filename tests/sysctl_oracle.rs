@@ -411,7 +411,7 @@ fn run_oracle(root: &Path) -> Outcome {
 fn nfkit_model(root: &Path) -> BTreeMap<String, Option<String>> {
     let layout = plan::detect(root);
     assert!(layout.systemd, "the test tree is a systemd host");
-    let boot = NextBoot::read(root, &layout);
+    let boot = NextBoot::read(root, &layout).unwrap();
     TIMEOUTS
         .iter()
         .chain(SWITCHES)

@@ -122,6 +122,7 @@ impl Output {
     pub fn failures(&self, failures: &[crate::persist::runtime::RuntimeFailure]) {
         let mut text = String::new();
         for f in failures {
+            let Some(error) = f.error() else { continue };
             let _ = writeln!(
                 text,
                 "nfkit: error: {} stays {} (wanted {}), {}: {}",
@@ -129,9 +130,9 @@ impl Output {
                 f.change.before,
                 f.change.after,
                 if f.refused() { "refused" } else { "failed" },
-                f.error()
+                error.message
             );
-            if let Some(h) = f.hint() {
+            if let Some(h) = &error.hint {
                 let _ = writeln!(text, "hint: {h}");
             }
         }
@@ -210,72 +211,30 @@ fn run(cli: Cli, output: Output) -> anyhow::Result<u8> {
     }
 }
 
-/// The hint attached to the first error in the chain that has one.
+/// The hint of the outermost layer of the chain that has one (see
+/// [`crate::error`]: the registry of error types is kept there).
 pub fn hint_for(err: &anyhow::Error) -> Option<String> {
-    for cause in err.chain() {
-        let hint = if let Some(e) = cause.downcast_ref::<crate::conntrack::set::SetError>() {
-            e.hint()
-        } else if let Some(e) = cause.downcast_ref::<crate::conntrack::limits::LimitError>() {
-            e.hint()
-        } else if let Some(e) = cause.downcast_ref::<crate::tables::ShowError>() {
-            e.hint()
-        } else if let Some(e) = cause.downcast_ref::<crate::tables::xtables::ReadError>() {
-            e.hint()
-        } else if let Some(e) = cause.downcast_ref::<crate::netlink::Error>() {
-            e.hint()
-        } else if let Some(e) = cause.downcast_ref::<crate::modules::error::ModuleError>() {
-            return e.hint();
-        } else if let Some(e) = cause.downcast_ref::<crate::persist::apply::ApplyError>() {
-            e.hint()
-        } else if let Some(e) = cause.downcast_ref::<crate::persist::files::FileError>() {
-            e.hint()
-        } else if let Some(e) = cause.downcast_ref::<crate::persist::plan::PlanError>() {
-            e.hint()
-        } else if let Some(e) = cause.downcast_ref::<crate::sysctl::Error>() {
-            e.hint()
-        } else if let Some(e) = cause.downcast_ref::<crate::persist::record::RecordError>() {
-            e.hint()
-        } else if let Some(e) = cause.downcast_ref::<crate::system::RootError>() {
-            e.hint()
-        } else if let Some(e) = cause.downcast_ref::<crate::read::ReadError>() {
-            e.hint()
-        } else {
-            None
-        };
-        if let Some(h) = hint {
-            return Some(h.to_string());
-        }
-    }
-    None
+    crate::error::hint_anyhow(err)
 }
 
 #[derive(Serialize)]
 struct JsonError {
-    error: JsonErrorBody,
+    error: crate::error::ErrorObject,
 }
 
-#[derive(Serialize)]
-struct JsonErrorBody {
-    message: String,
-    hint: Option<String>,
-}
-
+/// Prints the error once: the chain on one `nfkit: error:` line, each cause
+/// once, then the hint; with `--json` also the error object on stdout.
 fn report_error(err: &anyhow::Error, output: Output) {
-    let hint = hint_for(err);
+    let error = crate::error::ErrorObject::of_anyhow(err);
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "nfkit: error: {}", error.message);
+    if let Some(h) = &error.hint {
+        let _ = writeln!(stderr, "hint: {h}");
+    }
+    drop(stderr);
     if output.json {
-        let body = JsonError {
-            error: JsonErrorBody {
-                message: format!("{err:#}"),
-                hint: hint.clone(),
-            },
-        };
-        if let Ok(text) = serde_json::to_string_pretty(&body) {
+        if let Ok(text) = serde_json::to_string_pretty(&JsonError { error }) {
             let _ = write_stdout(&(text + "\n"));
         }
-    }
-    let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "nfkit: error: {err:#}");
-    if let Some(h) = hint {
-        let _ = writeln!(stderr, "hint: {h}");
     }
 }

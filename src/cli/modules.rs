@@ -190,11 +190,11 @@ fn report_errors<'a>(output: Output, errors: impl Iterator<Item = &'a ErrorInfo>
     }
     let mut stderr = std::io::stderr().lock();
     for e in errors {
-        let _ = writeln!(stderr, "nfkit: error: {}", e.message);
+        let _ = writeln!(stderr, "nfkit: error: {}", e.error.message);
         for line in &e.libkmod {
             let _ = writeln!(stderr, "libkmod: {line}");
         }
-        if let Some(h) = &e.hint {
+        if let Some(h) = &e.error.hint {
             let _ = writeln!(stderr, "hint: {h}");
         }
     }

@@ -124,7 +124,7 @@ pub fn tables(out: &mut String, report: &TablesReport) {
             Names::Listed { tables } if tables.is_empty() => "(none)".to_string(),
             Names::Listed { tables } => tables.join(" "),
             Names::Unavailable => "(not in this kernel)".to_string(),
-            Names::Unreadable { error } => format!("(unreadable: {error})"),
+            Names::Unreadable { error } => format!("(unreadable: {})", shown(error)),
         };
         let _ = writeln!(out, "  {:<6} {text}", family.family.name());
     }
@@ -156,8 +156,16 @@ pub fn tables(out: &mut String, report: &TablesReport) {
             let _ = writeln!(out, "  (not queried: {reason})");
         }
         NftState::Failed { error } => {
-            let _ = writeln!(out, "  (failed: {error})");
+            let _ = writeln!(out, "  (failed: {})", shown(error));
         }
+    }
+}
+
+/// An error inside a report: its message, and its hint in parentheses.
+fn shown(error: &crate::error::ErrorObject) -> String {
+    match &error.hint {
+        Some(h) => format!("{} (hint: {h})", error.message),
+        None => error.message.clone(),
     }
 }
 
@@ -240,7 +248,11 @@ pub fn status(out: &mut String, report: &StatusReport, verbose: u8) {
         } else {
             format!(
                 "not loadable ({}): module commands unavailable",
-                report.libkmod.error.as_deref().unwrap_or("unknown")
+                report
+                    .libkmod
+                    .error
+                    .as_ref()
+                    .map_or("unknown", |e| e.message.as_str())
             )
         }
     );

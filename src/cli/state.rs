@@ -238,7 +238,7 @@ pub(super) fn run_verify(
     output: Output,
 ) -> anyhow::Result<u8> {
     let desired = load_desired(host, config)?;
-    let report = verify::verify(host, &desired);
+    let report = verify::verify(host, &desired)?;
     output.emit(&report, |out| render_verify(out, &report))?;
     Ok(if report.ok { EXIT_OK } else { EXIT_DIFFERS })
 }

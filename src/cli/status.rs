@@ -32,7 +32,7 @@ pub struct Libkmod {
     /// Its path.
     pub path: Option<std::path::PathBuf>,
     /// Why not.
-    pub error: Option<String>,
+    pub error: Option<crate::error::ErrorObject>,
 }
 
 pub(super) fn run(host: &Host, output: Output) -> anyhow::Result<u8> {
@@ -45,7 +45,7 @@ pub(super) fn run(host: &Host, output: Output) -> anyhow::Result<u8> {
         Err(e) => Libkmod {
             loadable: false,
             path: None,
-            error: Some(e),
+            error: Some(crate::error::ErrorObject::text(e)),
         },
     };
     let report = StatusReport {

@@ -61,9 +61,9 @@ pub enum LimitError {
     ZeroBuckets,
 }
 
-impl LimitError {
+impl crate::error::Hint for LimitError {
     /// A hint for the user.
-    pub fn hint(&self) -> Option<&'static str> {
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
         match self {
             LimitError::UnlimitedNotAllowed => Some(
                 "pass --allow-unlimited if no limit is really wanted \
@@ -78,6 +78,7 @@ impl LimitError {
             ),
             _ => None,
         }
+        .map(std::borrow::Cow::Borrowed)
     }
 }
 
@@ -196,8 +197,7 @@ mod tests {
         assert_eq!(parse_max("0", false), Err(LimitError::UnlimitedNotAllowed));
         assert_eq!(parse_max("0", true), Ok(0));
         assert!(
-            LimitError::UnlimitedNotAllowed
-                .hint()
+            crate::error::hint(&LimitError::UnlimitedNotAllowed)
                 .unwrap()
                 .contains("--allow-unlimited")
         );

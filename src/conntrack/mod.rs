@@ -233,7 +233,10 @@ pub fn read_status(host: &Host, options: ReadOptions) -> ConntrackStatus {
         match read_netlink(&mut status) {
             Ok(()) => {}
             Err(e) => {
-                let hint = e.hint().map(|h| format!(" ({h})")).unwrap_or_default();
+                let hint = crate::error::hint(&e)
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
+                let e = crate::error::message(&e);
                 status
                     .notes
                     .push(format!("{e}{hint}; falling back to /proc"));

@@ -84,10 +84,10 @@ pub enum SetError {
     )]
     NotInitialNamespace { limit: Limit },
     /// Reading the current value failed.
-    #[error("set conntrack limits: {0}")]
+    #[error("set conntrack limits")]
     Read(#[source] sysctl::Error),
     /// A write failed; `rolled_back` lists limits restored to their old value.
-    #[error("set {limit}: {source}{}", rollback_note(.rolled_back, .rollback_failed))]
+    #[error("set {limit}{}", rollback_note(.rolled_back, .rollback_failed))]
     Write {
         limit: Limit,
         #[source]
@@ -111,9 +111,9 @@ fn rollback_note(rolled_back: &[&'static str], failed: &Option<String>) -> Strin
     note
 }
 
-impl SetError {
+impl crate::error::Hint for SetError {
     /// A hint for the user.
-    pub fn hint(&self) -> Option<&'static str> {
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
         match self {
             SetError::NotPresent => Some("load it first: `nfkit modules load nf_conntrack`"),
             SetError::Offline => Some(
@@ -125,10 +125,11 @@ impl SetError {
                  per-container limits are bounded by the host's \
                  net.nf_conntrack_max",
             ),
-            SetError::Read(e) => e.hint(),
-            SetError::Write { source, .. } => source.hint(),
+            // The cause (a source) has the hint.
+            SetError::Read(_) | SetError::Write { .. } => None,
             SetError::NothingRequested => Some("pass --max N and/or --buckets N"),
         }
+        .map(std::borrow::Cow::Borrowed)
     }
 }
 
@@ -375,7 +376,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, SetError::NotPresent));
-        assert!(err.hint().unwrap().contains("nf_conntrack"));
+        assert!(crate::error::hint(&err).unwrap().contains("nf_conntrack"));
     }
 
     #[test]

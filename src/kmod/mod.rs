@@ -92,9 +92,10 @@ impl Error {
             _ => None,
         }
     }
-
+}
+impl crate::error::Hint for Error {
     /// A short hint for the user, when there is one.
-    pub fn hint(&self) -> Option<&'static str> {
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
         match self {
             Error::LibraryMissing { .. } | Error::MissingSymbol { .. } => Some(
                 "install libkmod (Debian/Ubuntu: libkmod2, RHEL/Fedora: kmod-libs); \
@@ -102,6 +103,7 @@ impl Error {
             ),
             _ => None,
         }
+        .map(std::borrow::Cow::Borrowed)
     }
 }
 

@@ -273,7 +273,7 @@ pub enum ModuleError {
         detail: String,
     },
     /// A file nfkit reads itself could not be read.
-    #[error("{op}: cannot read {}: {source}", path.display())]
+    #[error("{op}: cannot read {}", path.display())]
     Io {
         /// Operation.
         op: Op,
@@ -304,7 +304,7 @@ pub enum ModuleError {
         detail: String,
     },
     /// Another libkmod failure (including "libkmod missing").
-    #[error("{op} {module}: {source}")]
+    #[error("{op} {module}")]
     Kmod {
         /// Operation.
         op: Op,
@@ -360,10 +360,11 @@ impl ModuleError {
             _ => None,
         }
     }
-
+}
+impl crate::error::Hint for ModuleError {
     /// What the user can do about it.
-    pub fn hint(&self) -> Option<String> {
-        Some(match self {
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
+        Some(std::borrow::Cow::Owned(match self {
             ModuleError::InvalidName { .. } => {
                 "give a module name or alias such as nf_conntrack; nfkit loads by name only".into()
             }
@@ -460,13 +461,11 @@ impl ModuleError {
             ModuleError::CommandRefused { .. } => {
                 "pass --ignore-install to remove the module itself (like modprobe -r -i)".into()
             }
-            ModuleError::Kmod { source, .. } => return source.hint().map(Into::into),
-            ModuleError::Read { source, .. } => return source.hint().map(Into::into),
             ModuleError::DamagedIndex { .. } => {
                 "regenerate the indexes with `depmod` for this kernel release (in the image: `depmod -b DIR RELEASE`)".into()
             }
             _ => return None,
-        })
+        }))
     }
 }
 
@@ -475,11 +474,9 @@ impl ModuleError {
 pub struct ErrorInfo {
     /// [`ModuleError::kind`].
     pub kind: &'static str,
-    /// The full message.
-    pub message: String,
-    /// The hint, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
+    /// `message`, `causes`, `hint`: the error object of every command.
+    #[serde(flatten)]
+    pub error: crate::error::ErrorObject,
     /// The errno name (`EPERM`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errno: Option<String>,
@@ -501,8 +498,7 @@ impl From<&ModuleError> for ErrorInfo {
     fn from(e: &ModuleError) -> Self {
         ErrorInfo {
             kind: e.kind(),
-            message: e.to_string(),
-            hint: e.hint(),
+            error: crate::error::ErrorObject::of(e),
             errno: e.errno().map(|e| format!("{e:?}")),
             libkmod: Vec::new(),
         }
@@ -526,7 +522,7 @@ mod tests {
             "unload nf_conntrack: module is in use (refcount 2, held by xt_state, nf_nat)"
         );
         assert_eq!(
-            e.hint().unwrap(),
+            crate::error::hint(&e).unwrap(),
             "unload the holders first: nfkit modules unload xt_state nf_nat"
         );
         let info = ErrorInfo::from(&e);
@@ -543,7 +539,7 @@ mod tests {
             e.to_string()
                 .starts_with("load nf_conntrack: unknown parameter ip_conntrack_disable_ve0")
         );
-        assert!(e.hint().unwrap().contains("acct, hashsize"));
+        assert!(crate::error::hint(&e).unwrap().contains("acct, hashsize"));
 
         let e = ModuleError::NotPermitted {
             op: Op::Load,
@@ -561,6 +557,6 @@ mod tests {
             source: kmod::Error::LibraryMissing { detail: "x".into() },
         };
         assert_eq!(e.kind(), "libkmod_missing");
-        assert!(e.hint().unwrap().contains("libkmod2"));
+        assert!(crate::error::hint(&e).unwrap().contains("libkmod2"));
     }
 }

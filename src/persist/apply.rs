@@ -74,11 +74,11 @@ impl ApplyReport {
 #[non_exhaustive]
 pub enum ApplyError {
     /// Planning failed: nothing was written.
-    #[error("apply: {0} (nothing was changed)")]
+    #[error("apply: nothing was changed")]
     Plan(#[from] PlanError),
     /// Taking the lock failed.
-    #[error("apply: {0}")]
-    Lock(FileError),
+    #[error("apply")]
+    Lock(#[source] FileError),
     /// A `[sysctl]` key does not exist on the running kernel.
     #[error(
         "apply: sysctl {key} does not exist on this kernel{}; nothing was changed",
@@ -86,7 +86,7 @@ pub enum ApplyError {
     )]
     UnknownSysctl { key: String, closest: Vec<String> },
     /// Writing a file failed; the files written before were restored.
-    #[error("apply: {source}; {} restored, nothing else changed", restored_note(.restored))]
+    #[error("apply: {} restored, nothing else changed", restored_note(.restored))]
     Write {
         #[source]
         source: FileError,
@@ -103,17 +103,18 @@ fn restored_note(restored: &[PathBuf]) -> String {
     }
 }
 
-impl ApplyError {
+impl crate::error::Hint for ApplyError {
     /// A hint for the user.
-    pub fn hint(&self) -> Option<&'static str> {
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
         match self {
-            ApplyError::Plan(e) => e.hint(),
-            ApplyError::Lock(e) | ApplyError::Write { source: e, .. } => e.hint(),
+            // The cause (a source) has the hint.
+            ApplyError::Plan(_) | ApplyError::Lock(_) | ApplyError::Write { .. } => None,
             ApplyError::UnknownSysctl { .. } => Some(
                 "fix the key in nfkit.toml [sysctl]; keys of a module that is not loaded yet \
                  appear once it is (list the module in [modules] load)",
             ),
         }
+        .map(std::borrow::Cow::Borrowed)
     }
 }
 
@@ -186,8 +187,13 @@ fn ensure_parent(lock: &RunLock, root: &Path, path: &Path) -> Result<(), FileErr
 
 /// Pushes what the next boot would still get wrong (verify's next-boot
 /// model, see [`super::boot_gaps`]) onto `remaining`, with the fix.
-fn push_boot_gaps(remaining: &mut Vec<RuntimeChange>, root: &Path, desired: &Desired) {
-    for gap in super::boot_gaps::next_boot_gaps(root, desired) {
+fn push_boot_gaps(
+    remaining: &mut Vec<RuntimeChange>,
+    root: &Path,
+    desired: &Desired,
+) -> Result<(), ApplyError> {
+    let gaps = super::boot_gaps::next_boot_gaps(root, desired).map_err(PlanError::File)?;
+    for gap in gaps {
         let mut lines = gap.why;
         lines.push(format!("fix: {}", gap.fix));
         remaining.push(RuntimeChange {
@@ -198,6 +204,7 @@ fn push_boot_gaps(remaining: &mut Vec<RuntimeChange>, root: &Path, desired: &Des
             note: Some(lines.join("\n  ")),
         });
     }
+    Ok(())
 }
 
 /// Checks the `[sysctl]` keys against what the running kernel exposes,
@@ -297,6 +304,9 @@ fn run(host: &Host, desired: &Desired, lock: Option<&RunLock>) -> Result<ApplyRe
     let targets = targets_for(desired, &layout);
     check_sysctl_keys(host, desired)?;
     let changes = plan::plan_files(&root, desired, &targets)?;
+    // Every file the next boot reads must be readable before anything is
+    // written (an unreadable one is not a masked one).
+    super::nextboot::NextBoot::read(&root, &layout).map_err(PlanError::File)?;
     let mut notes = Vec::new();
     if let Some(lock) = lock {
         let mut dirs: Vec<PathBuf> = changes
@@ -362,7 +372,7 @@ fn run(host: &Host, desired: &Desired, lock: Option<&RunLock>) -> Result<ApplyRe
         // With the files as apply would leave them, the next boot's gaps are
         // what apply would report (when files change, the check says so).
         if !changes.iter().any(|c| c.changed) {
-            push_boot_gaps(&mut report.remaining, &root, desired);
+            push_boot_gaps(&mut report.remaining, &root, desired)?;
         }
         return Ok(report);
     };
@@ -373,7 +383,7 @@ fn run(host: &Host, desired: &Desired, lock: Option<&RunLock>) -> Result<ApplyRe
         report.failures = converged.failures();
         report.remaining = runtime::remaining(host, desired, &report.failures);
     }
-    push_boot_gaps(&mut report.remaining, &root, desired);
+    push_boot_gaps(&mut report.remaining, &root, desired)?;
     Ok(report)
 }
 
@@ -466,8 +476,14 @@ mod tests {
             "old\n"
         );
         assert!(!root.path().join("etc/modprobe.d/nfkit.conf").exists());
-        assert!(err.to_string().contains("No space left"), "{err}");
-        assert_eq!(err.hint(), Some("the file system is full"));
+        assert!(
+            crate::error::message(&err).contains("No space left"),
+            "{err}"
+        );
+        assert_eq!(
+            crate::error::hint(&err).as_deref(),
+            Some("the file system is full")
+        );
     }
 
     #[test]

@@ -62,12 +62,15 @@ fn files_exist(root: &Path, path: &str) -> bool {
 
 /// The differences the next boot of `root` keeps for `desired` (empty when
 /// `verify` would find the next boot right).
-pub fn next_boot_gaps(root: &Path, desired: &Desired) -> Vec<BootGap> {
+pub fn next_boot_gaps(
+    root: &Path,
+    desired: &Desired,
+) -> Result<Vec<BootGap>, super::files::FileError> {
     let layout = plan::detect(root);
-    let boot = NextBoot::read(root, &layout);
+    let boot = NextBoot::read(root, &layout)?;
     let report = verify::compare(desired, None, &boot, &layout);
     let hook = hook_fix(root, &layout);
-    report
+    Ok(report
         .rows
         .into_iter()
         .filter(|row| !row.ok)
@@ -88,7 +91,7 @@ pub fn next_boot_gaps(root: &Path, desired: &Desired) -> Vec<BootGap> {
                 fix,
             }
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
@@ -115,7 +118,7 @@ mod tests {
         );
         write(r, "/etc/sysctl.conf", "net.nf_conntrack_max = 600000\n");
         write(r, "/etc/rc.d/init.d/network", "#!/bin/bash\n");
-        let gaps = next_boot_gaps(r, &desired());
+        let gaps = next_boot_gaps(r, &desired()).unwrap();
         let items: Vec<&str> = gaps.iter().map(|g| g.item.as_str()).collect();
         assert_eq!(
             items,
@@ -140,7 +143,7 @@ mod tests {
         // The rules file makes the iptables service load the list, and the
         // network service applies sysctl.conf after it.
         write(r, "/etc/sysconfig/iptables", "*filter\nCOMMIT\n");
-        assert_eq!(next_boot_gaps(r, &desired()), []);
+        assert_eq!(next_boot_gaps(r, &desired()).unwrap(), []);
     }
 
     #[test]
@@ -151,7 +154,11 @@ mod tests {
         write(r, "/etc/rc.d/rc.local", "nfkit boot\n");
         write(r, "/etc/sysctl.conf", "net.nf_conntrack_max = 600000\n");
         let d = Desired::parse("t", "[conntrack]\nmax = 600000\n").unwrap();
-        assert_eq!(next_boot_gaps(r, &d), [], "the hook applies everything");
+        assert_eq!(
+            next_boot_gaps(r, &d).unwrap(),
+            [],
+            "the hook applies everything"
+        );
         std::fs::remove_file(r.join("etc/rc.d/rc.local")).unwrap();
         write(
             r,
@@ -165,7 +172,7 @@ mod tests {
             "/etc/sysctl.d/50-tuning.conf",
             "net.netfilter.nf_conntrack_max = 1\n",
         );
-        let gaps = next_boot_gaps(r, &d);
+        let gaps = next_boot_gaps(r, &d).unwrap();
         assert_eq!(gaps.len(), 1, "{gaps:?}");
         assert_eq!(gaps[0].boot, "1");
         assert!(

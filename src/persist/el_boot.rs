@@ -143,13 +143,13 @@ mod tests {
         write(r, "/etc/modules-load.d/x.conf", "nf_conntrack\n");
         // procps (Debian without systemd): sysctl.conf last.
         write(r, "/etc/debian_version", "12\n");
-        let boot = NextBoot::read(r, &plan::detect(r));
+        let boot = NextBoot::read(r, &plan::detect(r)).unwrap();
         assert_eq!(boot.sysctl_setters(key).last().unwrap().value, "1");
         assert_eq!(boot.module_listed("nf_conntrack").len(), 1);
         // EL6: sysctl.conf first, the sysctl.d file wins; modules-load.d unread.
         std::fs::remove_file(r.join("etc/debian_version")).unwrap();
         write(r, "/etc/redhat-release", "CentOS release 6.10\n");
-        let boot = NextBoot::read(r, &plan::detect(r));
+        let boot = NextBoot::read(r, &plan::detect(r)).unwrap();
         let setters = boot.sysctl_setters(key);
         assert_eq!(
             setters

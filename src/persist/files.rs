@@ -27,7 +27,7 @@ use std::path::{Component, Path, PathBuf};
 #[non_exhaustive]
 pub enum FileError {
     /// An I/O call failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         op: &'static str,
         path: PathBuf,
@@ -51,23 +51,40 @@ impl FileError {
         let path = path.to_path_buf();
         move |source| FileError::Io { op, path, source }
     }
-
+}
+impl crate::error::Hint for FileError {
     /// A hint for the user.
-    pub fn hint(&self) -> Option<&'static str> {
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
         match self {
-            FileError::Io { source, .. } => match source.raw_os_error() {
-                Some(libc::EACCES) | Some(libc::EPERM) => {
-                    Some("writing system configuration needs root")
+            FileError::Io { op, source, .. } => {
+                // Reads and writes fail for different reasons.
+                let read = matches!(*op, "read" | "read link" | "inspect" | "resolve symlink");
+                match (read, source.raw_os_error()) {
+                    (true, Some(libc::EACCES | libc::EPERM)) => {
+                        Some("nfkit cannot read the file: check its permissions (or run as root)")
+                    }
+                    (false, Some(libc::EACCES | libc::EPERM)) => {
+                        Some("writing system configuration needs root")
+                    }
+                    (_, Some(libc::EISDIR)) => {
+                        Some("a directory stands where a file is expected: remove or rename it")
+                    }
+                    (_, Some(libc::ENOTDIR)) => {
+                        Some("a file stands where the path needs a directory")
+                    }
+                    (_, Some(libc::ELOOP)) => Some("a symlink loop: fix or remove the link"),
+                    (false, Some(libc::EROFS)) => Some("the file system is read-only"),
+                    (false, Some(libc::ENOSPC)) => Some("the file system is full"),
+                    _ => None,
                 }
-                Some(libc::EROFS) => Some("the file system is read-only"),
-                Some(libc::ENOSPC) => Some("the file system is full"),
-                _ => None,
-            },
-            FileError::Escapes { .. } => {
-                Some("fix or remove the symlink; nfkit never writes outside --root")
             }
-            FileError::Read(e) => e.hint(),
+            FileError::Escapes { .. } => {
+                Some("fix or remove the symlink; nfkit never follows links out of --root")
+            }
+            // Transparent: the same layer, so its hint is this one.
+            FileError::Read(e) => return crate::error::Hint::hint(e),
         }
+        .map(std::borrow::Cow::Borrowed)
     }
 }
 

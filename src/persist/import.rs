@@ -79,7 +79,7 @@ pub fn kind_of(path: &Path) -> Option<SourceKind> {
 #[non_exhaustive]
 pub enum ImportError {
     /// Reading failed.
-    #[error("import: {0}")]
+    #[error("import")]
     File(#[from] FileError),
     /// A named path does not exist.
     #[error("import {}: no such file", .0.display())]

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::files;
+use super::files::{self, FileError};
 use super::modprobe_d::{self, Directive};
 use super::plan::{self, Layout};
 use super::{module_list, shell_vars, sysctl_d};
@@ -71,21 +71,19 @@ pub struct NextBoot {
 }
 
 impl NextBoot {
-    /// Reads the configuration under `root`.
-    pub fn read(root: &Path, layout: &Layout) -> Self {
+    /// Reads the configuration under `root`. A file the boot would read that
+    /// cannot be read here is an error naming it (not a file that is absent).
+    pub fn read(root: &Path, layout: &Layout) -> Result<Self, FileError> {
         let mut view = NextBoot::default();
         let el = super::el_boot::is_el_initscripts(root, layout);
         // EL6's rc.sysinit does not read modules-load.d.
         let mut lists = if el {
             Vec::new()
         } else {
-            let (files, refused) = plan::scan_conf_dirs(root, &MODULES_LOAD_DIRS);
-            view.problems
-                .extend(refused.iter().map(ToString::to_string));
-            files
+            plan::conf_dir_files(root, &MODULES_LOAD_DIRS)?
         };
         if !layout.systemd
-            && let Ok(Some(text)) = files::read_under(root, Path::new(plan::ETC_MODULES))
+            && let Some(text) = files::read_under(root, Path::new(plan::ETC_MODULES))?
         {
             // Debian's /etc/modules-load.d/modules.conf links here; do not count it twice.
             lists.retain(|f| {
@@ -108,7 +106,7 @@ impl NextBoot {
         }
         let iptables_rules = files::resolve_under(root, Path::new("/etc/sysconfig/iptables"))
             .is_ok_and(|p| p.exists());
-        if let Ok(Some(text)) = files::read_under(root, Path::new(plan::IPTABLES_CONFIG)) {
+        if let Some(text) = files::read_under(root, Path::new(plan::IPTABLES_CONFIG))? {
             match shell_vars::parse(&text) {
                 Ok(assignments) => {
                     if let Some(a) = shell_vars::find(&assignments, plan::IPTABLES_MODULES) {
@@ -133,10 +131,7 @@ impl NextBoot {
                 Err(e) => view.problems.push(format!("{}:{e}", plan::IPTABLES_CONFIG)),
             }
         }
-        let (modprobe_files, refused) = plan::scan_conf_dirs(root, &MODPROBE_DIRS);
-        view.problems
-            .extend(refused.iter().map(ToString::to_string));
-        for file in modprobe_files {
+        for file in plan::conf_dir_files(root, &MODPROBE_DIRS)? {
             let (directives, errors) = modprobe_d::parse(&file.path, &file.text);
             view.modprobe.extend(directives);
             view.problems.extend(errors.iter().map(ToString::to_string));
@@ -147,10 +142,7 @@ impl NextBoot {
         view.sysctl_files = if el {
             super::el_boot::sysctl_files(root)
         } else {
-            let (files, refused) = plan::scan_conf_dirs(root, &sysctl_d::SYSCTL_DIRS);
-            view.problems
-                .extend(refused.iter().map(ToString::to_string));
-            files
+            plan::sysctl_files(root)?
         };
         // EL6 applies its files with `sysctl -p` one after another: procps
         // order (last line wins), like `sysctl --system`.
@@ -165,14 +157,14 @@ impl NextBoot {
         }
         if !layout.systemd
             && !el
-            && let Ok(Some(text)) = files::read_under(root, Path::new("/etc/sysctl.conf"))
+            && let Some(text) = files::read_under(root, Path::new("/etc/sysctl.conf"))?
         {
             view.sysctl_conf_last = Some(sysctl_d::ConfigFile {
                 path: "/etc/sysctl.conf".into(),
                 text,
             });
         }
-        view
+        Ok(view)
     }
 
     /// Where a module is listed for loading at boot.
@@ -339,7 +331,7 @@ mod tests {
             modprobe_d: true,
             sysctl_d: true,
         };
-        let view = NextBoot::read(r, &systemd);
+        let view = NextBoot::read(r, &systemd).unwrap();
         assert!(view.module_listed("xt_state").len() == 1);
         assert!(
             view.module_listed("nf_conntrack").is_empty(),
@@ -368,7 +360,7 @@ mod tests {
             systemd: false,
             ..systemd
         };
-        let view = NextBoot::read(r, &sysv);
+        let view = NextBoot::read(r, &sysv).unwrap();
         assert_eq!(
             view.sysctl_setters("net.netfilter.nf_conntrack_max")
                 .last()
@@ -388,11 +380,11 @@ mod tests {
             "IPTABLES_MODULES=\"ip_conntrack ipt_state\"\n",
         );
         let layout = plan::detect(r);
-        let view = NextBoot::read(r, &layout);
+        let view = NextBoot::read(r, &layout).unwrap();
         assert!(view.module_listed("ipt_state").is_empty());
         assert!(view.problems[0].contains("/etc/sysconfig/iptables exists"));
         write(r, "/etc/sysconfig/iptables", "*filter\nCOMMIT\n");
-        let view = NextBoot::read(r, &layout);
+        let view = NextBoot::read(r, &layout).unwrap();
         assert_eq!(view.module_listed("ipt_state")[0].line, 1);
     }
 
@@ -400,7 +392,7 @@ mod tests {
     fn etc_modules_without_systemd() {
         let root = tempfile::tempdir().unwrap();
         write(root.path(), "/etc/modules", "# c\nnf_conntrack\n");
-        let view = NextBoot::read(root.path(), &plan::detect(root.path()));
+        let view = NextBoot::read(root.path(), &plan::detect(root.path())).unwrap();
         assert_eq!(
             view.module_listed("nf_conntrack")[0].file,
             Path::new("/etc/modules")

@@ -130,15 +130,17 @@ pub enum PlanError {
     },
 }
 
-impl PlanError {
+impl crate::error::Hint for PlanError {
     /// A hint for the user.
-    pub fn hint(&self) -> Option<&'static str> {
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
         match self {
-            PlanError::File(e) => e.hint(),
+            // Transparent: the same layer.
+            PlanError::File(e) => return e.hint(),
             PlanError::Syntax { .. } => Some(
                 "nfkit never rewrites a file it cannot parse; fix the line shown and run again",
             ),
         }
+        .map(std::borrow::Cow::Borrowed)
     }
 }
 

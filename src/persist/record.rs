@@ -48,30 +48,34 @@ pub struct RecordReport {
 #[non_exhaustive]
 pub enum RecordError {
     /// Taking the run lock failed.
-    #[error("persist: {0}")]
-    Lock(FileError),
+    #[error("persist")]
+    Lock(#[source] FileError),
     /// Reading nfkit.toml failed.
-    #[error("persist: {0}")]
-    Read(FileError),
+    #[error("persist")]
+    Read(#[source] FileError),
     /// The edited nfkit.toml is not valid (the file is not written).
-    #[error("persist: {0} (nfkit.toml was not changed)")]
-    Edit(DesiredError),
+    #[error("persist: nfkit.toml was not changed")]
+    Edit(#[source] DesiredError),
     /// Writing nfkit.toml failed (it is left as it was).
-    #[error("persist: {0} (nfkit.toml was not changed)")]
-    Write(FileError),
+    #[error("persist: nfkit.toml was not changed")]
+    Write(#[source] FileError),
     /// Applying the new state failed.
-    #[error("persist: nfkit.toml was updated, but: {0}")]
-    Apply(ApplyError),
+    #[error("persist: nfkit.toml was updated, but")]
+    Apply(#[source] ApplyError),
 }
 
-impl RecordError {
+impl crate::error::Hint for RecordError {
     /// A hint for the user.
-    pub fn hint(&self) -> Option<&'static str> {
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
         match self {
-            RecordError::Lock(e) | RecordError::Read(e) | RecordError::Write(e) => e.hint(),
             RecordError::Edit(_) => Some("fix nfkit.toml by hand, then run the command again"),
-            RecordError::Apply(e) => e.hint(),
+            // The cause (a source) has the hint.
+            RecordError::Lock(_)
+            | RecordError::Read(_)
+            | RecordError::Write(_)
+            | RecordError::Apply(_) => None,
         }
+        .map(std::borrow::Cow::Borrowed)
     }
 }
 

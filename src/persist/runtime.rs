@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::desired::Desired;
 use crate::conntrack::set::{self as ct_set, SetRequest};
 use crate::conntrack::{KEY_BUCKETS, KEY_MAX};
+use crate::error::ErrorObject;
 use crate::modules::sysfs;
 use crate::modules::{self, LoadFlags, LoadRequest, ModState};
 use crate::system::Host;
@@ -317,19 +318,13 @@ pub enum Outcome {
     /// Not changed: a rule of this host forbids it (read-only outside the
     /// initial network namespace, no permission, a modprobe.d policy).
     Refused {
-        /// Operation, object, cause.
-        error: String,
-        /// A hint.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        hint: Option<String>,
+        /// Operation, object, causes, hint.
+        error: ErrorObject,
     },
     /// Not changed: the attempt failed.
     Failed {
-        /// Operation, object, cause.
-        error: String,
-        /// A hint.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        hint: Option<String>,
+        /// Operation, object, causes, hint.
+        error: ErrorObject,
     },
 }
 
@@ -343,18 +338,10 @@ pub struct RuntimeFailure {
 }
 
 impl RuntimeFailure {
-    /// The error message.
-    pub fn error(&self) -> &str {
+    /// The error (operation, object, causes, hint).
+    pub fn error(&self) -> Option<&ErrorObject> {
         match &self.outcome {
-            Outcome::Refused { error, .. } | Outcome::Failed { error, .. } => error,
-            Outcome::Changed => "",
-        }
-    }
-
-    /// The hint, if any.
-    pub fn hint(&self) -> Option<&str> {
-        match &self.outcome {
-            Outcome::Refused { hint, .. } | Outcome::Failed { hint, .. } => hint.as_deref(),
+            Outcome::Refused { error } | Outcome::Failed { error } => Some(error),
             Outcome::Changed => None,
         }
     }
@@ -374,8 +361,7 @@ impl Serialize for RuntimeFailure {
         st.serialize_field("before", &self.change.before)?;
         st.serialize_field("wanted", &self.change.after)?;
         st.serialize_field("outcome", if self.refused() { "refused" } else { "failed" })?;
-        st.serialize_field("error", self.error())?;
-        st.serialize_field("hint", &self.hint())?;
+        st.serialize_field("error", &self.error())?;
         st.end()
     }
 }
@@ -438,16 +424,15 @@ pub enum OptionsFrom {
 fn module_outcome(error: Option<&crate::modules::error::ErrorInfo>) -> Outcome {
     let Some(e) = error else {
         return Outcome::Failed {
-            error: "load failed".into(),
-            hint: None,
+            error: ErrorObject::text("load failed"),
         };
     };
-    let (error, hint) = (e.message.clone(), e.hint.clone());
+    let error = e.error.clone();
     match e.kind {
         "blacklisted" | "disabled_by_policy" | "command_refused" | "not_permitted" => {
-            Outcome::Refused { error, hint }
+            Outcome::Refused { error }
         }
-        _ => Outcome::Failed { error, hint },
+        _ => Outcome::Failed { error },
     }
 }
 
@@ -494,19 +479,17 @@ fn load_modules(
             .collect(),
         Ok(report) => vec![
             Outcome::Failed {
-                error: format!(
+                error: ErrorObject::text(format!(
                     "load modules: {} results for {} requests",
                     report.results.len(),
                     requests.len()
-                ),
-                hint: None,
+                )),
             };
             requests.len()
         ],
         Err(e) => vec![
             Outcome::Failed {
-                error: e.to_string(),
-                hint: e.hint(),
+                error: ErrorObject::of(&e),
             };
             requests.len()
         ],
@@ -519,11 +502,11 @@ fn set_limit(host: &Host, request: SetRequest) -> Outcome {
     match ct_set::set_limits(host, request, false) {
         Ok(_) => Outcome::Changed,
         Err(e) => {
-            let (error, hint) = (e.to_string(), e.hint().map(str::to_string));
+            let error = ErrorObject::of(&e);
             if matches!(e, ct_set::SetError::NotInitialNamespace { .. }) {
-                Outcome::Refused { error, hint }
+                Outcome::Refused { error }
             } else {
-                Outcome::Failed { error, hint }
+                Outcome::Failed { error }
             }
         }
     }
@@ -543,10 +526,10 @@ fn set_sysctl(host: &Host, key: &str, value: &str) -> Outcome {
     match sysctl.write(key, value) {
         Ok(()) => Outcome::Changed,
         Err(e) => {
-            let (error, hint) = (e.to_string(), e.hint().map(str::to_string));
+            let error = ErrorObject::of(&e);
             match e.raw_os_error() {
-                Some(libc::EACCES | libc::EPERM | libc::EROFS) => Outcome::Refused { error, hint },
-                _ => Outcome::Failed { error, hint },
+                Some(libc::EACCES | libc::EPERM | libc::EROFS) => Outcome::Refused { error },
+                _ => Outcome::Failed { error },
             }
         }
     }
@@ -619,8 +602,7 @@ pub fn converge(host: &Host, desired: &Desired, options_from: OptionsFrom) -> Co
             .zip(outcomes)
             .map(|(change, outcome)| {
                 let outcome = outcome.unwrap_or_else(|| Outcome::Failed {
-                    error: format!("{}: nothing acted on it", change.item),
-                    hint: None,
+                    error: ErrorObject::text(format!("{}: nothing acted on it", change.item)),
                 });
                 (change, outcome)
             })

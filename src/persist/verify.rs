@@ -394,11 +394,11 @@ pub fn compare(
 }
 
 /// Reads all three views and compares them.
-pub fn verify(host: &Host, desired: &Desired) -> VerifyReport {
+pub fn verify(host: &Host, desired: &Desired) -> Result<VerifyReport, super::files::FileError> {
     let layout = plan::detect(&host.root);
-    let boot = NextBoot::read(&host.root, &layout);
+    let boot = NextBoot::read(&host.root, &layout)?;
     let running = (!host.offline).then(|| runtime::read_running(host, desired));
-    compare(desired, running.as_ref(), &boot, &layout)
+    Ok(compare(desired, running.as_ref(), &boot, &layout))
 }
 
 #[cfg(test)]
@@ -440,7 +440,7 @@ mod tests {
             ..desired()
         };
         super::super::apply::apply(&host, &d, Default::default()).unwrap();
-        let report = verify(&host, &d);
+        let report = verify(&host, &d).unwrap();
         assert!(report.ok, "{:#?}", report.rows);
         let items: Vec<&str> = report.rows.iter().map(|r| r.item.as_str()).collect();
         assert_eq!(
@@ -474,7 +474,7 @@ mod tests {
             "/etc/modprobe.d/parallels.conf",
             "options ip_conntrack ip_conntrack_disable_ve0=0\noptions nf_conntrack hashsize=1024\n",
         );
-        let boot = NextBoot::read(r, &systemd_layout());
+        let boot = NextBoot::read(r, &systemd_layout()).unwrap();
         let report = compare(&desired(), None, &boot, &systemd_layout());
         assert!(!report.ok);
         let row = |item: &str| report.rows.iter().find(|r| r.item == item).unwrap().clone();
@@ -518,7 +518,7 @@ mod tests {
     #[test]
     fn running_values_are_compared() {
         let root = tempfile::tempdir().unwrap();
-        let boot = NextBoot::read(root.path(), &systemd_layout());
+        let boot = NextBoot::read(root.path(), &systemd_layout()).unwrap();
         let mut running = Running::default();
         running.modules.insert(
             "nf_conntrack".into(),
@@ -570,7 +570,7 @@ mod tests {
             "/etc/sysctl.d/99-z.conf",
             "net/netfilter/nf_conntrack_udp_* = 99\n-net.netfilter.nf_conntrack_acct\n",
         );
-        let boot = NextBoot::read(r, &systemd_layout());
+        let boot = NextBoot::read(r, &systemd_layout()).unwrap();
         let report = compare(&d, None, &boot, &systemd_layout());
         let row = |item: &str| report.rows.iter().find(|r| r.item == item).unwrap().clone();
         let close = row("net.netfilter.nf_conntrack_tcp_timeout_close");

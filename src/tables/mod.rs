@@ -42,7 +42,7 @@ pub enum NftState {
     /// Not asked (offline, or nf_tables not loaded and not to be autoloaded).
     NotQueried { reason: String },
     /// The dump failed.
-    Failed { error: String },
+    Failed { error: crate::error::ErrorObject },
 }
 
 /// Reads table names of every family.
@@ -66,10 +66,7 @@ pub fn read_tables(host: &Host) -> TablesReport {
         match NfnlSocket::open("list nftables tables").and_then(|mut s| nft::list_tables(&mut s)) {
             Ok(tables) => NftState::Listed { tables },
             Err(e) => NftState::Failed {
-                error: match e.hint() {
-                    Some(h) => format!("{e} (hint: {h})"),
-                    None => e.to_string(),
-                },
+                error: crate::error::ErrorObject::of(&e),
             },
         }
     };
@@ -132,9 +129,9 @@ fn existing_note(existing: &[String]) -> String {
     }
 }
 
-impl ShowError {
+impl crate::error::Hint for ShowError {
     /// A hint for the user.
-    pub fn hint(&self) -> Option<&'static str> {
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
         match self {
             ShowError::NotFound { .. } => Some(
                 "nfkit never creates tables: legacy tables appear once a rule \
@@ -143,10 +140,12 @@ impl ShowError {
             ShowError::UnknownFamily(_) => Some(
                 "families: ipv4, ipv6, arp (legacy); inet, ip, ip6, arp, bridge, netdev (nftables)",
             ),
-            ShowError::Legacy(e) => e.hint(),
-            ShowError::Netlink(e) => e.hint(),
+            // Transparent: the same layer.
+            ShowError::Legacy(e) => return e.hint(),
+            ShowError::Netlink(e) => return e.hint(),
             _ => None,
         }
+        .map(std::borrow::Cow::Borrowed)
     }
 }
 

@@ -55,7 +55,7 @@ pub enum Names {
     /// No names file: this family's legacy tables are not in the kernel.
     Unavailable,
     /// The file exists but could not be read.
-    Unreadable { error: String },
+    Unreadable { error: crate::error::ErrorObject },
 }
 
 /// Parses a names file's text: one name per line, blank lines ignored.
@@ -76,7 +76,10 @@ pub fn read_names(host: &Host, family: XtFamily) -> Names {
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => Names::Unavailable,
         Err(e) => Names::Unreadable {
-            error: format!("cannot read {}: {e}", path.display()),
+            error: crate::error::ErrorObject::context(
+                format!("cannot read {}", path.display()),
+                &e,
+            ),
         },
     }
 }

@@ -319,7 +319,7 @@ pub fn parse_chains(
 #[non_exhaustive]
 pub enum ReadError {
     /// Socket creation failed.
-    #[error("read {family} table {table:?}: cannot open a raw socket: {source}")]
+    #[error("read {family} table {table:?}: cannot open a raw socket")]
     Socket {
         family: &'static str,
         table: String,
@@ -327,7 +327,7 @@ pub enum ReadError {
         source: io::Error,
     },
     /// A getsockopt call failed.
-    #[error("read {family} table {table:?}: {call} failed: {source}")]
+    #[error("read {family} table {table:?}: {call} failed")]
     Call {
         family: &'static str,
         table: String,
@@ -336,7 +336,7 @@ pub enum ReadError {
         source: io::Error,
     },
     /// The data did not decode.
-    #[error("read {family} table {table:?}: {source}")]
+    #[error("read {family} table {table:?}")]
     Codec {
         family: &'static str,
         table: String,
@@ -345,9 +345,9 @@ pub enum ReadError {
     },
 }
 
-impl ReadError {
+impl crate::error::Hint for ReadError {
     /// A hint for the user.
-    pub fn hint(&self) -> Option<&'static str> {
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
         let errno = match self {
             ReadError::Socket { source, .. } | ReadError::Call { source, .. } => {
                 source.raw_os_error()
@@ -363,7 +363,7 @@ impl ReadError {
             }
             Some(libc::ENOENT) => Some("the table disappeared while it was being read"),
             _ => None,
-        }
+        }.map(std::borrow::Cow::Borrowed)
     }
 }
 
