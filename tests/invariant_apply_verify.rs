@@ -1087,6 +1087,27 @@ fn regression_one_sysctl_key_spelled_twice() {
     });
 }
 
+/// Found by the property (seed kept in tests/proptest-regressions): one key
+/// spelled twice with the same value, on a Debian host without systemd whose
+/// /etc/sysctl.conf sets it: both spellings edited the same line, giving
+/// `600` for `60`, and every apply rewrote it. Now one key, one edit.
+#[test]
+fn regression_one_key_two_spellings_same_value_in_sysctl_conf() {
+    holds(Case {
+        host: host_of(Kind::DebianSysv),
+        desired: wants(|d| {
+            d.sysctl = vec![
+                ("net/netfilter/nf_conntrack_udp_timeout", 60),
+                ("net.netfilter.nf_conntrack_udp_timeout", 60),
+            ]
+        }),
+        files: vec![PreFile::SysctlConf(vec![(
+            "net.netfilter.nf_conntrack_udp_timeout",
+            Pre::Other(0),
+        )])],
+    });
+}
+
 /// Fixed here: `ip_conntrack.hashsize` (alias-keyed) contradicting
 /// `conntrack.buckets` was accepted; nfkit.conf got the alias's value.
 #[test]

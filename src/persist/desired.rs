@@ -413,8 +413,14 @@ impl Desired {
                 max.to_string(),
             ));
         }
+        // One line per key: `net/netfilter/x` and `net.netfilter.x` are one
+        // key (validation makes sure both spellings hold the same value).
+        let mut seen = std::collections::HashSet::new();
         for (key, value) in &self.sysctl {
-            out.push((key.replace('/', "."), value.render()));
+            let key = key.replace('/', ".");
+            if seen.insert(key.clone()) {
+                out.push((key, value.render()));
+            }
         }
         out
     }
