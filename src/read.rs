@@ -132,6 +132,25 @@ impl ReadError {
     }
 }
 
+/// What a file that is not a regular file is, for messages.
+pub(crate) fn kind_of_file(ty: std::fs::FileType) -> &'static str {
+    if ty.is_dir() {
+        "directory"
+    } else if ty.is_fifo() {
+        "FIFO"
+    } else if ty.is_char_device() {
+        "character device"
+    } else if ty.is_block_device() {
+        "block device"
+    } else if ty.is_socket() {
+        "socket"
+    } else if ty.is_file() {
+        "regular file"
+    } else {
+        "special file"
+    }
+}
+
 /// Reads `path` as seen from inside `root` (`/` or `--root DIR`);
 /// `Ok(None)` when it does not exist.
 pub fn read_text(root: &Path, path: &Path, kind: Kind) -> Result<Option<String>, ReadError> {
@@ -177,19 +196,7 @@ fn read_real(real: &Path, kind: Kind, no_follow: bool) -> Result<Option<String>,
     let meta = file.metadata().map_err(io("inspect"))?;
     let ty = meta.file_type();
     if !ty.is_file() {
-        let what = if ty.is_dir() {
-            "directory"
-        } else if ty.is_fifo() {
-            "FIFO"
-        } else if ty.is_char_device() {
-            "character device"
-        } else if ty.is_block_device() {
-            "block device"
-        } else if ty.is_socket() {
-            "socket"
-        } else {
-            "special file"
-        };
+        let what = kind_of_file(ty);
         return Err(ReadError::NotRegular {
             path: real.to_path_buf(),
             what,

@@ -74,17 +74,7 @@ pub(crate) fn check_config_dirs(dirs: &[PathBuf]) -> Result<(), crate::read::Rea
             if ty.is_file() || ty.is_dir() || null_mask {
                 continue;
             }
-            let what = if ty.is_fifo() {
-                "FIFO"
-            } else if ty.is_char_device() {
-                "character device"
-            } else if ty.is_block_device() {
-                "block device"
-            } else if ty.is_socket() {
-                "socket"
-            } else {
-                "special file"
-            };
+            let what = crate::read::kind_of_file(ty);
             return Err(crate::read::ReadError::NotRegular { path, what });
         }
     }
