@@ -210,10 +210,12 @@ fn option_value_ok(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("empty value (leave the parameter out to keep the module's default)".into());
     }
-    if let Some(c) = value
-        .chars()
-        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\'))
-    {
+    if let Some(c) = value.chars().find(|&c| {
+        c.is_whitespace()
+            || c.is_control()
+            || crate::lossless::is_escape(c)
+            || matches!(c, '"' | '\\')
+    }) {
         return Err(format!(
             "{c:?} cannot be part of a module option value (one word, no quotes, no `\\`)"
         ));
@@ -245,7 +247,10 @@ fn sysctl_value_ok(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("empty value".into());
     }
-    if let Some(c) = value.chars().find(|&c| c.is_control()) {
+    if let Some(c) = value
+        .chars()
+        .find(|&c| c.is_control() || crate::lossless::is_escape(c))
+    {
         return Err(format!(
             "{c:?} cannot be part of a sysctl value (one line of text)"
         ));

@@ -1,0 +1,165 @@
+//! One encoding and line-ending policy for every config format nfkit reads
+//! (issue 10): bytes that are not UTF-8 in comment lines are harmless and
+//! kept byte for byte when nfkit rewrites the file; in any other line they
+//! are an error naming file and line, with nothing written. No privileges.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use support::{nfkit, ok, run};
+
+fn write(root: &Path, rel: &str, bytes: &[u8]) {
+    let p = root.join(rel.trim_start_matches('/'));
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, bytes).unwrap();
+}
+
+fn read(root: &Path, rel: &str) -> Vec<u8> {
+    fs::read(root.join(rel.trim_start_matches('/'))).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn with_root(root: &Path) -> Command {
+    let mut c = nfkit();
+    c.arg("--root").arg(root);
+    c
+}
+
+fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let at = hay
+        .windows(from.len())
+        .position(|w| w == from)
+        .unwrap_or_else(|| panic!("{:?} not in {:?}", from, String::from_utf8_lossy(hay)));
+    [&hay[..at], to, &hay[at + from.len()..]].concat()
+}
+
+/// An EL host (iptables-config) whose sysctl.conf, modprobe.d file and
+/// iptables-config carry Latin-1 comments.
+fn el_root_with_latin1_comments() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "/etc/sysconfig/iptables-config",
+        b"# Modules charg\xe9s au d\xe9marrage\nIPTABLES_MODULES=\"ip_conntrack\"\n  # fin \xff\n",
+    );
+    write(r, "/etc/sysconfig/iptables", b"*filter\nCOMMIT\n");
+    write(
+        r,
+        "/etc/modprobe.d/local.conf",
+        b"# r\xe9glage\noptions nf_conntrack hashsize=4096\n",
+    );
+    write(
+        r,
+        "/etc/sysctl.conf",
+        b"; r\xe9glages\n# caf\xe9\nnet.netfilter.nf_conntrack_max = 1000\n",
+    );
+    dir
+}
+
+#[test]
+fn latin1_comments_are_read_imported_and_kept_byte_for_byte() {
+    let dir = el_root_with_latin1_comments();
+    let r = dir.path();
+    // import sees every file (the modprobe.d options are not dropped).
+    let toml = ok(with_root(r).arg("import"));
+    assert!(
+        toml.contains("hashsize") || toml.contains("buckets = 4096"),
+        "{toml}"
+    );
+    assert!(toml.contains("max = 1000"), "{toml}");
+    assert!(
+        toml.contains("ip_conntrack") || toml.contains("nf_conntrack"),
+        "{toml}"
+    );
+    write(
+        r,
+        "/etc/nfkit/nfkit.toml",
+        toml.replace("max = 1000", "max = 2000").as_bytes(),
+    );
+    let conf = read(r, "/etc/sysctl.conf");
+    let out = run(with_root(r).arg("apply"));
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{out:?}");
+    // sysctl.conf: only the value changed; the Latin-1 bytes are kept.
+    assert_eq!(
+        read(r, "/etc/sysctl.conf"),
+        replace(&conf, b"= 1000", b"= 2000")
+    );
+    // iptables-config: every comment byte kept (the list may be rewritten).
+    let after = read(r, "/etc/sysconfig/iptables-config");
+    assert!(
+        after.starts_with(b"# Modules charg\xe9s au d\xe9marrage\n"),
+        "{after:?}"
+    );
+    assert!(after.ends_with(b"\"\n  # fin \xff\n"), "{after:?}");
+    // verify reads the same files and agrees offline on the files.
+    let v = run(with_root(r).arg("verify"));
+    let text = String::from_utf8_lossy(&v.stderr);
+    assert!(!text.contains("UTF-8"), "{v:?}");
+}
+
+#[test]
+fn non_utf8_in_a_value_is_an_error_naming_file_and_line_and_nothing_is_written() {
+    let cases: [(&str, &[u8], &str); 4] = [
+        (
+            "/etc/sysctl.conf",
+            b"# ok\nnet.netfilter.nf_conntrack_max = 1000\nkernel.x = caf\xe9\n",
+            "/etc/sysctl.conf:3",
+        ),
+        (
+            "/etc/modprobe.d/local.conf",
+            b"# \xe9\noptions nf_conntrack hashsize=40\xff96\n",
+            "/etc/modprobe.d/local.conf:2",
+        ),
+        (
+            "/etc/sysconfig/iptables-config",
+            b"IPTABLES_MODULES=\"ip_conntrack \xe9\"\n",
+            "/etc/sysconfig/iptables-config:1",
+        ),
+        (
+            "/etc/sysctl.d/50-x.conf",
+            b"\xff\n",
+            "/etc/sysctl.d/50-x.conf:1",
+        ),
+    ];
+    for (file, bytes, at) in cases {
+        let dir = el_root_with_latin1_comments();
+        let r = dir.path();
+        write(r, file, bytes);
+        let out = run(with_root(r).arg("import"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{file}: {out:?}");
+        assert!(err.contains(at), "{file}: {err}");
+        assert!(err.contains("not UTF-8 outside a comment"), "{file}: {err}");
+        // apply stops too and writes nothing.
+        write(
+            r,
+            "/etc/nfkit/nfkit.toml",
+            b"[modules]\nload = [\"xt_state\"]\n\n[conntrack]\nmax = 3000\n",
+        );
+        let before = read(r, file);
+        let out = run(with_root(r).arg("apply"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{file}: {out:?}");
+        assert!(err.contains(at), "{file}: {err}");
+        assert_eq!(read(r, file), before, "{file}");
+        assert!(!r.join("etc/modprobe.d/nfkit.conf").exists(), "{file}");
+    }
+}
+
+#[test]
+fn nfkit_toml_must_be_utf8_and_the_error_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "/etc/nfkit/nfkit.toml",
+        b"# ok\n# caf\xe9\n[conntrack]\nmax = 1\n",
+    );
+    let out = run(with_root(r).arg("verify"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(err.contains("nfkit.toml:2: not valid UTF-8"), "{err}");
+}
