@@ -163,3 +163,43 @@ fn nfkit_toml_must_be_utf8_and_the_error_names_the_line() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(err.contains("nfkit.toml:2: not valid UTF-8"), "{err}");
 }
+
+/// Issue 10: in a CRLF iptables-config the `\r` was part of the value and
+/// the rewritten line ended in LF.
+#[test]
+fn crlf_iptables_config_is_imported_without_the_cr_and_keeps_crlf_when_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let original: &[u8] = b"# Load additional iptables modules\r\nIPTABLES_MODULES=\"ip_conntrack ipt_state\"\r\nIPTABLES_MODULES_UNLOAD=\"yes\"\r\n";
+    write(r, "/etc/sysconfig/iptables-config", original);
+    write(r, "/etc/sysconfig/iptables", b"*filter\nCOMMIT\n");
+    let toml = ok(with_root(r).arg("import"));
+    assert!(!toml.contains('\r'), "{toml:?}");
+    assert!(
+        toml.contains("ipt_state") || toml.contains("xt_state"),
+        "{toml}"
+    );
+    write(
+        r,
+        "/etc/nfkit/nfkit.toml",
+        b"[modules]\nload = [\"nf_conntrack\", \"xt_state\", \"iptable_nat\"]\n",
+    );
+    let out = run(with_root(r).arg("apply"));
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{out:?}");
+    assert_eq!(
+        read(r, "/etc/sysconfig/iptables-config"),
+        replace(
+            original,
+            b"ip_conntrack ipt_state",
+            b"nf_conntrack xt_state iptable_nat"
+        )
+    );
+    // Applying again changes nothing.
+    let out = run(with_root(r).args(["apply", "--check"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.ends_with("/etc/sysconfig/iptables-config"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.trim_start().starts_with("unchanged"), "{text}");
+}

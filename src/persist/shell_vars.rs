@@ -67,8 +67,16 @@ pub fn parse(text: &str) -> Result<Vec<ShellAssignment>, ShellError> {
                 i += 1;
                 continue;
             }
+            b'\r' if bytes.get(i + 1) == Some(&b'\n') => {
+                i += 2;
+                continue;
+            }
             b'\\' if bytes.get(i + 1) == Some(&b'\n') => {
                 i += 2;
+                continue;
+            }
+            b'\\' if text[i + 1..].starts_with("\r\n") => {
+                i += 3;
                 continue;
             }
             b'#' => {
@@ -107,7 +115,10 @@ pub fn parse(text: &str) -> Result<Vec<ShellAssignment>, ShellError> {
         let value_start = i;
         let mut value = String::new();
         let mut styles = Vec::new();
-        while i < bytes.len() && !matches!(bytes[i], b' ' | b'\t' | b'\n' | b';') {
+        while i < bytes.len()
+            && !matches!(bytes[i], b' ' | b'\t' | b'\n' | b';')
+            && !text[i..].starts_with("\r\n")
+        {
             let c = text[i..].chars().next().unwrap_or('\0');
             match c {
                 '"' => {
@@ -129,6 +140,7 @@ pub fn parse(text: &str) -> Result<Vec<ShellAssignment>, ShellError> {
                                 let next = text[i + 1..].chars().next();
                                 match next {
                                     Some('\n') => i += 2, // line continuation: removed
+                                    Some('\r') if text[i + 2..].starts_with('\n') => i += 3,
                                     Some(n @ ('"' | '\\' | '$' | '`')) => {
                                         value.push(n);
                                         i += 2;
@@ -174,6 +186,7 @@ pub fn parse(text: &str) -> Result<Vec<ShellAssignment>, ShellError> {
                     styles.push(Quoting::Bare);
                     match text[i + 1..].chars().next() {
                         Some('\n') => i += 2,
+                        Some('\r') if text[i + 2..].starts_with('\n') => i += 3,
                         Some(n) => {
                             value.push(n);
                             i += 1 + n.len_utf8();
@@ -220,7 +233,10 @@ pub fn parse(text: &str) -> Result<Vec<ShellAssignment>, ShellError> {
         while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
             i += 1;
         }
-        if i < bytes.len() && !matches!(bytes[i], b'\n' | b'#' | b';') {
+        if i < bytes.len()
+            && !matches!(bytes[i], b'\n' | b'#' | b';')
+            && !text[i..].starts_with("\r\n")
+        {
             return Err(err(
                 i,
                 format!("{name}: unexpected text after the value (a command?)"),
@@ -290,7 +306,14 @@ pub fn quote_words(words: &[String], previous: Option<(&ShellAssignment, &str)>)
 /// keep their bytes and lines, so the change is the smallest one that says
 /// the new list; the same words give back `text` unchanged. Every byte
 /// outside the value stays.
+///
+/// A file whose lines end in CRLF keeps them (see
+/// [`super::line_endings`]): the `\r` is not part of any value.
 pub fn set_words(text: &str, name: &str, words: &[String]) -> Result<String, ShellError> {
+    super::line_endings::edit_keeping_endings(text, |lf| set_words_lf(lf, name, words))
+}
+
+fn set_words_lf(text: &str, name: &str, words: &[String]) -> Result<String, ShellError> {
     let assignments = parse(text)?;
     let previous = find(&assignments, name);
     if let Some(bad) = words
@@ -442,5 +465,43 @@ IPTABLES_STATUS_VERBOSE=\"no\"\n";
         // Unchanged words give back the same bytes after a parse.
         let again = set_words(&updated, "IPTABLES_MODULES", &mods).unwrap();
         assert_eq!(again, updated);
+    }
+
+    /// Issue 10: in a CRLF file the `\r` was part of the value and the
+    /// rewritten line ended in LF.
+    #[test]
+    fn crlf_is_a_line_ending_not_part_of_a_value_and_is_kept() {
+        let mods: Vec<String> = vec!["nf_conntrack".into(), "xt_state".into()];
+        let text = "# c\r\nIPTABLES_MODULES=\"ip_conntrack\"\r\nA=b\r\nB=x\\\r\ny\r\n";
+        let parsed = parse(text).unwrap();
+        let values: Vec<(&str, &str)> = parsed
+            .iter()
+            .map(|a| (a.name.as_str(), a.value.as_str()))
+            .collect();
+        assert_eq!(
+            values,
+            [
+                ("IPTABLES_MODULES", "ip_conntrack"),
+                ("A", "b"),
+                ("B", "xy")
+            ]
+        );
+        assert_eq!(parsed[1].line, 3);
+        assert_eq!(
+            set_words(text, "IPTABLES_MODULES", &mods).unwrap(),
+            text.replace("ip_conntrack", "nf_conntrack xt_state")
+        );
+        // Multi-line values and appended lines take CRLF too.
+        let multi = "IPTABLES_MODULES=\"\r\nip_conntrack\r\n\"\r\n";
+        assert_eq!(
+            set_words(multi, "IPTABLES_MODULES", &mods).unwrap(),
+            "IPTABLES_MODULES=\"\r\nnf_conntrack\r\nxt_state\r\n\"\r\n"
+        );
+        assert_eq!(
+            set_words("A=1\r\n", "IPTABLES_MODULES", &mods).unwrap(),
+            "A=1\r\nIPTABLES_MODULES=\"nf_conntrack xt_state\"\r\n"
+        );
+        // A lone `\r` is still text (bash keeps it in the value).
+        assert_eq!(parse("A=b\rc\n").unwrap()[0].value, "b\rc");
     }
 }
