@@ -9,6 +9,10 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+use nfkit::persist::desired::Desired;
+use nfkit::persist::import::{self, ImportError, ImportFrom};
+use nfkit::persist::import_scope::Scope;
+use proptest::prelude::*;
 use support::{nfkit, ok, run};
 
 fn write(root: &Path, rel: &str, bytes: &[u8]) {
@@ -202,4 +206,108 @@ fn crlf_iptables_config_is_imported_without_the_cr_and_keeps_crlf_when_rewritten
         .find(|l| l.ends_with("/etc/sysconfig/iptables-config"))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(line.trim_start().starts_with("unchanged"), "{text}");
+}
+
+/// Issue 10: a NUL in IPTABLES_MODULES made `import` print TOML that nfkit
+/// then rejected. Now: an error naming file and line, nothing printed.
+#[test]
+fn a_nul_in_iptables_modules_is_refused_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(
+        r,
+        "/etc/sysconfig/iptables-config",
+        b"# x\nIPTABLES_MODULES=\"nf_conntrack xt_\0state\"\n",
+    );
+    let out = run(with_root(r).arg("import"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(err.contains("/etc/sysconfig/iptables-config:2"), "{err}");
+    assert!(err.contains("not a module name"), "{err}");
+}
+
+/// Lines a generated config file is made of: well-formed ones, and ones
+/// with a NUL, a CR, a stray `0xff`, a Latin-1 byte, a newline in quotes.
+fn fragment() -> impl Strategy<Value = Vec<u8>> {
+    let pieces: Vec<&'static [u8]> = vec![
+        b"nf_conntrack",
+        b"xt_state",
+        b"ip_conntrack",
+        b"a\0b",
+        b"\r",
+        b"\xff",
+        b"caf\xe9",
+        b" ",
+        b"\n",
+        b"#",
+        b";",
+        b"=",
+        b"\"",
+        b"\\",
+        b"1",
+        b"-",
+        b"/",
+        b"\t",
+    ];
+    proptest::collection::vec(proptest::sample::select(pieces), 0..8).prop_map(|p| p.concat())
+}
+
+fn file(prefixes: &'static [&'static [u8]]) -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(
+        (
+            proptest::sample::select(prefixes.to_vec()),
+            fragment(),
+            any::<bool>(),
+        ),
+        0..5,
+    )
+    .prop_map(|lines| {
+        lines
+            .into_iter()
+            .flat_map(|(p, f, crlf)| [p, &f[..], if crlf { b"\r\n" } else { b"\n" }].concat())
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// For any imported input, `import` either fails with a reason or
+    /// gives nfkit.toml that `Desired::parse` accepts: it never prints what
+    /// nfkit rejects, and never needs the last-resort check to say so.
+    #[test]
+    fn import_output_is_an_error_or_valid_nfkit_toml(
+        ipt in file(&[b"IPTABLES_MODULES=\"", b"IPTABLES_MODULES=", b"# ", b"X=", b""]),
+        sysctl in file(&[
+            b"net.netfilter.nf_conntrack_max = ",
+            b"net.netfilter.nf_conntrack_tcp_timeout_established = ",
+            b"net.netfilter.nf_conntrack_",
+            b"; ",
+            b"",
+        ]),
+        modprobe in file(&[
+            b"options nf_conntrack hashsize=",
+            b"options nf_conntrack ",
+            b"options ip_conntrack ",
+            b"# ",
+            b"",
+        ]),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        write(r, "/etc/sysconfig/iptables-config", &ipt);
+        write(r, "/etc/sysctl.conf", &sysctl);
+        write(r, "/etc/modprobe.d/local.conf", &modprobe);
+        match import::import(r, ImportFrom::Rhel, Scope::Netfilter, &[]) {
+            Ok(imported) => {
+                let text = imported.render();
+                prop_assert!(Desired::parse("import", &text).is_ok(), "{}", text);
+            }
+            Err(ImportError::Unrepresentable(e)) => {
+                prop_assert!(false, "a value slipped past the checks: {}", e);
+            }
+            Err(_) => {}
+        }
+    }
 }
