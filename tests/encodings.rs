@@ -311,3 +311,33 @@ proptest! {
         }
     }
 }
+
+/// Issue 10: on an EL6 host a sysctl.conf the reader refused was dropped
+/// from verify's next-boot view, so verify agreed while the boot value was
+/// the file's. A Latin-1 comment is now read; a Latin-1 value stops verify
+/// naming file and line.
+#[test]
+fn el6_verify_reads_latin1_comments_and_stops_on_a_latin1_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(r, "/etc/redhat-release", b"CentOS release 6.10 (Final)\n");
+    write(r, "/etc/nfkit/nfkit.toml", b"[conntrack]\nmax = 1000\n");
+    write(
+        r,
+        "/etc/sysctl.conf",
+        b"# r\xe9glages\nnet.netfilter.nf_conntrack_max = 2000\n",
+    );
+    let out = run(with_root(r).args(["--json", "verify"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(text.contains("2000"), "the file's value is seen: {text}");
+    write(
+        r,
+        "/etc/sysctl.conf",
+        b"# ok\nnet.netfilter.nf_conntrack_max = 1000 \xe9\n",
+    );
+    let out = run(with_root(r).arg("verify"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(err.contains("/etc/sysctl.conf:2"), "{err}");
+}

@@ -140,7 +140,7 @@ impl NextBoot {
         view.sysctls_after_iptables_modules =
             el && super::el_boot::sysctls_after_iptables_service(root);
         view.sysctl_files = if el {
-            super::el_boot::sysctl_files(root)
+            super::el_boot::sysctl_files(root)?
         } else {
             plan::sysctl_files(root)?
         };
