@@ -341,3 +341,40 @@ fn el6_verify_reads_latin1_comments_and_stops_on_a_latin1_value() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(err.contains("/etc/sysctl.conf:2"), "{err}");
 }
+
+/// /etc/modules (Debian without systemd): a Latin-1 comment is kept byte
+/// for byte when nfkit adds its block, CRLF lines stay CRLF, and a second
+/// apply changes nothing.
+#[test]
+fn etc_modules_keeps_latin1_comments_and_crlf() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(r, "/etc/debian_version", b"12.5\n");
+    fs::create_dir_all(r.join("etc/sysctl.d")).unwrap();
+    let original: &[u8] = b"# /etc/modules: caf\xe9\r\nloop\r\n";
+    write(r, "/etc/modules", original);
+    write(
+        r,
+        "/etc/nfkit/nfkit.toml",
+        b"[modules]\nload = [\"xt_state\"]\n",
+    );
+    let out = run(with_root(r).arg("apply"));
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{out:?}");
+    let after = read(r, "/etc/modules");
+    assert!(
+        after.starts_with(original),
+        "{:?}",
+        String::from_utf8_lossy(&after)
+    );
+    let added = &after[original.len()..];
+    assert!(!added.is_empty() && added.windows(7).any(|w| w == b"xt_stat"));
+    // Every line nfkit added ends CRLF, as the file's do.
+    let lone_lf = added
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || added[i - 1] != b'\r'));
+    assert!(!lone_lf, "{:?}", String::from_utf8_lossy(added));
+    let again = run(with_root(r).arg("apply"));
+    assert!(matches!(again.status.code(), Some(0 | 3)), "{again:?}");
+    assert_eq!(read(r, "/etc/modules"), after);
+}
