@@ -198,6 +198,13 @@ fn crlf_iptables_config_is_imported_without_the_cr_and_keeps_crlf_when_rewritten
             b"nf_conntrack xt_state iptable_nat"
         )
     );
+    // verify warns that bash, unlike nfkit, keeps the `\r`.
+    let out = run(with_root(r).arg("verify"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("/etc/sysconfig/iptables-config:2: IPTABLES_MODULES ends lines with CRLF"),
+        "{out:?}"
+    );
     // Applying again changes nothing.
     let out = run(with_root(r).args(["apply", "--check"]));
     let text = String::from_utf8_lossy(&out.stdout);
