@@ -342,18 +342,24 @@ fn set_words_lf(text: &str, name: &str, words: &[String]) -> Result<String, Shel
         }
         None => {
             let line = format!("{name}={}\n", quote_words(words, None));
-            let mut out = text.to_string();
-            if !out.is_empty() && !out.ends_with('\n') {
-                out.push('\n');
-            }
-            // A `\` ending the last line would continue it onto ours (the
-            // shell would read `X=\<newline>IPTABLES_MODULES=...` as X's
-            // value): an empty line ends the continuation first.
-            if !appends_cleanly(&assignments, &format!("{out}{line}"), name) {
-                out.push('\n');
-            }
-            out.push_str(&line);
-            Ok(out)
+            // What goes between the text and our line, tried in order: the
+            // text's last line must end without changing anything. A `\`
+            // ending it would continue it onto ours (`X=\<newline>
+            // IPTABLES_MODULES=...` is X's value): an empty line ends the
+            // continuation first. A `\r` ending it would become part of a
+            // CRLF line end: a CRLF after it keeps it in the value.
+            let ends_line = text.is_empty() || text.ends_with('\n');
+            ["", "\n", "\r\n", "\n\n", "\r\n\n", "\r\n\r\n"]
+                .into_iter()
+                .filter(|sep| !sep.is_empty() || ends_line)
+                .map(|sep| format!("{text}{sep}{line}"))
+                .find(|candidate| appends_cleanly(&assignments, candidate, name))
+                .ok_or_else(|| ShellError {
+                    line: text.lines().count().max(1),
+                    reason: format!(
+                        "{name} cannot be appended without changing the last line; end the file with a newline"
+                    ),
+                })
         }
     }
 }
