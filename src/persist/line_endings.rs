@@ -14,16 +14,10 @@ pub fn dominant(text: &str) -> &'static str {
     if crlf * 2 > lines { "\r\n" } else { "\n" }
 }
 
-/// Runs `edit` on `text` with CRLF read as LF; see the module docs.
-pub fn edit_keeping_endings<E>(
-    text: &str,
-    edit: impl FnOnce(&str) -> Result<String, E>,
-) -> Result<String, E> {
-    if !text.contains("\r\n") {
-        return edit(text);
-    }
-    // The LF text, and for each of its bytes (plus its end) the offset in
-    // `text` where that byte's unit starts (the `\r` of a CRLF).
+/// `text` with every CRLF read as LF, and for each byte of that view (plus
+/// its end) the offset in `text` where the byte's unit starts (the `\r` of a
+/// CRLF). A `\r` not before `\n` stays as it is.
+pub fn lf_view(text: &str) -> (String, Vec<usize>) {
     let mut lf = String::with_capacity(text.len());
     let mut at = Vec::with_capacity(text.len() + 1);
     let bytes = text.as_bytes();
@@ -41,6 +35,34 @@ pub fn edit_keeping_endings<E>(
         i += c.len_utf8();
     }
     at.push(text.len());
+    (lf, at)
+}
+
+/// Writes LF text `lf` with `ending` for its line ends, so that reading the
+/// result with CRLF as LF gives back `lf`: a `\n` after a `\r` is written
+/// as CRLF whatever `ending` is (a bare `\n` there would turn that `\r`
+/// into part of a line end); `out` holds what comes before `lf`.
+fn write_lf(out: &mut String, lf: &str, ending: &str) {
+    for c in lf.chars() {
+        if c == '\n' && (ending == "\r\n" || out.ends_with('\r')) {
+            out.push_str("\r\n");
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// Runs `edit` on `text` with CRLF read as LF; see the module docs.
+///
+/// The editor must read its LF text with `\r` as ordinary text (the view
+/// has no CRLF left but those of `\r\r\n` in the file, where the first
+/// `\r` is text). The result, read with CRLF as LF, is always exactly the
+/// edit's result.
+pub fn edit_keeping_endings<E>(
+    text: &str,
+    edit: impl FnOnce(&str) -> Result<String, E>,
+) -> Result<String, E> {
+    let (lf, at) = lf_view(text);
     let after = edit(&lf)?;
     if after == lf {
         return Ok(text.to_string());
@@ -65,9 +87,16 @@ pub fn edit_keeping_endings<E>(
     let ending = dominant(text);
     let mut out = String::with_capacity(text.len() + middle.len() * 2);
     out.push_str(&text[..at[prefix]]);
-    out.push_str(&middle.replace('\n', ending));
+    write_lf(&mut out, middle, ending);
     out.push_str(&text[at[old.len() - suffix]..]);
-    Ok(out)
+    if lf_view(&out).0 == after {
+        return Ok(out);
+    }
+    // The kept tail starts with a bare `\n` right after a written `\r`
+    // (or the like): write the whole result in the file's ending instead.
+    let mut whole = String::with_capacity(after.len() * 2);
+    write_lf(&mut whole, &after, ending);
+    Ok(whole)
 }
 
 #[cfg(test)]
@@ -106,9 +135,9 @@ mod tests {
         /// edit's result.
         #[test]
         fn unchanged_bytes_are_kept_and_the_lf_view_is_the_edit(
-            lines in proptest::collection::vec(("[a-c]{0,4}", prop::bool::ANY), 0..8),
-            from in "[a-c]{1,2}",
-            to in "[a-c\n]{0,4}",
+            lines in proptest::collection::vec(("[a-c\r]{0,4}", prop::bool::ANY), 0..8),
+            from in "[a-c\r]{1,2}",
+            to in "[a-c\r\n]{0,4}",
         ) {
             let text: String = lines
                 .iter()

@@ -51,8 +51,22 @@ fn line_of(text: &str, at: usize) -> usize {
     text[..at].bytes().filter(|&b| b == b'\n').count() + 1
 }
 
-/// Parses the whole file.
+/// Parses the whole file. A CRLF ends a line as LF does (its `\r` is in no
+/// value); any other `\r` is text. Spans index `text`.
 pub fn parse(text: &str) -> Result<Vec<ShellAssignment>, ShellError> {
+    if !text.contains("\r\n") {
+        return parse_lf(text);
+    }
+    let (lf, at) = super::line_endings::lf_view(text);
+    let mut assignments = parse_lf(&lf)?;
+    for a in &mut assignments {
+        a.span = at[a.span.start]..at[a.span.end];
+    }
+    Ok(assignments)
+}
+
+/// [`parse`] of a text whose lines end in LF: every `\r` is text.
+fn parse_lf(text: &str) -> Result<Vec<ShellAssignment>, ShellError> {
     let bytes = text.as_bytes();
     let mut i = 0;
     let mut out = Vec::new();
@@ -67,16 +81,8 @@ pub fn parse(text: &str) -> Result<Vec<ShellAssignment>, ShellError> {
                 i += 1;
                 continue;
             }
-            b'\r' if bytes.get(i + 1) == Some(&b'\n') => {
-                i += 2;
-                continue;
-            }
             b'\\' if bytes.get(i + 1) == Some(&b'\n') => {
                 i += 2;
-                continue;
-            }
-            b'\\' if text[i + 1..].starts_with("\r\n") => {
-                i += 3;
                 continue;
             }
             b'#' => {
@@ -115,10 +121,7 @@ pub fn parse(text: &str) -> Result<Vec<ShellAssignment>, ShellError> {
         let value_start = i;
         let mut value = String::new();
         let mut styles = Vec::new();
-        while i < bytes.len()
-            && !matches!(bytes[i], b' ' | b'\t' | b'\n' | b';')
-            && !text[i..].starts_with("\r\n")
-        {
+        while i < bytes.len() && !matches!(bytes[i], b' ' | b'\t' | b'\n' | b';') {
             let c = text[i..].chars().next().unwrap_or('\0');
             match c {
                 '"' => {
@@ -140,7 +143,6 @@ pub fn parse(text: &str) -> Result<Vec<ShellAssignment>, ShellError> {
                                 let next = text[i + 1..].chars().next();
                                 match next {
                                     Some('\n') => i += 2, // line continuation: removed
-                                    Some('\r') if text[i + 2..].starts_with('\n') => i += 3,
                                     Some(n @ ('"' | '\\' | '$' | '`')) => {
                                         value.push(n);
                                         i += 2;
@@ -186,7 +188,6 @@ pub fn parse(text: &str) -> Result<Vec<ShellAssignment>, ShellError> {
                     styles.push(Quoting::Bare);
                     match text[i + 1..].chars().next() {
                         Some('\n') => i += 2,
-                        Some('\r') if text[i + 2..].starts_with('\n') => i += 3,
                         Some(n) => {
                             value.push(n);
                             i += 1 + n.len_utf8();
@@ -233,10 +234,7 @@ pub fn parse(text: &str) -> Result<Vec<ShellAssignment>, ShellError> {
         while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
             i += 1;
         }
-        if i < bytes.len()
-            && !matches!(bytes[i], b'\n' | b'#' | b';')
-            && !text[i..].starts_with("\r\n")
-        {
+        if i < bytes.len() && !matches!(bytes[i], b'\n' | b'#' | b';') {
             return Err(err(
                 i,
                 format!("{name}: unexpected text after the value (a command?)"),
@@ -314,7 +312,7 @@ pub fn set_words(text: &str, name: &str, words: &[String]) -> Result<String, She
 }
 
 fn set_words_lf(text: &str, name: &str, words: &[String]) -> Result<String, ShellError> {
-    let assignments = parse(text)?;
+    let assignments = parse_lf(text)?;
     let previous = find(&assignments, name);
     if let Some(bad) = words
         .iter()
@@ -346,10 +344,9 @@ fn set_words_lf(text: &str, name: &str, words: &[String]) -> Result<String, Shel
             // text's last line must end without changing anything. A `\`
             // ending it would continue it onto ours (`X=\<newline>
             // IPTABLES_MODULES=...` is X's value): an empty line ends the
-            // continuation first. A `\r` ending it would become part of a
-            // CRLF line end: a CRLF after it keeps it in the value.
+            // continuation first.
             let ends_line = text.is_empty() || text.ends_with('\n');
-            ["", "\n", "\r\n", "\n\n", "\r\n\n", "\r\n\r\n"]
+            ["", "\n", "\n\n"]
                 .into_iter()
                 .filter(|sep| !sep.is_empty() || ends_line)
                 .map(|sep| format!("{text}{sep}{line}"))
@@ -367,7 +364,7 @@ fn set_words_lf(text: &str, name: &str, words: &[String]) -> Result<String, Shel
 /// Whether `candidate` (the text with one assignment of `name` appended)
 /// still holds every earlier assignment as it was, plus the new one last.
 fn appends_cleanly(before: &[ShellAssignment], candidate: &str, name: &str) -> bool {
-    let Ok(after) = parse(candidate) else {
+    let Ok(after) = parse_lf(candidate) else {
         return false;
     };
     after.len() == before.len() + 1
