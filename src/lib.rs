@@ -20,6 +20,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod kmod;
+pub mod lossless;
 pub mod modules;
 pub mod netlink;
 pub mod persist;

@@ -76,9 +76,13 @@ pub enum ReadError {
         root: PathBuf,
         detail: String,
     },
-    /// The text is not UTF-8.
-    #[error("read {}: not valid UTF-8", path.display())]
-    NotUtf8 { path: PathBuf },
+    /// The text is not UTF-8 (nfkit.toml, kernel files: the whole file must be).
+    #[error("read {}:{line}: not valid UTF-8", path.display())]
+    NotUtf8 { path: PathBuf, line: usize },
+    /// A configuration line other than a comment holds bytes that are not
+    /// UTF-8 (comments may: they are kept byte for byte).
+    #[error("read {}:{line}: bytes that are not UTF-8 outside a comment", path.display())]
+    NotUtf8Value { path: PathBuf, line: usize },
     /// An I/O call failed.
     #[error("{op} {}", path.display())]
     Io {
@@ -96,7 +100,8 @@ impl ReadError {
             ReadError::NotRegular { path, .. }
             | ReadError::TooLarge { path, .. }
             | ReadError::Escapes { path, .. }
-            | ReadError::NotUtf8 { path }
+            | ReadError::NotUtf8 { path, .. }
+            | ReadError::NotUtf8Value { path, .. }
             | ReadError::Io { path, .. } => path,
         }
     }
@@ -121,7 +126,13 @@ impl ReadError {
             ReadError::Escapes { .. } => {
                 Some("fix or remove the symlink; under --root nfkit reads only inside DIR")
             }
-            ReadError::NotUtf8 { .. } => None,
+            ReadError::NotUtf8 { .. } => {
+                Some("convert the file to UTF-8 (for example with iconv -t UTF-8)")
+            }
+            ReadError::NotUtf8Value { .. } => Some(
+                "only comment lines may hold other encodings; convert the file to UTF-8 \
+                 (for example with iconv -t UTF-8)",
+            ),
             ReadError::Io { source, .. } => match source.raw_os_error() {
                 Some(libc::EACCES) | Some(libc::EPERM) => {
                     Some("reading it needs permission: run as root or fix the file's mode")
@@ -152,8 +163,45 @@ pub(crate) fn kind_of_file(ty: std::fs::FileType) -> &'static str {
 }
 
 /// Reads `path` as seen from inside `root` (`/` or `--root DIR`);
-/// `Ok(None)` when it does not exist.
+/// `Ok(None)` when it does not exist. The whole file must be UTF-8.
 pub fn read_text(root: &Path, path: &Path, kind: Kind) -> Result<Option<String>, ReadError> {
+    let bytes = read_bytes(root, path, kind)?;
+    bytes.map(|(real, b)| strict_utf8(&real, b)).transpose()
+}
+
+/// Reads a configuration file in one of the line formats nfkit edits
+/// (sysctl.conf, sysctl.d, modprobe.d, modules-load.d, /etc/modules,
+/// iptables-config): bytes that are not UTF-8 may stand on comment lines
+/// (first non-blank character `#` or `;`) and come back as
+/// [`lossless::decode`](crate::lossless::decode) escapes, which [`lossless::encode`](crate::lossless::encode) turns back into
+/// the same bytes when nfkit rewrites the file; on any other line they are
+/// an error naming the file and line.
+pub fn read_config(root: &Path, path: &Path) -> Result<Option<String>, ReadError> {
+    let Some((real, bytes)) = read_bytes(root, path, Kind::Config)? else {
+        return Ok(None);
+    };
+    let text = crate::lossless::decode(&bytes);
+    if let Some(line) = crate::lossless::first_escape_outside_comment(&text) {
+        return Err(ReadError::NotUtf8Value { path: real, line });
+    }
+    Ok(Some(text))
+}
+
+fn strict_utf8(real: &Path, bytes: Vec<u8>) -> Result<String, ReadError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        ReadError::NotUtf8 {
+            path: real.to_path_buf(),
+            line: 1 + valid.iter().filter(|&&b| b == b'\n').count(),
+        }
+    })
+}
+
+fn read_bytes(
+    root: &Path,
+    path: &Path,
+    kind: Kind,
+) -> Result<Option<(PathBuf, Vec<u8>)>, ReadError> {
     let live = root == Path::new("/");
     let real = if live {
         path.to_path_buf()
@@ -164,7 +212,7 @@ pub fn read_text(root: &Path, path: &Path, kind: Kind) -> Result<Option<String>,
             FileError::Read(e) => e,
         })?
     };
-    read_real(&real, kind, !live)
+    Ok(read_real(&real, kind, !live)?.map(|b| (real, b)))
 }
 
 /// Reads the real path `full` (as `Host` builds them: `DIR/proc/...`),
@@ -172,11 +220,13 @@ pub fn read_text(root: &Path, path: &Path, kind: Kind) -> Result<Option<String>,
 pub fn read_confined(root: &Path, full: &Path, kind: Kind) -> Result<Option<String>, ReadError> {
     match full.strip_prefix(root) {
         Ok(inner) if root != Path::new("/") => read_text(root, &Path::new("/").join(inner), kind),
-        _ => read_real(full, kind, false),
+        _ => read_real(full, kind, false)?
+            .map(|b| strict_utf8(full, b))
+            .transpose(),
     }
 }
 
-fn read_real(real: &Path, kind: Kind, no_follow: bool) -> Result<Option<String>, ReadError> {
+fn read_real(real: &Path, kind: Kind, no_follow: bool) -> Result<Option<Vec<u8>>, ReadError> {
     let io = |op: &'static str| {
         move |source: io::Error| ReadError::Io {
             op,
@@ -216,11 +266,7 @@ fn read_real(real: &Path, kind: Kind, no_follow: bool) -> Result<Option<String>,
             kind,
         });
     }
-    String::from_utf8(bytes)
-        .map(Some)
-        .map_err(|_| ReadError::NotUtf8 {
-            path: real.to_path_buf(),
-        })
+    Ok(Some(bytes))
 }
 
 /// Reads at most `cap + 1` bytes. The buffer is sized from the file's size

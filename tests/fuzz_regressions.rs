@@ -57,3 +57,20 @@ fn sysctl_key_with_equals_is_refused_or_written_back_exactly() {
     let back: Vec<(String, String)> = lines.into_iter().map(|l| (l.key, l.value)).collect();
     assert_eq!(back, settings, "{rendered}");
 }
+
+/// Found by the shell_vars fuzz target in CI's smoke: a file ending in `\r`
+/// without a newline. The newline appended before `IPTABLES_MODULES=` made
+/// that `\r` part of a CRLF line end, so the last value lost its final
+/// `\r`; now a CRLF follows it and every earlier value stays as it was.
+#[test]
+fn shell_vars_append_after_a_trailing_carriage_return_keeps_the_value() {
+    let text = "X=\"a\nb\"\x0b\r\r";
+    let before = fuzzing::shell_parse(text).unwrap();
+    let words = vec!["nf_conntrack_ftp".to_string()];
+    let written = fuzzing::shell_set_words(text, "IPTABLES_MODULES", &words).unwrap();
+    let after = fuzzing::shell_parse(&written).unwrap();
+    assert_eq!(after[0].value, before[0].value, "{written:?}");
+    assert_eq!(fuzzing::shell_words(&after[1].value), words, "{written:?}");
+    let again = fuzzing::shell_set_words(&written, "IPTABLES_MODULES", &words).unwrap();
+    assert_eq!(again, written);
+}

@@ -404,6 +404,21 @@ proptest! {
     fn rewrite_keeps_the_layout_and_says_exactly_the_new_list(case in case()) {
         check(&case);
     }
+
+    /// The same file with CRLF line endings (issue 10): the same words are
+    /// read (the `\r` is no part of any value), and the rewrite is the LF
+    /// rewrite with every line ending CRLF.
+    #[test]
+    fn a_crlf_file_reads_and_rewrites_as_its_lf_twin(case in case()) {
+        let lf = case.text();
+        let crlf = lf.replace('\n', "\r\n");
+        let parsed = shell_vars::parse(&crlf).expect("the CRLF file parses");
+        let a = shell_vars::find(&parsed, NAME).unwrap();
+        prop_assert_eq!(shell_vars::words(&a.value), case.old.clone());
+        let out = shell_vars::set_words(&crlf, NAME, &case.new).expect("rewrite");
+        let lf_out = shell_vars::set_words(&lf, NAME, &case.new).expect("rewrite");
+        prop_assert_eq!(out, lf_out.replace('\n', "\r\n"));
+    }
 }
 
 /// The layout of the Parallels guide (one module per line inside the

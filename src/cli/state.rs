@@ -60,7 +60,7 @@ enum FromArg {
 pub fn load_desired(host: &Host, config: &Option<PathBuf>) -> anyhow::Result<Desired> {
     let file = record::config_file(host, config.as_deref());
     let shown = &file.shown;
-    let text = files::read_under(&file.root, &file.path)?.with_context(|| {
+    let text = files::read_toml_under(&file.root, &file.path)?.with_context(|| {
         format!(
             "read desired state {shown}: no such file (create it, or start from `nfkit import > {shown}`)"
         )

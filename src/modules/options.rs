@@ -99,7 +99,10 @@ pub(crate) fn parse_given(s: &str) -> Result<ModOption, OptionProblem> {
     {
         return Err(OptionProblem::BadNameChar(c));
     }
-    if let Some(c) = value.chars().find(|c| *c == '"' || c.is_control()) {
+    if let Some(c) = value
+        .chars()
+        .find(|&c| c == '"' || c.is_control() || crate::lossless::is_escape(c))
+    {
         return Err(OptionProblem::BadValueChar(c));
     }
     Ok(ModOption {

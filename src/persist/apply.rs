@@ -140,7 +140,7 @@ pub fn targets_for(desired: &Desired, layout: &Layout) -> Vec<Target> {
 fn write_files(lock: &RunLock, root: &Path, changes: &[FileChange]) -> Result<(), ApplyError> {
     write_files_with(lock, root, changes, |root, change| match &change.after {
         Some(text) => ensure_parent(lock, root, &change.path).and_then(|()| {
-            lock.write_atomic(root, &change.path, text.as_bytes())
+            lock.write_atomic(root, &change.path, &crate::lossless::encode(text))
                 .map(|_| ())
         }),
         None => lock.remove(root, &change.path),
@@ -162,7 +162,7 @@ fn write_files_with(
             for done in written.iter().rev() {
                 let back = match &done.before {
                     Some(text) => lock
-                        .write_atomic(root, &done.path, text.as_bytes())
+                        .write_atomic(root, &done.path, &crate::lossless::encode(text))
                         .map(|_| ()),
                     None => lock.remove(root, &done.path),
                 };

@@ -169,7 +169,7 @@ pub enum DesiredError {
     },
 }
 
-fn module_name_ok(name: &str) -> Result<(), String> {
+pub(crate) fn module_name_ok(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 55 {
         return Err("module names are 1 to 55 characters".into());
     }
@@ -191,7 +191,7 @@ fn module_name_ok(name: &str) -> Result<(), String> {
 
 /// A module parameter name: what the kernel's parameter parser and a
 /// modprobe.d `options` word can carry.
-fn parameter_name_ok(key: &str) -> Result<(), String> {
+pub(crate) fn parameter_name_ok(key: &str) -> Result<(), String> {
     if key.is_empty() || key.len() > 64 {
         return Err("parameter names are 1 to 64 characters".into());
     }
@@ -206,14 +206,16 @@ fn parameter_name_ok(key: &str) -> Result<(), String> {
 
 /// A module option value: one modprobe.d word (no blank, no quote, no `\`
 /// that would continue or escape the line, no control character).
-fn option_value_ok(value: &str) -> Result<(), String> {
+pub(crate) fn option_value_ok(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("empty value (leave the parameter out to keep the module's default)".into());
     }
-    if let Some(c) = value
-        .chars()
-        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\'))
-    {
+    if let Some(c) = value.chars().find(|&c| {
+        c.is_whitespace()
+            || c.is_control()
+            || crate::lossless::is_escape(c)
+            || matches!(c, '"' | '\\')
+    }) {
         return Err(format!(
             "{c:?} cannot be part of a module option value (one word, no quotes, no `\\`)"
         ));
@@ -223,7 +225,7 @@ fn option_value_ok(value: &str) -> Result<(), String> {
 
 /// A sysctl key: components of letters, digits, `_` and `-`, separated by
 /// `.` or `/` (no empty component, no `..`, no glob character, no `=`).
-fn sysctl_key_ok(key: &str) -> Result<(), String> {
+pub(crate) fn sysctl_key_ok(key: &str) -> Result<(), String> {
     let components: Vec<&str> = key.split(['.', '/']).collect();
     if components.iter().any(|c| c.is_empty()) {
         return Err("empty component in the key (`..`, `//` or a trailing separator)".into());
@@ -241,11 +243,14 @@ fn sysctl_key_ok(key: &str) -> Result<(), String> {
 
 /// A sysctl value: one line of printable text, not starting or ending with
 /// a blank (sysctl.d trims them) and not starting with a comment character.
-fn sysctl_value_ok(value: &str) -> Result<(), String> {
+pub(crate) fn sysctl_value_ok(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("empty value".into());
     }
-    if let Some(c) = value.chars().find(|&c| c.is_control()) {
+    if let Some(c) = value
+        .chars()
+        .find(|&c| c.is_control() || crate::lossless::is_escape(c))
+    {
         return Err(format!(
             "{c:?} cannot be part of a sysctl value (one line of text)"
         ));
@@ -430,6 +435,20 @@ impl Desired {
     pub fn render(&self, comments: &[String]) -> String {
         let mut out = String::new();
         for c in comments {
+            // One comment line each: a control character (a newline from a
+            // file name or an imported value, a NUL) is written escaped, so
+            // no comment can end early or make the TOML invalid.
+            let c: String = c
+                .chars()
+                .flat_map(|ch| {
+                    let escaped = ch.is_control() && ch != '\t';
+                    let mut e = ch.escape_default().collect::<Vec<_>>();
+                    if !escaped {
+                        e = vec![ch];
+                    }
+                    e
+                })
+                .collect();
             let _ = writeln!(out, "# {c}");
         }
         if !comments.is_empty() {

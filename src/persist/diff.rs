@@ -120,12 +120,36 @@ pub fn unified(path: &str, before: Option<&str>, after: Option<&str>) -> String 
             }
         }
     }
-    out
+    shown_bytes(out)
+}
+
+/// Bytes of a file that are not UTF-8 (kept in comments, see
+/// [`crate::lossless`]) shown as `\xNN`.
+fn shown_bytes(text: String) -> String {
+    if !text.chars().any(crate::lossless::is_escape) {
+        return text;
+    }
+    text.chars()
+        .map(
+            |c| match crate::lossless::encode(c.encode_utf8(&mut [0; 4])).as_ref() {
+                [b] if crate::lossless::is_escape(c) => format!("\\x{b:02x}"),
+                _ => c.to_string(),
+            },
+        )
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_shown_escaped() {
+        let before = crate::lossless::decode(b"# caf\xe9\nk = 1\n");
+        let after = before.replace("k = 1", "k = 2");
+        let diff = unified("/x", Some(&before), Some(&after));
+        assert!(diff.contains(" # caf\\xe9\n"), "{diff}");
+    }
 
     #[test]
     fn equal_texts_have_no_diff() {

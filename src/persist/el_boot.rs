@@ -24,7 +24,7 @@
 
 use std::path::Path;
 
-use super::files;
+use super::files::{self, FileError};
 use super::plan::{self, Layout};
 use super::sysctl_d::ConfigFile;
 
@@ -62,17 +62,20 @@ fn ignored(name: &str) -> bool {
 }
 
 /// The sysctl files in the order `apply_sysctl` applies them (the last
-/// assignment wins): `/etc/sysctl.conf`, then `/etc/sysctl.d/*`.
-pub fn sysctl_files(root: &Path) -> Vec<ConfigFile> {
+/// assignment wins): `/etc/sysctl.conf`, then `/etc/sysctl.d/*`. A file
+/// the boot reads that cannot be read here (a value that is not UTF-8, no
+/// permission) is an error naming it; a `sysctl.d` entry that is not a
+/// regular file is skipped, as `test -f` does.
+pub fn sysctl_files(root: &Path) -> Result<Vec<ConfigFile>, FileError> {
     let mut out = Vec::new();
-    if let Ok(Some(text)) = files::read_under(root, Path::new(plan::SYSCTL_CONF)) {
+    if let Some(text) = files::read_under(root, Path::new(plan::SYSCTL_CONF))? {
         out.push(ConfigFile {
             path: plan::SYSCTL_CONF.into(),
             text,
         });
     }
     let Ok(dir) = files::resolve_under(root, Path::new("/etc/sysctl.d")) else {
-        return out;
+        return Ok(out);
     };
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|entries| {
@@ -87,11 +90,13 @@ pub fn sysctl_files(root: &Path) -> Vec<ConfigFile> {
     for name in names {
         let shown = Path::new("/etc/sysctl.d").join(&name);
         // `test -f`: regular files (through symlinks) only.
-        if let Ok(Some(text)) = files::read_under(root, &shown) {
-            out.push(ConfigFile { path: shown, text });
+        match files::read_under(root, &shown) {
+            Ok(Some(text)) => out.push(ConfigFile { path: shown, text }),
+            Ok(None) | Err(FileError::Read(crate::read::ReadError::NotRegular { .. })) => {}
+            Err(e) => return Err(e),
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -112,6 +117,7 @@ mod tests {
         write(r, "/etc/redhat-release", "CentOS release 6.10 (Final)\n");
         assert!(is_el_initscripts(r, &plan::detect(r)));
         let names: Vec<String> = sysctl_files(r)
+            .unwrap()
             .iter()
             .map(|f| f.path.display().to_string())
             .collect();

@@ -151,8 +151,16 @@ pub fn resolve_under(root: &Path, path: &Path) -> Result<PathBuf, FileError> {
 
 /// Reads a configuration file under the root; `Ok(None)` when it does not
 /// exist. Regular files only, at most [`Kind::Config`](crate::read::Kind)
-/// bytes (see [`crate::read`]).
+/// bytes (see [`crate::read`]). Bytes that are not UTF-8 may stand in
+/// comment lines only ([`crate::read::read_config`]); write the text back
+/// with [`crate::lossless::encode`].
 pub fn read_under(root: &Path, path: &Path) -> Result<Option<String>, FileError> {
+    Ok(crate::read::read_config(root, path)?)
+}
+
+/// Reads nfkit.toml under the root: as [`read_under`], but the whole file
+/// must be UTF-8 (TOML requires it).
+pub fn read_toml_under(root: &Path, path: &Path) -> Result<Option<String>, FileError> {
     Ok(crate::read::read_text(
         root,
         path,

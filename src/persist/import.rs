@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::desired::{Desired, OptionValue};
+use super::desired::{self, Desired, OptionValue};
 use super::files::{self, FileError};
 use super::import_scope::{self, FileClass, Item, ModuleLayer, OutOfScope, Scope};
 use super::modprobe_d::{self, Directive};
@@ -94,6 +94,14 @@ pub enum ImportError {
         line: usize,
         reason: String,
     },
+    /// A name or value nfkit.toml cannot hold (a NUL, a control character,
+    /// a character the boot file's grammar forbids).
+    #[error("import {origin}: {reason}")]
+    Invalid { origin: String, reason: String },
+    /// The result would not be read back by nfkit (a bug: every value is
+    /// checked where it is read).
+    #[error("import: the nfkit.toml it would print is not valid: {0}")]
+    Unrepresentable(String),
 }
 
 /// The result: the state and the comments explaining it.
@@ -184,6 +192,8 @@ struct Builder {
     comments: Vec<String>,
     out_of_scope: Vec<OutOfScope>,
     ignored_sysctls: usize,
+    /// The first name or value nfkit.toml cannot hold: (origin, reason).
+    invalid: Option<(String, String)>,
 }
 
 fn option_value(text: &str) -> OptionValue {
@@ -198,6 +208,7 @@ impl Builder {
             scope,
             layer,
             class: FileClass::Admin,
+            invalid: None,
             load: Vec::new(),
             loaded: std::collections::HashSet::new(),
             options: BTreeMap::new(),
@@ -258,6 +269,19 @@ impl Builder {
         }
     }
 
+    /// Records the first item nfkit.toml cannot hold; `false` when `check`
+    /// failed.
+    fn holds(&mut self, origin: &str, check: Result<(), String>) -> bool {
+        match check {
+            Ok(()) => true,
+            Err(reason) => {
+                self.invalid
+                    .get_or_insert_with(|| (origin.to_string(), reason));
+                false
+            }
+        }
+    }
+
     /// A module to load; `netfilter_by_construction` for `IPTABLES_MODULES`.
     fn add_load(&mut self, name: &str, origin: &str, netfilter_by_construction: bool) {
         let netfilter = netfilter_by_construction || self.layer.is_netfilter(name);
@@ -265,6 +289,9 @@ impl Builder {
             module: name.to_string(),
         };
         if !self.admit(item, origin, netfilter) {
+            return;
+        }
+        if !self.holds(origin, desired::module_name_ok(name)) {
             return;
         }
         if let Some(m) = self.module(name, origin)
@@ -281,6 +308,17 @@ impl Builder {
         };
         let netfilter = self.layer.is_netfilter(module);
         if !self.admit(item, origin, netfilter) {
+            return;
+        }
+        let checked = desired::module_name_ok(module).and_then(|()| {
+            options.iter().try_for_each(|o| {
+                let (key, value) = o.split_once('=').unwrap_or((o, "1"));
+                desired::parameter_name_ok(key)
+                    .and_then(|()| desired::option_value_ok(value))
+                    .map_err(|r| format!("option {o:?} of {module}: {r}"))
+            })
+        });
+        if !self.holds(origin, checked) {
             return;
         }
         let Some(real) = self.module(module, origin) else {
@@ -332,6 +370,12 @@ impl Builder {
             value: value.to_string(),
         };
         if !self.admit(item, origin, true) {
+            return;
+        }
+        let checked = desired::sysctl_key_ok(key)
+            .and_then(|()| desired::sysctl_value_ok(value))
+            .map_err(|r| format!("{key} = {value:?}: {r}"));
+        if !self.holds(origin, checked) {
             return;
         }
         // 2.6-era compat names (net.ipv4.netfilter.ip_conntrack_*): the same
@@ -505,6 +549,9 @@ pub fn import(
             }
         }
     }
+    if let Some((origin, reason)) = b.invalid {
+        return Err(ImportError::Invalid { origin, reason });
+    }
     let mut desired = Desired::default();
     desired.modules.load = b.load;
     desired.modules.options = b.options;
@@ -512,14 +559,18 @@ pub fn import(
     desired.conntrack.allow_unlimited = desired.conntrack.max == Some(0);
     desired.conntrack.buckets = b.buckets.map(|(n, _)| n);
     desired.sysctl = b.sysctl;
-    Ok(Imported {
+    let imported = Imported {
         desired,
         comments: b.comments,
         sources: read,
         scope,
         out_of_scope: b.out_of_scope,
         ignored_sysctls: b.ignored_sysctls,
-    })
+    };
+    // Never print what nfkit itself would reject.
+    Desired::parse("import", &imported.render())
+        .map_err(|e| ImportError::Unrepresentable(e.to_string()))?;
+    Ok(imported)
 }
 
 #[cfg(test)]

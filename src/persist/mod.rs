@@ -10,6 +10,7 @@ pub mod el_boot;
 pub mod files;
 pub mod import;
 pub mod import_scope;
+pub(crate) mod line_endings;
 pub mod modprobe_d;
 pub mod module_list;
 pub mod nextboot;

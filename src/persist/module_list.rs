@@ -130,9 +130,7 @@ pub fn block_modules(text: &str) -> Result<Vec<String>, BlockError> {
 /// The file's line ending: CRLF when most of its lines end so (a tie is
 /// LF), so that writing the same block again changes nothing.
 fn line_ending(text: &str) -> &'static str {
-    let lines = text.matches('\n').count();
-    let crlf = text.matches("\r\n").count();
-    if crlf * 2 > lines { "\r\n" } else { "\n" }
+    super::line_endings::dominant(text)
 }
 
 /// Replaces (or appends) nfkit's block; other bytes are kept. An empty

@@ -110,6 +110,20 @@ impl NextBoot {
             match shell_vars::parse(&text) {
                 Ok(assignments) => {
                     if let Some(a) = shell_vars::find(&assignments, plan::IPTABLES_MODULES) {
+                        // nfkit reads `\r\n` as a line end; bash keeps the
+                        // `\r` in the value, and the service would ask for
+                        // a module whose name ends in it.
+                        if text[a.span.clone()].contains('\r')
+                            || text[a.span.end..].starts_with("\r\n")
+                        {
+                            view.problems.push(format!(
+                                "{}:{}: IPTABLES_MODULES ends lines with CRLF: bash keeps the \\r in \
+                                 the value, so the iptables service fails to load a module; \
+                                 convert the file to LF line endings (dos2unix)",
+                                plan::IPTABLES_CONFIG,
+                                a.line
+                            ));
+                        }
                         if iptables_rules {
                             for word in shell_vars::words(&a.value) {
                                 view.modules.push(FromFile {
@@ -140,7 +154,7 @@ impl NextBoot {
         view.sysctls_after_iptables_modules =
             el && super::el_boot::sysctls_after_iptables_service(root);
         view.sysctl_files = if el {
-            super::el_boot::sysctl_files(root)
+            super::el_boot::sysctl_files(root)?
         } else {
             plan::sysctl_files(root)?
         };

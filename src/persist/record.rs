@@ -84,7 +84,7 @@ fn edited(
     config: &ConfigFile,
     edits: &[Edit],
 ) -> Result<(Option<String>, String, Desired), RecordError> {
-    let before = files::read_under(&config.root, &config.path).map_err(RecordError::Read)?;
+    let before = files::read_toml_under(&config.root, &config.path).map_err(RecordError::Read)?;
     let after = edit::apply_edits(&config.shown, before.as_deref().unwrap_or_default(), edits)
         .map_err(RecordError::Edit)?;
     let desired = Desired::parse(&config.shown, &after).map_err(RecordError::Edit)?;

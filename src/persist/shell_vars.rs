@@ -51,8 +51,22 @@ fn line_of(text: &str, at: usize) -> usize {
     text[..at].bytes().filter(|&b| b == b'\n').count() + 1
 }
 
-/// Parses the whole file.
+/// Parses the whole file. A CRLF ends a line as LF does (its `\r` is in no
+/// value); any other `\r` is text. Spans index `text`.
 pub fn parse(text: &str) -> Result<Vec<ShellAssignment>, ShellError> {
+    if !text.contains("\r\n") {
+        return parse_lf(text);
+    }
+    let (lf, at) = super::line_endings::lf_view(text);
+    let mut assignments = parse_lf(&lf)?;
+    for a in &mut assignments {
+        a.span = at[a.span.start]..at[a.span.end];
+    }
+    Ok(assignments)
+}
+
+/// [`parse`] of a text whose lines end in LF: every `\r` is text.
+fn parse_lf(text: &str) -> Result<Vec<ShellAssignment>, ShellError> {
     let bytes = text.as_bytes();
     let mut i = 0;
     let mut out = Vec::new();
@@ -290,8 +304,15 @@ pub fn quote_words(words: &[String], previous: Option<(&ShellAssignment, &str)>)
 /// keep their bytes and lines, so the change is the smallest one that says
 /// the new list; the same words give back `text` unchanged. Every byte
 /// outside the value stays.
+///
+/// A file whose lines end in CRLF keeps them (see
+/// [`super::line_endings`]): the `\r` is not part of any value.
 pub fn set_words(text: &str, name: &str, words: &[String]) -> Result<String, ShellError> {
-    let assignments = parse(text)?;
+    super::line_endings::edit_keeping_endings(text, |lf| set_words_lf(lf, name, words))
+}
+
+fn set_words_lf(text: &str, name: &str, words: &[String]) -> Result<String, ShellError> {
+    let assignments = parse_lf(text)?;
     let previous = find(&assignments, name);
     if let Some(bad) = words
         .iter()
@@ -319,18 +340,23 @@ pub fn set_words(text: &str, name: &str, words: &[String]) -> Result<String, She
         }
         None => {
             let line = format!("{name}={}\n", quote_words(words, None));
-            let mut out = text.to_string();
-            if !out.is_empty() && !out.ends_with('\n') {
-                out.push('\n');
-            }
-            // A `\` ending the last line would continue it onto ours (the
-            // shell would read `X=\<newline>IPTABLES_MODULES=...` as X's
-            // value): an empty line ends the continuation first.
-            if !appends_cleanly(&assignments, &format!("{out}{line}"), name) {
-                out.push('\n');
-            }
-            out.push_str(&line);
-            Ok(out)
+            // What goes between the text and our line, tried in order: the
+            // text's last line must end without changing anything. A `\`
+            // ending it would continue it onto ours (`X=\<newline>
+            // IPTABLES_MODULES=...` is X's value): an empty line ends the
+            // continuation first.
+            let ends_line = text.is_empty() || text.ends_with('\n');
+            ["", "\n", "\n\n"]
+                .into_iter()
+                .filter(|sep| !sep.is_empty() || ends_line)
+                .map(|sep| format!("{text}{sep}{line}"))
+                .find(|candidate| appends_cleanly(&assignments, candidate, name))
+                .ok_or_else(|| ShellError {
+                    line: text.lines().count().max(1),
+                    reason: format!(
+                        "{name} cannot be appended without changing the last line; end the file with a newline"
+                    ),
+                })
         }
     }
 }
@@ -338,7 +364,7 @@ pub fn set_words(text: &str, name: &str, words: &[String]) -> Result<String, She
 /// Whether `candidate` (the text with one assignment of `name` appended)
 /// still holds every earlier assignment as it was, plus the new one last.
 fn appends_cleanly(before: &[ShellAssignment], candidate: &str, name: &str) -> bool {
-    let Ok(after) = parse(candidate) else {
+    let Ok(after) = parse_lf(candidate) else {
         return false;
     };
     after.len() == before.len() + 1
@@ -442,5 +468,43 @@ IPTABLES_STATUS_VERBOSE=\"no\"\n";
         // Unchanged words give back the same bytes after a parse.
         let again = set_words(&updated, "IPTABLES_MODULES", &mods).unwrap();
         assert_eq!(again, updated);
+    }
+
+    /// Issue 10: in a CRLF file the `\r` was part of the value and the
+    /// rewritten line ended in LF.
+    #[test]
+    fn crlf_is_a_line_ending_not_part_of_a_value_and_is_kept() {
+        let mods: Vec<String> = vec!["nf_conntrack".into(), "xt_state".into()];
+        let text = "# c\r\nIPTABLES_MODULES=\"ip_conntrack\"\r\nA=b\r\nB=x\\\r\ny\r\n";
+        let parsed = parse(text).unwrap();
+        let values: Vec<(&str, &str)> = parsed
+            .iter()
+            .map(|a| (a.name.as_str(), a.value.as_str()))
+            .collect();
+        assert_eq!(
+            values,
+            [
+                ("IPTABLES_MODULES", "ip_conntrack"),
+                ("A", "b"),
+                ("B", "xy")
+            ]
+        );
+        assert_eq!(parsed[1].line, 3);
+        assert_eq!(
+            set_words(text, "IPTABLES_MODULES", &mods).unwrap(),
+            text.replace("ip_conntrack", "nf_conntrack xt_state")
+        );
+        // Multi-line values and appended lines take CRLF too.
+        let multi = "IPTABLES_MODULES=\"\r\nip_conntrack\r\n\"\r\n";
+        assert_eq!(
+            set_words(multi, "IPTABLES_MODULES", &mods).unwrap(),
+            "IPTABLES_MODULES=\"\r\nnf_conntrack\r\nxt_state\r\n\"\r\n"
+        );
+        assert_eq!(
+            set_words("A=1\r\n", "IPTABLES_MODULES", &mods).unwrap(),
+            "A=1\r\nIPTABLES_MODULES=\"nf_conntrack xt_state\"\r\n"
+        );
+        // A lone `\r` is still text (bash keeps it in the value).
+        assert_eq!(parse("A=b\rc\n").unwrap()[0].value, "b\rc");
     }
 }
