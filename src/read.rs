@@ -203,16 +203,18 @@ fn read_bytes(
     kind: Kind,
 ) -> Result<Option<(PathBuf, Vec<u8>)>, ReadError> {
     let live = root == Path::new("/");
-    let real = if live {
-        path.to_path_buf()
-    } else {
-        files::resolve_under(root, path).map_err(|e| match e {
-            FileError::Escapes { path, root, detail } => ReadError::Escapes { path, root, detail },
-            FileError::Io { op, path, source } => ReadError::Io { op, path, source },
-            FileError::Read(e) => e,
-        })?
-    };
+    let real = resolve_inside(root, path)?;
     Ok(read_real(&real, kind, !live)?.map(|b| (real, b)))
+}
+
+/// The real path of `path` as seen from inside `root`: symlinks resolved
+/// with `root` as `/` (an absolute link stays inside an offline root).
+pub(crate) fn resolve_inside(root: &Path, path: &Path) -> Result<PathBuf, ReadError> {
+    files::resolve_under(root, path).map_err(|e| match e {
+        FileError::Escapes { path, root, detail } => ReadError::Escapes { path, root, detail },
+        FileError::Io { op, path, source } => ReadError::Io { op, path, source },
+        FileError::Read(e) => e,
+    })
 }
 
 /// Reads the real path `full` (as `Host` builds them: `DIR/proc/...`),

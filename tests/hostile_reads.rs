@@ -314,3 +314,61 @@ fn modprobe_d_fifos_and_devices_do_not_reach_libkmod() {
         "{err}"
     );
 }
+
+/// Under `--root`, libkmod follows a modprobe.d link the kernel's way: an
+/// absolute link would hand it the host's file (or none) while nfkit's own
+/// readers take the image's. Such a link is refused, naming it; a relative
+/// link inside the image and an absolute one to `/dev/null` (a mask) are
+/// fine.
+#[test]
+fn offline_modprobe_d_links_never_reach_the_hosts_files() {
+    let (dir, _) = tree_copy("modules.dep.bin");
+    let conf = dir.path().join("etc/modprobe.d");
+    fs::create_dir_all(&conf).unwrap();
+    fs::create_dir_all(dir.path().join("etc/site")).unwrap();
+    write(
+        dir.path(),
+        "etc/site/ct.conf",
+        "options nf_conntrack hashsize=4096\n",
+    );
+    symlink("../site/ct.conf", conf.join("ct.conf")).unwrap();
+    symlink("/dev/null", conf.join("masked.conf")).unwrap();
+    let (code, err) = nfkit_limited(&["modules", "resolve", "nf_conntrack"], dir.path());
+    assert_eq!(code, 0, "{err}");
+
+    // The same file named by an absolute path: inside the image it is
+    // etc/site/ct.conf, the kernel's way it is the host's /etc/site/ct.conf
+    // (absent here).
+    assert!(!Path::new("/etc/site/ct.conf").exists());
+    fs::remove_file(conf.join("ct.conf")).unwrap();
+    symlink("/etc/site/ct.conf", conf.join("ct.conf")).unwrap();
+    let (code, err) = nfkit_limited(&["modules", "resolve", "nf_conntrack"], dir.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("ct.conf") && err.contains("libkmod"), "{err}");
+
+    // A host file the image does not have: libkmod would read it.
+    fs::remove_file(conf.join("ct.conf")).unwrap();
+    let host = tempfile::NamedTempFile::new().unwrap();
+    fs::write(host.path(), "options nf_conntrack hashsize=8192\n").unwrap();
+    symlink(host.path(), conf.join("host.conf")).unwrap();
+    let (code, err) = nfkit_limited(&["modules", "resolve", "nf_conntrack"], dir.path());
+    assert_eq!(code, 1, "{err}");
+    let named = host.path().display().to_string();
+    assert!(err.contains("host.conf") && err.contains(&named), "{err}");
+    fs::remove_file(conf.join("host.conf")).unwrap();
+    write(
+        dir.path(),
+        "etc/modprobe.d/ct.conf",
+        "options nf_conntrack hashsize=4096\n",
+    );
+
+    // An absolute link for the whole directory names the image's own.
+    fs::rename(&conf, dir.path().join("etc/modprobe.real")).unwrap();
+    symlink("/etc/modprobe.real", &conf).unwrap();
+    let (code, out, err) = nfkit_limited_out(&["modules", "resolve", "nf_conntrack"], dir.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("hashsize=4096"),
+        "the image's options were not read:\n{out}"
+    );
+}

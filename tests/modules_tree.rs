@@ -295,7 +295,7 @@ fn overlay(conf: &str) -> Overlay {
     let t = tree::kernel_tree();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
-    std::os::unix::fs::symlink(t.root.join("lib"), root.join("lib")).unwrap();
+    t.install_into(&root);
     std::fs::create_dir_all(root.join("etc/modprobe.d")).unwrap();
     std::fs::write(root.join("etc/modprobe.d/test.conf"), conf).unwrap();
     Overlay { _dir: dir, root }

@@ -77,7 +77,7 @@ fn layouts() -> Vec<(&'static str, tempfile::TempDir)> {
     for name in ["empty", "systemd", "debian", "el", "with-config"] {
         let dir = tempfile::tempdir().unwrap();
         let r = dir.path();
-        std::os::unix::fs::symlink(t.root.join("lib"), r.join("lib")).unwrap();
+        t.install_into(r);
         match name {
             "systemd" => {
                 fs::create_dir_all(r.join("run/systemd/system")).unwrap();
@@ -487,7 +487,7 @@ fn a_missing_root_is_an_error_for_every_command() {
 fn tree_root(conf: &str) -> tempfile::TempDir {
     let t = tree::kernel_tree();
     let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(t.root.join("lib"), dir.path().join("lib")).unwrap();
+    t.install_into(dir.path());
     write(dir.path(), "/etc/modprobe.d/test.conf", conf);
     dir
 }

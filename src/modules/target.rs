@@ -35,26 +35,38 @@ pub struct Target {
     config_paths: Option<Vec<PathBuf>>,
 }
 
-/// The modprobe.d directories below `root`, highest precedence first
-/// (libkmod's list: /etc, /run, /usr/local/lib, /usr/lib (kmod ≥ 32), /lib).
+/// The modprobe.d directories, highest precedence first (libkmod's list:
+/// /etc, /run, /usr/local/lib, /usr/lib (kmod ≥ 32), /lib).
+const CONFIG_DIRS: [&str; 5] = [
+    "/etc/modprobe.d",
+    "/run/modprobe.d",
+    "/usr/local/lib/modprobe.d",
+    "/usr/lib/modprobe.d",
+    "/lib/modprobe.d",
+];
+
+/// The modprobe.d directories below `root`, highest precedence first.
 pub fn config_dirs(root: &Path) -> Vec<PathBuf> {
-    [
-        "etc/modprobe.d",
-        "run/modprobe.d",
-        "usr/local/lib/modprobe.d",
-        "usr/lib/modprobe.d",
-        "lib/modprobe.d",
-    ]
-    .iter()
-    .map(|d| root.join(d))
-    .collect()
+    CONFIG_DIRS
+        .iter()
+        .map(|d| root.join(d.trim_start_matches('/')))
+        .collect()
 }
 
 /// Refuses what libkmod would open in `dirs` and then block on or read
 /// without end: an entry (not hidden, not a directory, which libkmod skips)
 /// that is neither a regular file nor `/dev/null` (a mask) once links are
 /// followed — a FIFO, a socket, another device.
-pub(crate) fn check_config_dirs(dirs: &[PathBuf]) -> Result<(), crate::read::ReadError> {
+///
+/// Under an offline root (`offline_root`), libkmod follows an entry's
+/// symlink as the kernel does (an absolute link names the host's file)
+/// while nfkit's own readers resolve it inside the root: an entry whose
+/// link leads to another file (or to none) the kernel's way is refused, so
+/// that nothing of the host's configuration enters an offline run.
+pub(crate) fn check_config_dirs(
+    dirs: &[PathBuf],
+    offline_root: Option<&Path>,
+) -> Result<(), crate::read::ReadError> {
     use std::os::unix::fs::FileTypeExt;
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -66,12 +78,22 @@ pub(crate) fn check_config_dirs(dirs: &[PathBuf]) -> Result<(), crate::read::Rea
             }
             let path = entry.path();
             let Ok(meta) = std::fs::metadata(&path) else {
-                continue; // dangling: libkmod skips it too
+                // Dangling: libkmod skips it; so must the root's view.
+                if let Some(root) = offline_root {
+                    check_link_stays_inside(root, &path)?;
+                }
+                continue;
             };
             let ty = meta.file_type();
             let null_mask = ty.is_char_device()
                 && std::fs::canonicalize(&path).is_ok_and(|p| p == Path::new("/dev/null"));
-            if ty.is_file() || ty.is_dir() || null_mask {
+            if null_mask {
+                continue;
+            }
+            if ty.is_file() || ty.is_dir() {
+                if let Some(root) = offline_root {
+                    check_link_stays_inside(root, &path)?;
+                }
                 continue;
             }
             let what = crate::read::kind_of_file(ty);
@@ -79,6 +101,40 @@ pub(crate) fn check_config_dirs(dirs: &[PathBuf]) -> Result<(), crate::read::Rea
         }
     }
     Ok(())
+}
+
+/// See [`check_config_dirs`]: `path` (below `root`) must name the same
+/// file (or none) whether its links are followed the kernel's way or inside
+/// `root`.
+fn check_link_stays_inside(root: &Path, path: &Path) -> Result<(), crate::read::ReadError> {
+    if !std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Ok(());
+    }
+    let Ok(inner) = path.strip_prefix(root) else {
+        return Ok(());
+    };
+    let kernel_way = std::fs::canonicalize(path).ok();
+    let inside = crate::read::resolve_inside(root, &Path::new("/").join(inner))?;
+    let inside_way = std::fs::canonicalize(&inside).ok();
+    if kernel_way == inside_way {
+        return Ok(());
+    }
+    let detail = match &kernel_way {
+        Some(real) => format!(
+            "libkmod would read {} instead of {}",
+            real.display(),
+            inside.display()
+        ),
+        None => format!(
+            "libkmod would find nothing there instead of {}",
+            inside.display()
+        ),
+    };
+    Err(crate::read::ReadError::Escapes {
+        path: path.to_path_buf(),
+        root: root.to_path_buf(),
+        detail,
+    })
 }
 
 impl Target {
@@ -147,13 +203,27 @@ impl Target {
             }
         };
         let live = !host.offline && running.as_deref() == Some(release.as_str());
-        let config_paths = if host.root == Path::new("/") {
-            None
+        // Offline, the directories libkmod is given are resolved inside
+        // the root (an absolute `lib/modules` or `etc/modprobe.d` link in
+        // an image names the image's own directory).
+        let (module_dir, config_paths) = if host.root == Path::new("/") {
+            (Path::new("/lib/modules").join(&release), None)
         } else {
-            Some(config_dirs(&host.root))
+            let inside = |p: &Path| {
+                crate::read::resolve_inside(&host.root, p)
+                    .map_err(|source| ModuleError::Read { op, source })
+            };
+            let dirs = CONFIG_DIRS
+                .iter()
+                .map(|d| inside(Path::new(d)))
+                .collect::<Result<Vec<_>, _>>()?;
+            (
+                inside(&Path::new("/lib/modules").join(&release))?,
+                Some(dirs),
+            )
         };
         Ok(Target {
-            module_dir: host.root.join("lib/modules").join(&release),
+            module_dir,
             root: host.root.clone(),
             release,
             live,
@@ -175,7 +245,9 @@ impl Target {
             Some(dirs) => dirs.clone(),
             None => config_dirs(Path::new("/")),
         };
-        check_config_dirs(&dirs).map_err(|source| ModuleError::Read { op, source })?;
+        let offline_root = self.config_paths.as_ref().map(|_| self.root.as_path());
+        check_config_dirs(&dirs, offline_root)
+            .map_err(|source| ModuleError::Read { op, source })?;
         let ctx = Context::new(Some(&self.module_dir), self.config_paths.as_deref()).map_err(
             |source| ModuleError::Kmod {
                 op,

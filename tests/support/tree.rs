@@ -50,3 +50,30 @@ impl KernelTree {
         self.root.join("lib/modules").join(&self.release)
     }
 }
+
+impl KernelTree {
+    /// Puts the tree's `lib/` into `root` as hard links (one `cp -al`, no
+    /// data copied; a plain copy when `root` is on another filesystem).
+    /// A symlink to the tree would not do: under `--root`, nfkit resolves
+    /// an absolute link inside the root, as the image would.
+    pub fn install_into(&self, root: &Path) {
+        std::fs::create_dir_all(root).unwrap();
+        for flags in ["-al", "-a"] {
+            let status = Command::new("cp")
+                .arg(flags)
+                .arg(self.root.join("lib"))
+                .arg(root)
+                .status()
+                .expect("cannot run cp");
+            if status.success() {
+                return;
+            }
+            let _ = std::fs::remove_dir_all(root.join("lib"));
+        }
+        panic!(
+            "cannot copy {} into {}",
+            self.root.display(),
+            root.display()
+        );
+    }
+}
