@@ -187,6 +187,14 @@ pub fn read_config(root: &Path, path: &Path) -> Result<Option<String>, ReadError
     Ok(Some(text))
 }
 
+/// Reads a file nfkit only searches (a boot script such as rc.local): any
+/// bytes, the ones that are not UTF-8 as
+/// [`lossless::decode`](crate::lossless::decode) escapes. Kinds, caps and
+/// confinement as for every read.
+pub fn read_any_text(root: &Path, path: &Path, kind: Kind) -> Result<Option<String>, ReadError> {
+    Ok(read_bytes(root, path, kind)?.map(|(_, bytes)| crate::lossless::decode(&bytes)))
+}
+
 fn strict_utf8(real: &Path, bytes: Vec<u8>) -> Result<String, ReadError> {
     String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];

@@ -150,7 +150,7 @@ impl NextBoot {
             view.modprobe.extend(directives);
             view.problems.extend(errors.iter().map(ToString::to_string));
         }
-        view.boot_hook = find_boot_hook(root);
+        view.boot_hook = find_boot_hook(root)?;
         view.sysctls_after_iptables_modules =
             el && super::el_boot::sysctls_after_iptables_service(root);
         view.sysctl_files = if el {
@@ -276,8 +276,9 @@ impl NextBoot {
 
 /// Finds a hook that runs `nfkit boot` at boot: the shipped systemd unit
 /// enabled, an init script, an OpenRC local.d script, or a line in rc.local.
-pub fn find_boot_hook(root: &Path) -> Option<String> {
-    let present = |p: &str| files::resolve_under(root, Path::new(p)).is_ok_and(|r| r.exists());
+/// A hook file that cannot be read (a FIFO, a link out of the root, no
+/// permission) is an error naming it, not a missing hook.
+pub fn find_boot_hook(root: &Path) -> Result<Option<String>, FileError> {
     for unit in [
         "/etc/systemd/system/sysinit.target.wants/nfkit-boot.service",
         "/etc/systemd/system/multi-user.target.wants/nfkit-boot.service",
@@ -285,20 +286,20 @@ pub fn find_boot_hook(root: &Path) -> Option<String> {
         "/etc/rc.d/init.d/nfkit",
         "/etc/local.d/nfkit.start",
     ] {
-        if present(unit) {
-            return Some(unit.to_string());
+        if files::resolve_under(root, Path::new(unit))?.exists() {
+            return Ok(Some(unit.to_string()));
         }
     }
     for script in ["/etc/rc.local", "/etc/rc.d/rc.local", "/etc/inittab"] {
-        if let Ok(Some(text)) = files::read_under(root, Path::new(script))
-            && text
-                .lines()
+        let text = crate::read::read_any_text(root, Path::new(script), crate::read::Kind::Config)?;
+        if text.is_some_and(|text| {
+            text.lines()
                 .any(|l| !l.trim_start().starts_with('#') && l.contains("nfkit boot"))
-        {
-            return Some(script.to_string());
+        }) {
+            return Ok(Some(script.to_string()));
         }
     }
-    None
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -411,5 +412,36 @@ mod tests {
             view.module_listed("nf_conntrack")[0].file,
             Path::new("/etc/modules")
         );
+    }
+
+    /// A boot script is searched, not parsed: a Latin-1 byte in it does not
+    /// hide the hook; a script that cannot be read is an error naming it
+    /// (it was taken for "no hook").
+    #[test]
+    fn boot_hook_scripts_are_read_or_named() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        std::fs::write(
+            r.join("etc/rc.local"),
+            b"#!/bin/sh\necho \"caf\xe9\"\n/usr/sbin/nfkit boot\n",
+        )
+        .unwrap();
+        assert_eq!(find_boot_hook(r).unwrap().as_deref(), Some("/etc/rc.local"));
+        std::fs::remove_file(r.join("etc/rc.local")).unwrap();
+        nix::unistd::mkfifo(
+            &r.join("etc/rc.local"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        let err = find_boot_hook(r).unwrap_err();
+        let text = crate::error::message(&err);
+        assert!(text.contains("rc.local") && text.contains("FIFO"), "{text}");
+        std::fs::remove_file(r.join("etc/rc.local")).unwrap();
+        std::fs::create_dir_all(r.join("etc/init.d")).unwrap();
+        std::os::unix::fs::symlink("../../../../x", r.join("etc/init.d/nfkit")).unwrap();
+        assert!(find_boot_hook(r).is_err());
+        std::fs::remove_file(r.join("etc/init.d/nfkit")).unwrap();
+        assert_eq!(find_boot_hook(r).unwrap(), None);
     }
 }
