@@ -59,9 +59,9 @@ fn find_marks(ops: &[Op], steps: usize, sector: usize) -> Vec<usize> {
             let text = format!("NFKIT-POWERCUT-MARK {k:02}\n");
             ops.iter()
                 .position(|op| match op {
-                    Op::Write { data, .. } => data
-                        .chunks(sector)
-                        .any(|c| c.starts_with(text.as_bytes())),
+                    Op::Write { data, .. } => {
+                        data.chunks(sector).any(|c| c.starts_with(text.as_bytes()))
+                    }
                     _ => false,
                 })
                 .unwrap_or_else(|| panic!("no write in the log holds the mark of step {k}"))
@@ -78,6 +78,9 @@ struct Tally {
     nfkit_bad: usize,
     control_bad: usize,
     control_problems: BTreeMap<String, usize>,
+    violation_states: usize,
+    violation_caught: usize,
+    violation_fsck: usize,
 }
 
 /// Per completed-step count: the state kept for the verify/apply check
@@ -107,7 +110,11 @@ fn read_in(dump: &Path) -> impl Fn(&str) -> Option<Vec<u8>> + '_ {
 
 /// The step whose inputs the crash state holds (the newer one when both
 /// match), or None when they match neither (or nfkit.toml is absent).
-fn target_step(steps: &Steps, completed: usize, read: &dyn Fn(&str) -> Option<Vec<u8>>) -> Option<usize> {
+fn target_step(
+    steps: &Steps,
+    completed: usize,
+    read: &dyn Fn(&str) -> Option<Vec<u8>>,
+) -> Option<usize> {
     let candidates: Vec<usize> = if completed < steps.count() {
         vec![completed, completed - 1]
     } else {
@@ -170,23 +177,36 @@ fn verify_and_converge(steps: &Steps, completed: usize, dump: &Path) -> (Vec<Str
     let diff = differing(steps, j, &read);
     let (verify_before, _) = nfkit(dump, &["verify"]);
     let (code, text) = nfkit(dump, &["--json", "apply", "--check"]);
-    let report: serde_json::Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("apply --check --json: {e}: {text}"));
+    let report: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("apply --check --json: {e}: {text}"));
     let planned: BTreeSet<String> = report["files"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|f| f["action"] != "unchanged")
-        .map(|f| f["path"].as_str().unwrap().trim_start_matches('/').to_string())
+        .map(|f| {
+            f["path"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches('/')
+                .to_string()
+        })
         .collect();
     if planned != diff {
-        bad.push(format!("apply --check plans {planned:?}, the state differs in {diff:?}"));
+        bad.push(format!(
+            "apply --check plans {planned:?}, the state differs in {diff:?}"
+        ));
     }
     if code != if diff.is_empty() { 0 } else { 3 } {
-        bad.push(format!("apply --check exited {code} with {} differing files", diff.len()));
+        bad.push(format!(
+            "apply --check exited {code} with {} differing files",
+            diff.len()
+        ));
     }
     if diff.is_empty() && verify_before != 0 {
-        bad.push(format!("verify exited {verify_before} on a converged state"));
+        bad.push(format!(
+            "verify exited {verify_before} on a converged state"
+        ));
     }
     let (code, text) = nfkit(dump, &["apply"]);
     if code != 0 {
@@ -222,19 +242,39 @@ fn replay(run: &Path, plan: Plan, report: &mut String) -> (Tally, usize) {
     let parsed = log::parse(&bytes).unwrap_or_else(|e| panic!("writes.log: {e}"));
     let ops = parsed.ops;
     let steps = Steps::load(&run.join("steps"));
-    assert!(steps.count() >= 2, "the run recorded {} steps", steps.count());
+    assert!(
+        steps.count() >= 2,
+        "the run recorded {} steps",
+        steps.count()
+    );
     let flushes = ops.iter().filter(|o| matches!(o, Op::Flush)).count();
     let writes = ops.len() - flushes;
-    writeln!(report, "log: {} ops ({writes} writes, {flushes} flushes), sector {}", ops.len(), parsed.sector_size).unwrap();
+    writeln!(
+        report,
+        "log: {} ops ({writes} writes, {flushes} flushes), sector {}",
+        ops.len(),
+        parsed.sector_size
+    )
+    .unwrap();
 
     // The replay is the disk: every op applied to the first image gives the
     // guest's last image, byte for byte.
     let mut whole = check::Replayer::new(base.clone(), &ops);
     whole.advance(ops.len());
-    assert!(whole.durable() == last.as_slice(), "replaying the whole log does not give data.img");
+    assert!(
+        whole.durable() == last.as_slice(),
+        "replaying the whole log does not give data.img"
+    );
 
-    let marks = find_marks(&ops, steps.count(), usize::try_from(parsed.sector_size).unwrap());
-    assert!(marks.windows(2).all(|w| w[0] < w[1]), "marks out of order: {marks:?}");
+    let marks = find_marks(
+        &ops,
+        steps.count(),
+        usize::try_from(parsed.sector_size).unwrap(),
+    );
+    assert!(
+        marks.windows(2).all(|w| w[0] < w[1]),
+        "marks out of order: {marks:?}"
+    );
     for (k, m) in marks.iter().enumerate() {
         writeln!(report, "step {k:02} {:<28} mark at op {m}", steps.names[k]).unwrap();
     }
@@ -255,7 +295,10 @@ fn replay(run: &Path, plan: Plan, report: &mut String) -> (Tally, usize) {
         let completed = states::completed_steps(&marks, state.prefix);
         replayer.materialize(state, &image);
         tally.states += 1;
-        *tally.by_kind.entry(format!("{:?}", state.kind)).or_default() += 1;
+        *tally
+            .by_kind
+            .entry(format!("{:?}", state.kind))
+            .or_default() += 1;
         let label = format!(
             "state {index} {:?} prefix {} +{} writes, step {completed} in progress",
             state.kind,
@@ -283,7 +326,10 @@ fn replay(run: &Path, plan: Plan, report: &mut String) -> (Tally, usize) {
         }
         if let Some(f) = control.first() {
             tally.control_bad += 1;
-            *tally.control_problems.entry(problem_word(&f.problem)).or_default() += 1;
+            *tally
+                .control_problems
+                .entry(problem_word(&f.problem))
+                .or_default() += 1;
         }
         // Keep the state with the most files to converge, per step.
         if let Some(j) = target_step(&steps, completed, &read) {
@@ -293,17 +339,73 @@ fn replay(run: &Path, plan: Plan, report: &mut String) -> (Tally, usize) {
                 let keep = tmp.path().join(format!("candidate-{completed}"));
                 let _ = fs::remove_dir_all(&keep);
                 fs::rename(&dumpdir, &keep).unwrap();
-                candidates.insert(completed, Candidate { index, dump: keep, diff });
+                candidates.insert(
+                    completed,
+                    Candidate {
+                        index,
+                        dump: keep,
+                        diff,
+                    },
+                );
             }
         }
     }
 
-    writeln!(report, "verify/apply on one crash state per step (host, --root on the state's tree):").unwrap();
+    // Second negative control: states a disk honouring flushes can never
+    // produce (one flushed interval's writes lost, the next interval's
+    // kept). The checker must see damage in some of them, or it sees
+    // nothing.
+    let cuts: Vec<usize> = states
+        .iter()
+        .filter(|s| s.kind == Kind::FlushPrefix)
+        .map(|s| s.prefix)
+        .collect();
+    let mut violations = check::Replayer::new(fs::read(disk.join("base.img")).unwrap(), &ops);
+    for w in cuts.windows(3) {
+        let (before, after, next) = (w[0], w[1], w[2]);
+        let kept: Vec<usize> = (after..next)
+            .filter(|&i| !matches!(ops[i], Op::Flush))
+            .collect();
+        if kept.is_empty() || (before..after - 1).all(|i| matches!(ops[i], Op::Flush)) {
+            continue;
+        }
+        let state = CrashState {
+            kind: Kind::Subset,
+            prefix: before,
+            extra: kept,
+        };
+        violations.materialize(&state, &image);
+        tally.violation_states += 1;
+        let completed = states::completed_steps(&marks, next);
+        let damaged = match check::fsck(&image).and_then(|()| check::dump(&image, &dumpdir)) {
+            Err(_) => {
+                tally.violation_fsck += 1;
+                true
+            }
+            Ok(()) => {
+                completed >= 1
+                    && check::judge(&steps, completed, read_in(&dumpdir))
+                        .iter()
+                        .any(|f| f.path != CONTROL)
+            }
+        };
+        tally.violation_caught += usize::from(damaged);
+    }
+
+    writeln!(
+        report,
+        "verify/apply on one crash state per step (host, --root on the state's tree):"
+    )
+    .unwrap();
     let mut converge_bad = 0;
     for k in 1..steps.count() + 1 {
         let Some(c) = candidates.get(&k) else {
             converge_bad += 1;
-            writeln!(report, "BAD step {k}: no crash state with nfkit.toml to try").unwrap();
+            writeln!(
+                report,
+                "BAD step {k}: no crash state with nfkit.toml to try"
+            )
+            .unwrap();
             continue;
         };
         let (bad, line) = verify_and_converge(&steps, k, &c.dump);
@@ -319,13 +421,13 @@ fn replay(run: &Path, plan: Plan, report: &mut String) -> (Tally, usize) {
 #[test]
 #[ignore = "needs a powercut VM run: vm-tests/run powercut (its compare step runs this)"]
 fn replay_vm_log() {
-    let run = PathBuf::from(
-        std::env::var("NFKIT_POWERCUT_RUN")
-            .expect("NFKIT_POWERCUT_RUN names the powercut scenario's results (…/logs/powercut/run)"),
-    );
+    let run =
+        PathBuf::from(std::env::var("NFKIT_POWERCUT_RUN").expect(
+            "NFKIT_POWERCUT_RUN names the powercut scenario's results (…/logs/powercut/run)",
+        ));
     let plan = Plan {
-        inside: env_usize("NFKIT_POWERCUT_INSIDE", 4),
-        subsets: env_usize("NFKIT_POWERCUT_SUBSETS", 8),
+        inside: env_usize("NFKIT_POWERCUT_INSIDE", 16),
+        subsets: env_usize("NFKIT_POWERCUT_SUBSETS", 64),
         seed: env_usize("NFKIT_POWERCUT_SEED", 0x5eed) as u64,
     };
     let min_states = env_usize("NFKIT_POWERCUT_MIN_STATES", 500);
@@ -336,6 +438,7 @@ fn replay_vm_log() {
         report,
         "summary: {} crash states ({:?}; inside {}, subsets {}, seed {:#x}) in {} s: \
          {} bad for nfkit ({} fsck), negative control caught in {} ({:?}); \
+         flush order violated on purpose: damage seen in {} of {} ({} by fsck); \
          verify/apply per step: {} bad",
         tally.states,
         tally.by_kind,
@@ -347,6 +450,9 @@ fn replay_vm_log() {
         tally.fsck_bad,
         tally.control_bad,
         tally.control_problems,
+        tally.violation_caught,
+        tally.violation_states,
+        tally.violation_fsck,
         converge_bad
     )
     .unwrap();
@@ -354,10 +460,27 @@ fn replay_vm_log() {
         fs::write(path, &report).unwrap();
     }
     println!("{report}");
-    assert!(tally.states >= min_states, "only {} crash states (want ≥ {min_states})", tally.states);
-    assert_eq!(tally.nfkit_bad, 0, "crash states where nfkit's files are damaged (see the report)");
-    assert!(tally.control_bad >= 1, "the negative control was never caught: the checker sees nothing");
-    assert_eq!(converge_bad, 0, "verify/apply on crash states (see the report)");
+    assert!(
+        tally.states >= min_states,
+        "only {} crash states (want ≥ {min_states})",
+        tally.states
+    );
+    assert_eq!(
+        tally.nfkit_bad, 0,
+        "crash states where nfkit's files are damaged (see the report)"
+    );
+    assert!(
+        tally.control_bad >= 1,
+        "the negative control was never caught: the checker sees nothing"
+    );
+    assert!(
+        tally.violation_caught >= 1,
+        "no state that breaks flush order was seen as damaged: the checker sees nothing"
+    );
+    assert_eq!(
+        converge_bad, 0,
+        "verify/apply on crash states (see the report)"
+    );
 }
 
 // ---- the parts ----
@@ -379,7 +502,11 @@ fn qemu_io(dir: &Path, cmds: &[&str]) -> (Vec<u8>, Vec<u8>) {
     let out = c
         .output()
         .expect("qemu-io (qemu-utils) is needed: the parser is checked against qemu's own logs");
-    assert!(out.status.success(), "qemu-io: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "qemu-io: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (fs::read(&logf).unwrap(), fs::read(&data).unwrap())
 }
 
@@ -388,7 +515,11 @@ fn summary(op: &Op) -> String {
     match op {
         Op::Write { offset, data } => {
             let same = data.iter().all(|&b| b == data[0]);
-            let what = if same { format!("all {:#04x}", data[0]) } else { "mixed".into() };
+            let what = if same {
+                format!("all {:#04x}", data[0])
+            } else {
+                "mixed".into()
+            };
             format!("write {offset}+{} {what}", data.len())
         }
         Op::Discard { offset, len } => format!("discard {offset}+{len}"),
@@ -432,8 +563,14 @@ fn parser_reads_what_qemu_writes() {
     for op in &parsed.ops {
         log::apply(&mut img, op);
     }
-    assert!(img[..65536] == data[..65536], "replay differs before the discard");
-    assert!(img[69632..] == data[69632..], "replay differs after the discard");
+    assert!(
+        img[..65536] == data[..65536],
+        "replay differs before the discard"
+    );
+    assert!(
+        img[69632..] == data[69632..],
+        "replay differs after the discard"
+    );
 }
 
 #[test]
@@ -451,31 +588,64 @@ fn parser_refuses_broken_logs() {
 }
 
 fn w(offset: u64) -> Op {
-    Op::Write { offset, data: vec![1; 512] }
+    Op::Write {
+        offset,
+        data: vec![1; 512],
+    }
 }
 
 #[test]
 fn states_respect_flush_order() {
     // 3 writes | flush | 4 writes | flush | 2 writes (no final flush)
-    let ops = vec![w(0), w(512), w(1024), Op::Flush, w(0), w(512), w(2048), w(4096), Op::Flush, w(0), w(512)];
-    let plan = Plan { inside: 2, subsets: 50, seed: 7 };
+    let ops = vec![
+        w(0),
+        w(512),
+        w(1024),
+        Op::Flush,
+        w(0),
+        w(512),
+        w(2048),
+        w(4096),
+        Op::Flush,
+        w(0),
+        w(512),
+    ];
+    let plan = Plan {
+        inside: 2,
+        subsets: 50,
+        seed: 7,
+    };
     let states = states::generate(&ops, 0, plan);
     let mut seen = BTreeSet::new();
     for s in &states {
-        assert!(s.prefix == 0 || matches!(ops[s.prefix - 1], Op::Flush), "{s:?}");
-        let end = (s.prefix..ops.len()).find(|&i| matches!(ops[i], Op::Flush)).unwrap_or(ops.len());
+        assert!(
+            s.prefix == 0 || matches!(ops[s.prefix - 1], Op::Flush),
+            "{s:?}"
+        );
+        let end = (s.prefix..ops.len())
+            .find(|&i| matches!(ops[i], Op::Flush))
+            .unwrap_or(ops.len());
         assert!(s.extra.iter().all(|&i| i >= s.prefix && i < end), "{s:?}");
         assert!(s.extra.windows(2).all(|p| p[0] < p[1]), "{s:?}");
         assert!(seen.insert((s.prefix, s.extra.clone())), "duplicate {s:?}");
     }
     // Subsets: the 2^n - 2 proper non-empty ones per interval at most,
     // less those already there as in-order prefixes.
-    let subsets = |p: usize| states.iter().filter(|s| s.kind == Kind::Subset && s.prefix == p).count();
+    let subsets = |p: usize| {
+        states
+            .iter()
+            .filter(|s| s.kind == Kind::Subset && s.prefix == p)
+            .count()
+    };
     assert_eq!(subsets(0), 6 - 2);
     assert_eq!(subsets(4), 14 - 2);
     assert_eq!(subsets(9), 2 - 1);
     // The last interval has no flush after it: its full prefix is a state.
-    assert!(states.contains(&CrashState { kind: Kind::InsidePrefix, prefix: 9, extra: vec![9, 10] }));
+    assert!(states.contains(&CrashState {
+        kind: Kind::InsidePrefix,
+        prefix: 9,
+        extra: vec![9, 10]
+    }));
     assert_eq!(states::completed_steps(&[2, 6], 4), 1);
     assert_eq!(states::completed_steps(&[2, 6], 9), 2);
 }
@@ -483,14 +653,23 @@ fn states_respect_flush_order() {
 fn steps_of(versions: &[&[Option<&str>]]) -> Steps {
     let mut files = BTreeMap::new();
     for (i, v) in versions.iter().enumerate() {
-        files.insert(format!("f{i}"), v.iter().map(|x| x.map(|s| s.as_bytes().to_vec())).collect());
+        files.insert(
+            format!("f{i}"),
+            v.iter().map(|x| x.map(|s| s.as_bytes().to_vec())).collect(),
+        );
     }
-    Steps { names: vec![String::new(); versions[0].len()], files }
+    Steps {
+        names: vec![String::new(); versions[0].len()],
+        files,
+    }
 }
 
 #[test]
 fn judge_allows_old_or_new_only() {
-    let steps = steps_of(&[&[Some("a1"), Some("a2"), Some("a3")], &[None, Some("b"), None]]);
+    let steps = steps_of(&[
+        &[Some("a1"), Some("a2"), Some("a3")],
+        &[None, Some("b"), None],
+    ]);
     let judge = |k: usize, a: Option<&str>, b: Option<&str>| {
         check::judge(&steps, k, |p| match p {
             "f0" => a.map(|s| s.as_bytes().to_vec()),
@@ -506,16 +685,17 @@ fn judge_allows_old_or_new_only() {
     assert_eq!(judge(1, Some(""), None), vec![Problem::Empty]);
     assert_eq!(judge(1, Some("a"), None), vec![Problem::Torn { len: 1 }]);
     assert_eq!(judge(1, None, None), vec![Problem::Missing]);
-    assert_eq!(judge(2, Some("a1"), Some("b")), vec![Problem::OtherStep { step: 0 }]);
+    assert_eq!(
+        judge(2, Some("a1"), Some("b")),
+        vec![Problem::OtherStep { step: 0 }]
+    );
     // After the last step only its own version counts.
     assert_eq!(judge(3, Some("a3"), Some("b")), vec![Problem::Appeared]);
 }
 
-/// The whole chain on an image built here: a log of whole-image writes
-/// between two filesystem trees must pass; dropping the journal's commit
-/// from the middle of a flush interval is a state fsck must still accept
-/// (that is what a journal is for), and a state that lost a flushed write
-/// is damage the checker must report.
+/// fsck and dump on an image built here: a clean filesystem passes and its
+/// file reads back; zeroed block group descriptors are damage `fsck`
+/// reports (so a crash state that breaks the filesystem cannot pass).
 #[test]
 fn fsck_and_dump_see_damage() {
     let dir = tempfile::tempdir().unwrap();
@@ -534,7 +714,10 @@ fn fsck_and_dump_see_damage() {
     check::fsck(&img).unwrap();
     let out = dir.path().join("dump");
     check::dump(&img, &out).unwrap();
-    assert_eq!(fs::read_to_string(out.join("etc/a.conf")).unwrap(), "alpha\n");
+    assert_eq!(
+        fs::read_to_string(out.join("etc/a.conf")).unwrap(),
+        "alpha\n"
+    );
     // Zero the block group descriptors: damage e2fsck must refuse to preen.
     let mut bytes = fs::read(&img).unwrap();
     bytes[4096..8192].fill(0);
@@ -551,18 +734,39 @@ fn fsck_and_dump_see_damage() {
 fn removal_fsyncs_the_directory() {
     let dir = tempfile::tempdir().unwrap();
     let r = dir.path();
-    for d in ["etc/sysctl.d", "etc/modprobe.d", "etc/modules-load.d", "etc/nfkit", "lib/systemd", "sbin"] {
+    for d in [
+        "etc/sysctl.d",
+        "etc/modprobe.d",
+        "etc/modules-load.d",
+        "etc/nfkit",
+        "lib/systemd",
+        "sbin",
+    ] {
         fs::create_dir_all(r.join(d)).unwrap();
     }
     fs::write(r.join("lib/systemd/systemd"), "").unwrap();
     std::os::unix::fs::symlink("/lib/systemd/systemd", r.join("sbin/init")).unwrap();
-    fs::write(r.join("etc/nfkit/nfkit.toml"), "[conntrack]\nmax = 100000\n").unwrap();
+    fs::write(
+        r.join("etc/nfkit/nfkit.toml"),
+        "[conntrack]\nmax = 100000\n",
+    )
+    .unwrap();
     assert_eq!(nfkit(r, &["apply"]).0, 0);
     assert!(r.join("etc/sysctl.d/90-nfkit.conf").is_file());
-    fs::write(r.join("etc/sysctl.d/95-admin.conf"), "net.netfilter.nf_conntrack_max = 5\n").unwrap();
+    fs::write(
+        r.join("etc/sysctl.d/95-admin.conf"),
+        "net.netfilter.nf_conntrack_max = 5\n",
+    )
+    .unwrap();
     let trace = r.join("../strace.out");
     let st = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=openat,unlink,unlinkat,fsync,close", "-o"])
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=openat,unlink,unlinkat,fsync,close",
+            "-o",
+        ])
         .arg(&trace)
         .arg(env!("CARGO_BIN_EXE_nfkit"))
         .arg("--root")
@@ -587,7 +791,9 @@ fn removal_fsyncs_the_directory() {
         .trim()
         .to_string();
     assert!(
-        lines[unlink..].iter().any(|l| l.contains(&format!("fsync({fd})"))),
+        lines[unlink..]
+            .iter()
+            .any(|l| l.contains(&format!("fsync({fd})"))),
         "no fsync of the directory after the unlink:\n{text}"
     );
 }

@@ -50,9 +50,17 @@ impl Steps {
             .collect();
         numbered.sort();
         for (i, (n, p)) in numbered.iter().enumerate() {
-            assert_eq!(i, *n, "steps are numbered 0.. without gaps: {}", p.display());
+            assert_eq!(
+                i,
+                *n,
+                "steps are numbered 0.. without gaps: {}",
+                p.display()
+            );
         }
-        let trees: Vec<_> = numbered.iter().map(|(_, p)| tree(&p.join("tree"))).collect();
+        let trees: Vec<_> = numbered
+            .iter()
+            .map(|(_, p)| tree(&p.join("tree")))
+            .collect();
         let mut files = BTreeMap::new();
         for t in &trees {
             for path in t.keys() {
@@ -206,7 +214,10 @@ impl<'a> Replayer<'a> {
         f.set_len(self.durable.len() as u64).unwrap();
         let mut run: Option<(u64, u64)> = None;
         let flush = |r: (u64, u64)| {
-            let (s, e) = (usize::try_from(r.0 * BLOCK).unwrap(), usize::try_from(r.1 * BLOCK).unwrap());
+            let (s, e) = (
+                usize::try_from(r.0 * BLOCK).unwrap(),
+                usize::try_from(r.1 * BLOCK).unwrap(),
+            );
             f.write_all_at(&self.durable[s..e.min(self.durable.len())], r.0 * BLOCK)
                 .unwrap();
         };
@@ -277,7 +288,10 @@ pub fn dump(image: &Path, dest: &Path) -> Result<(), String> {
         .filter(|l| !l.starts_with("debugfs ") && !l.trim().is_empty())
         .collect();
     if code != 0 || !complaints.is_empty() {
-        return Err(format!("debugfs rdump exited {code}: {}", complaints.join("; ")));
+        return Err(format!(
+            "debugfs rdump exited {code}: {}",
+            complaints.join("; ")
+        ));
     }
     Ok(())
 }

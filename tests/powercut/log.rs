@@ -15,7 +15,7 @@
 //! qemu logs a flush as an entry with only the FLUSH flag, and a
 //! write-zeroes request as a write whose data are zeros.
 
-pub const MAGIC: u64 = 0x6a73_6677_7368_72;
+pub const MAGIC: u64 = 0x006a_7366_7773_6872;
 pub const VERSION: u64 = 1;
 pub const FLUSH: u64 = 1 << 0;
 pub const FUA: u64 = 1 << 1;
@@ -117,7 +117,10 @@ pub fn parse(bytes: &[u8]) -> Result<Log, String> {
             }
         }
     }
-    Ok(Log { sector_size: ss, ops })
+    Ok(Log {
+        sector_size: ss,
+        ops,
+    })
 }
 
 /// Applies one op to an in-memory disk image.

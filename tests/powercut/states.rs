@@ -85,7 +85,11 @@ pub fn generate(ops: &[Op], start: usize, plan: Plan) -> Vec<CrashState> {
         let n = writes.len();
         // In-order prefixes of 1..n writes (n itself = all of the interval,
         // a state the next flush prefix already has unless the log ends).
-        let top = if end == ops.len() { n } else { n.saturating_sub(1) };
+        let top = if end == ops.len() {
+            n
+        } else {
+            n.saturating_sub(1)
+        };
         let count = plan.inside.min(top);
         // Subsets already generated as in-order prefixes are not repeated.
         let mut seen = std::collections::BTreeSet::new();
