@@ -89,6 +89,8 @@ struct Candidate {
     index: usize,
     dump: PathBuf,
     diff: usize,
+    target: usize,
+    differs: BTreeSet<String>,
 }
 
 fn problem_word(p: &Problem) -> String {
@@ -333,7 +335,8 @@ fn replay(run: &Path, plan: Plan, report: &mut String) -> (Tally, usize) {
         }
         // Keep the state with the most files to converge, per step.
         if let Some(j) = target_step(&steps, completed, &read) {
-            let diff = differing(&steps, j, &read).len();
+            let differs = differing(&steps, j, &read);
+            let diff = differs.len();
             let better = candidates.get(&completed).is_none_or(|c| diff > c.diff);
             if better && ours.is_empty() {
                 let keep = tmp.path().join(format!("candidate-{completed}"));
@@ -345,6 +348,8 @@ fn replay(run: &Path, plan: Plan, report: &mut String) -> (Tally, usize) {
                         index,
                         dump: keep,
                         diff,
+                        target: j,
+                        differs,
                     },
                 );
             }
@@ -397,6 +402,35 @@ fn replay(run: &Path, plan: Plan, report: &mut String) -> (Tally, usize) {
         "verify/apply on one crash state per step (host, --root on the state's tree):"
     )
     .unwrap();
+    // For the boot of the crash states (vm-tests powercut, boot "crash"):
+    // each step's kept state as a raw image, journal NOT replayed (the
+    // guest kernel does it at mount), and what the guest must find.
+    if let Ok(dir) = std::env::var("NFKIT_POWERCUT_EXPORT") {
+        let dir = PathBuf::from(dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut exporter = check::Replayer::new(fs::read(disk.join("base.img")).unwrap(), &ops);
+        let mut by_index: Vec<(&usize, &Candidate)> = candidates.iter().collect();
+        by_index.sort_by_key(|(_, c)| c.index);
+        for (k, c) in by_index {
+            exporter.materialize(&states[c.index], &dir.join(format!("crash-{k:02}.img")));
+            let mut expect = format!("state {}\ntarget {:02}\n", c.index, c.target);
+            for p in &c.differs {
+                writeln!(expect, "differs {p}").unwrap();
+            }
+            for p in outputs(&steps) {
+                writeln!(expect, "output {p}").unwrap();
+            }
+            fs::write(dir.join(format!("crash-{k:02}.expect")), expect).unwrap();
+        }
+        writeln!(
+            report,
+            "exported {} crash images to {}",
+            candidates.len(),
+            dir.display()
+        )
+        .unwrap();
+    }
+
     let mut converge_bad = 0;
     for k in 1..steps.count() + 1 {
         let Some(c) = candidates.get(&k) else {

@@ -15,13 +15,21 @@
 # The host side (compare) replays the log into crash states and checks each
 # one: tests/powercut.rs (`replay_vm_log`), see README "Power cuts".
 #
+# Boot "crash": the host step (host_crash) keeps one crash state per step as
+# a raw image, its journal not replayed, attached as a disk with serial
+# crash-NN; the guest mounts each (the kernel replays the journal, as after
+# a real power cut), then `apply --check` must name exactly the files that
+# differ from the step nfkit.toml describes, `apply` must converge them to
+# that step's bytes, and `verify` must then agree.
+#
 # Negative control: /etc/naive.conf is rewritten carelessly (removed, created
 # and written, no fsync) at the start of every step; the checker must flag it.
 # shellcheck disable=SC2034 # SCENARIO_* are read by the host runner
 
 SCENARIO_DESC="power cuts: nfkit apply on a logged ext4 disk, every crash state replayed and checked on the host"
-SCENARIO_BOOTS="run"
+SCENARIO_BOOTS="run crash"
 SCENARIO_LOGGED_DISK=32M
+SCENARIO_LOGGED_BOOTS="run"
 
 PCS_ROOT=/mnt/data
 PCS_STEP=0
@@ -215,6 +223,56 @@ EOF
     check "verify --root agrees at the end" "$NFKIT" --root "$PCS_ROOT" verify
     check "umount the logged disk" umount "$PCS_ROOT"
     record steps-count < <(echo "$PCS_STEP")
+}
+
+host_crash() {
+    ensure_packages e2fsck:e2fsprogs debugfs:e2fsprogs || return 1
+    # Fewer states are enough to pick one per step; compare runs them all.
+    NFKIT_POWERCUT_RUN="$RESULTS/run" NFKIT_POWERCUT_EXPORT="$EXTRA_DISKS" \
+        NFKIT_POWERCUT_INSIDE=4 NFKIT_POWERCUT_SUBSETS=8 NFKIT_POWERCUT_MIN_STATES=0 \
+        cargo test --quiet --manifest-path "$REPO_ROOT/Cargo.toml" --test powercut -- \
+        --ignored --exact replay_vm_log --nocapture || return 1
+    mkdir -p "$PAYLOAD_DIR/crash"
+    mv "$EXTRA_DISKS"/*.expect "$PAYLOAD_DIR/crash/"
+}
+
+# crash_one DEV NAME: one crash state's checks.
+crash_one() {
+    local dev=$1 name=$2 exp=$PAYLOAD/crash/$2.expect mnt=/mnt/$2 target want got p rc=0
+    target=$(awk '$1 == "target" { print $2 }' "$exp")
+    mkdir -p "$mnt"
+    check "$name: the kernel mounts it (journal replayed at mount)" mount -t ext4 "$dev" "$mnt" || return 0
+    "$NFKIT" --root "$mnt" verify >"/tmp/$name.verify" 2>&1 || true
+    record "$name.verify" "/tmp/$name.verify"
+    want=$(awk '$1 == "differs" { print $2 }' "$exp" | sort)
+    "$NFKIT" --root "$mnt" --json apply --check >"/tmp/$name.check" 2>&1 || rc=$?
+    got=$(jq -r '.files[] | select(.action != "unchanged") | .path' "/tmp/$name.check" | sed 's|^/||' | sort)
+    check_eq "$name: apply --check names exactly the files that differ from step $target" "$want" "$got"
+    check_eq "$name: apply --check exit status" "$([[ -n $want ]] && echo 3 || echo 0)" "$rc"
+    check "$name: apply converges it" "$NFKIT" --root "$mnt" apply
+    local wrong=''
+    while read -r p; do
+        if [[ -f $PREV/run/steps/$target/tree/$p ]]; then
+            cmp -s "$PREV/run/steps/$target/tree/$p" "$mnt/$p" || wrong+=" $p"
+        elif [[ -e $mnt/$p ]]; then
+            wrong+=" $p(should be absent)"
+        fi
+    done < <(awk '$1 == "output" { print $2 }' "$exp")
+    check_eq "$name: every file nfkit owns is step $target's after apply" "" "$wrong"
+    check "$name: verify agrees after apply" "$NFKIT" --root "$mnt" verify
+    check "$name: umount" umount "$mnt"
+    check "$name: e2fsck -fn clean after the kernel's recovery and apply" e2fsck -fn "$dev"
+}
+
+boot_crash() {
+    local d name n=0
+    for d in /sys/block/vd*; do
+        name=$(cat "$d/serial" 2>/dev/null) || continue
+        [[ $name == crash-* ]] || continue
+        n=$((n + 1))
+        crash_one "/dev/${d##*/}" "$name"
+    done
+    check_eq "one crash state per step was booted" "$(cat "$PREV/run/steps-count")" "$n"
 }
 
 compare() {
