@@ -217,15 +217,20 @@ fn write_atomic_unlocked(root: &Path, path: &Path, contents: &[u8]) -> Result<Pa
             .map_err(FileError::io("keep mode of", &temp))?;
         file.sync_all().map_err(FileError::io("fsync", &temp))?;
         fs::rename(&temp, &real).map_err(FileError::io("rename into place", &real))?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(FileError::io("fsync directory", &dir))?;
+        sync_dir(&dir)?;
         Ok(real.clone())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&temp);
     }
     result
+}
+
+/// Makes the entries of `dir` durable (`fsync` on the directory).
+fn sync_dir(dir: &Path) -> Result<(), FileError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(FileError::io("fsync directory", dir))
 }
 
 /// [`RunLock::remove_stale_temporaries`] without the lock, for unit tests.
@@ -274,24 +279,34 @@ impl RunLock {
         write_atomic_unlocked(root, path, contents)
     }
 
-    /// Removes `path` under `root` (a missing file is fine).
+    /// Removes `path` under `root` (a missing file is fine), durably: the
+    /// directory is `fsync`ed after the unlink (without it a power cut after
+    /// apply reported success could bring the file back; found by the
+    /// powercut VM trial).
     pub fn remove(&self, root: &Path, path: &Path) -> Result<(), FileError> {
         let real = resolve_under(root, path)?;
         match fs::remove_file(&real) {
-            Ok(()) => Ok(()),
+            Ok(()) => sync_dir(real.parent().unwrap_or(root)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(FileError::io("remove", &real)(e)),
         }
     }
 
     /// Creates directory `dir` under `root` (0755, with its parents) when
-    /// missing.
+    /// missing; each new directory's parent is `fsync`ed, so the entries
+    /// are as durable as the files written into them.
     pub fn create_dir_all(&self, root: &Path, dir: &Path) -> Result<(), FileError> {
         let real = resolve_under(root, dir)?;
         if real.is_dir() {
             return Ok(());
         }
-        fs::create_dir_all(&real).map_err(FileError::io("create directory", &real))
+        let mut missing: Vec<&Path> = real.ancestors().take_while(|d| !d.is_dir()).collect();
+        fs::create_dir_all(&real).map_err(FileError::io("create directory", &real))?;
+        missing.reverse();
+        for created in missing {
+            sync_dir(created.parent().unwrap_or(root))?;
+        }
+        Ok(())
     }
 
     /// Removes temporary files left in `dir` by an nfkit run that was killed
