@@ -148,10 +148,12 @@ mod tests {
         assert!(out.starts_with(NEW_FILE_HEADER));
         let d = Desired::parse("f", &out).unwrap();
         assert_eq!(d.conntrack.buckets, Some(4096));
-        assert_eq!(
-            d.module_options()[0].1,
-            ["expect_hashsize=2048", "hashsize=4096"]
-        );
+        let words: Vec<String> = d.module_options()[0]
+            .1
+            .iter()
+            .map(|(k, v)| v.word(k))
+            .collect();
+        assert_eq!(words, ["expect_hashsize=2048", "hashsize=4096"]);
     }
 
     #[test]

@@ -20,11 +20,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::desired::{Desired, OptionValue};
+use super::desired::Desired;
 use super::files::{self, FileError};
 use super::import_scope::{self, FileClass, Item, ModuleLayer, OutOfScope, Scope};
 use super::modprobe_d::{self, Directive};
 use super::nextboot::{MODPROBE_DIRS, MODULES_LOAD_DIRS};
+use super::values::{self, ModuleName, OptionName, OptionValue, SysctlKey, SysctlValue};
 use super::{module_list, plan, shell_vars, sysctl_d};
 use crate::modules::legacy::{self, Fate};
 
@@ -174,22 +175,16 @@ struct Builder {
     layer: ModuleLayer,
     /// The class of the file being read.
     class: FileClass,
-    load: Vec<String>,
+    load: Vec<ModuleName>,
     /// The names in `load`, for linear-time de-duplication.
-    loaded: std::collections::HashSet<String>,
-    options: BTreeMap<String, BTreeMap<String, OptionValue>>,
+    loaded: std::collections::HashSet<ModuleName>,
+    options: BTreeMap<ModuleName, BTreeMap<OptionName, OptionValue>>,
     max: Option<(u32, String)>,
     buckets: Option<(u32, String)>,
-    sysctl: BTreeMap<String, OptionValue>,
+    sysctl: BTreeMap<SysctlKey, SysctlValue>,
     comments: Vec<String>,
     out_of_scope: Vec<OutOfScope>,
     ignored_sysctls: usize,
-}
-
-fn option_value(text: &str) -> OptionValue {
-    text.parse::<i64>()
-        .map(OptionValue::Integer)
-        .unwrap_or_else(|_| OptionValue::Text(text.to_string()))
 }
 
 impl Builder {
@@ -233,20 +228,26 @@ impl Builder {
     }
 
     /// Translates one module name; returns the current name if it loads.
-    fn module(&mut self, name: &str, origin: &str) -> Option<String> {
-        let normalized = modprobe_d::normalize_module(name);
-        match legacy::lookup(&normalized).map(|l| l.fate) {
+    fn module(&mut self, name: &str, origin: &str) -> Option<ModuleName> {
+        let normalized = match values::module_name(name) {
+            Ok(name) => name,
+            Err(e) => {
+                self.comments.push(format!("{origin}: dropped: {e}"));
+                return None;
+            }
+        };
+        match legacy::lookup(normalized.as_str()).map(|l| l.fate) {
             Some(Fate::Alias { module }) => {
                 self.comments.push(format!(
                     "{origin}: {normalized} → {module} (2.6-era name, now an alias)"
                 ));
-                Some(module.to_string())
+                Some(ModuleName::canonical(module))
             }
             Some(Fate::Merged { module, since }) => {
                 self.comments.push(format!(
                     "{origin}: {normalized} → {module} (merged into {module} in Linux {since})"
                 ));
-                Some(module.to_string())
+                Some(ModuleName::canonical(module))
             }
             Some(Fate::Removed { since, instead }) => {
                 self.comments.push(format!(
@@ -296,26 +297,33 @@ impl Builder {
             ));
         }
         for option in options {
-            let (key, value) = option.split_once('=').unwrap_or((option, "1"));
-            let key = key.replace('-', "_");
-            if real == "nf_conntrack" && key == "ip_conntrack_disable_ve0" {
+            let (key, value) = match values::split_word(option) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    self.comments
+                        .push(format!("{origin}: dropped option {option}: {e}"));
+                    continue;
+                }
+            };
+            if real == "nf_conntrack" && key.same_parameter("ip_conntrack_disable_ve0") {
                 self.comments.push(format!(
                     "{origin}: kept {key}={value}: only Virtuozzo/OpenVZ kernels have this parameter; \
                      elsewhere `nfkit apply` reports it as not accepted"
                 ));
             }
-            if real == "nf_conntrack" && key == "hashsize" {
-                if let Ok(n) = value.parse::<u32>() {
+            if real == "nf_conntrack" && key.same_parameter("hashsize") {
+                if let Ok(n) = value.as_str().parse::<u32>() {
                     self.buckets = Some((n, origin.to_string()));
                     self.comments
                         .push(format!("{origin}: hashsize={value} → conntrack.buckets"));
                     continue;
                 }
             }
-            self.options
-                .entry(real.clone())
-                .or_default()
-                .insert(key, option_value(value));
+            // The last setting of a parameter wins, whatever its spelling
+            // (`-` or `_`), as in the kernel.
+            let module_options = self.options.entry(real.clone()).or_default();
+            module_options.retain(|k, _| !k.same_parameter(key.as_str()));
+            module_options.insert(key, value);
         }
     }
 
@@ -390,7 +398,14 @@ impl Builder {
                 if legacy {
                     self.comments.push(legacy_note(k));
                 }
-                self.sysctl.insert(k.to_string(), option_value(value));
+                match (SysctlKey::parse(k), SysctlValue::parse(value)) {
+                    (Ok(k), Ok(v)) => {
+                        self.sysctl.insert(k, v);
+                    }
+                    (Err(e), _) | (_, Err(e)) => self
+                        .comments
+                        .push(format!("{origin}: dropped {dotted}: {e}")),
+                }
             }
         }
     }
@@ -552,7 +567,7 @@ mod tests {
         assert_eq!(d.conntrack.max, Some(500000));
         assert_eq!(
             d.modules.options["nf_conntrack"]["ip_conntrack_disable_ve0"],
-            OptionValue::Integer(0)
+            OptionValue::from(0)
         );
         let text = imported.render();
         assert!(text.contains("ip_conntrack → nf_conntrack"), "{text}");
@@ -590,7 +605,11 @@ vm.swappiness = 10
         );
         let imported = import(r, ImportFrom::Debian, Scope::Netfilter, &[]).unwrap();
         assert!(
-            !imported.desired.sysctl.keys().any(|k| k.contains('*')),
+            !imported
+                .desired
+                .sysctl
+                .keys()
+                .any(|k| k.as_str().contains('*')),
             "glob keys stay where they are"
         );
         assert!(
@@ -607,7 +626,7 @@ vm.swappiness = 10
         assert_eq!(imported.desired.conntrack.buckets, Some(65536));
         assert_eq!(
             imported.desired.sysctl["net.netfilter.nf_conntrack_tcp_loose"],
-            OptionValue::Integer(0)
+            SysctlValue::from(0)
         );
         let skipped: Vec<_> = imported.skipped().collect();
         assert_eq!(skipped.len(), 1, "{skipped:?}");
@@ -725,9 +744,9 @@ vm.swappiness = 10
 
         let all = import(r, ImportFrom::Auto, Scope::All, &[]).unwrap();
         let o = &all.desired.modules.options;
-        assert_eq!(o["snd_pcsp"]["index"], OptionValue::Integer(-2));
-        assert_eq!(o["bonding"]["max_bonds"], OptionValue::Integer(0));
-        assert_eq!(o["loop"]["max_loop"], OptionValue::Integer(64));
+        assert_eq!(o["snd_pcsp"]["index"], OptionValue::from(-2));
+        assert_eq!(o["bonding"]["max_bonds"], OptionValue::from(0));
+        assert_eq!(o["loop"]["max_loop"], OptionValue::from(64));
         assert_eq!(all.added().count(), 6);
         assert!(
             all.sources
@@ -779,7 +798,7 @@ vm.swappiness = 10
         assert_eq!(all.desired.conntrack.max, Some(1000));
         assert_eq!(
             all.desired.modules.options["nf_conntrack"]["expect_hashsize"],
-            OptionValue::Integer(9)
+            OptionValue::from(9)
         );
         // A masked file is not configuration; /run is never imported.
         assert!(!all.desired.modules.options.contains_key("nf_nat"));
@@ -822,7 +841,11 @@ vm.swappiness = 10
         assert_eq!(imported.desired.conntrack.max, Some(65536));
         // The read-only count is not imported (apply would refuse it).
         assert!(
-            !imported.desired.sysctl.keys().any(|k| k.contains("count")),
+            !imported
+                .desired
+                .sysctl
+                .keys()
+                .any(|k| k.as_str().contains("count")),
             "{:?}",
             imported.desired.sysctl
         );
@@ -836,7 +859,7 @@ vm.swappiness = 10
         );
         assert_eq!(
             imported.desired.sysctl["net.netfilter.nf_conntrack_tcp_timeout_established"],
-            OptionValue::Integer(3600)
+            SysctlValue::from(3600)
         );
         let text = imported.render();
         assert!(
