@@ -215,12 +215,14 @@ impl NextBoot {
         let (lines, _) = self.options_for(module, &[]);
         let mut found = None;
         for line in lines {
-            for word in line.value.split_whitespace() {
-                if let Some((k, v)) = word.split_once('=')
-                    && k.replace('-', "_") == parameter
+            // Split as the kernel does (`next_arg`), names compared as the
+            // kernel does (`parameq`).
+            for option in crate::modules::options::split(&line.value) {
+                if option.is_param(parameter)
+                    && let Some(v) = option.value
                 {
                     found = Some(FromFile {
-                        value: v.to_string(),
+                        value: v,
                         file: line.file.clone(),
                         line: line.line,
                     });
