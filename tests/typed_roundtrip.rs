@@ -290,7 +290,7 @@ env -i "$TOOL" $FLAG "$FILE" >&2
 for k in "$@"; do printf '%s\0' "$k"; cat "/proc/sys/$k"; printf '\0'; done
 "#;
 
-fn sysctl_tool_writes(tool: &str, file: &Path, settings: &Settings) -> BTreeMap<String, String> {
+fn sysctl_tool_writes(tool: &str, file: &Path, keys: &[String]) -> BTreeMap<String, String> {
     // procps: `sysctl -p FILE`; systemd-sysctl takes the file as argument.
     let tool_args = if tool.ends_with("/sysctl") { "-p" } else { "" };
     let output = Command::new("unshare")
@@ -308,7 +308,7 @@ fn sysctl_tool_writes(tool: &str, file: &Path, settings: &Settings) -> BTreeMap<
         .arg(file)
         .arg(tool)
         .arg(tool_args)
-        .args(settings.iter().map(|(k, _)| k.relative_path()))
+        .args(keys)
         .output()
         .expect("cannot run unshare");
     let log = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -321,7 +321,7 @@ fn sysctl_tool_writes(tool: &str, file: &Path, settings: &Settings) -> BTreeMap<
     let fields: Vec<&str> = stdout.split('\0').collect();
     assert_eq!(
         fields.len(),
-        settings.len() * 2 + 1,
+        keys.len() * 2 + 1,
         "{tool}: {stdout:?}\n{log}"
     );
     fields
@@ -359,7 +359,8 @@ fn check_sysctl_tools(dir: &Path, settings: &Settings) {
         (systemd_sysctl(), &sysctl_d_file, &sysctl_d_text),
         ("/usr/sbin/sysctl", &conf_file, &conf_text),
     ] {
-        let got = sysctl_tool_writes(tool, file, settings);
+        let keys: Vec<String> = settings.iter().map(|(k, _)| k.relative_path()).collect();
+        let got = sysctl_tool_writes(tool, file, &keys);
         assert_eq!(got, expected, "{tool} {}\n{text}", file.display());
     }
 }
@@ -396,4 +397,57 @@ fn real_tools_read_back_exactly_what_the_types_hold() {
     if let Err(e) = result {
         panic!("{e}");
     }
+}
+
+/// The oracles see what the types refuse (so the property above can fail):
+/// blanks around a sysctl value are stripped by both tools, a trailing `\`
+/// joins the next modprobe.d line into the `options` line (an `install`
+/// line hidden in it disappears from the config, the words become
+/// options), and a blank splits a parameter value into two words.
+#[test]
+fn oracles_show_why_the_types_refuse_what_they_refuse() {
+    preconditions();
+    assert!(SysctlValue::parse(" 5 ").is_err());
+    assert!(OptionValue::parse("1\\").is_err());
+    assert!(OptionValue::parse("a b").is_err());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("90-x.conf");
+    std::fs::write(&file, "net.netfilter.zz_a =  5 \n").unwrap();
+    let keys = ["net/netfilter/zz_a".to_string()];
+    for tool in ["/usr/sbin/sysctl", systemd_sysctl()] {
+        let got = sysctl_tool_writes(tool, &file, &keys);
+        assert_eq!(got["net/netfilter/zz_a"], "5", "{tool}");
+    }
+    let file = dir.path().join("x.conf");
+    std::fs::write(
+        &file,
+        "options zz_nfkit_m a=1\\\ninstall zz_nfkit_m /bin/true\noptions zz_nfkit_n b=x y\n",
+    )
+    .unwrap();
+    let printed: Vec<String> = modprobe_config(&file)
+        .into_iter()
+        .filter(|l| l.contains("zz_nfkit"))
+        .collect();
+    assert!(
+        !printed.iter().any(|l| l.starts_with("install")),
+        "{printed:?}"
+    );
+    // The joined line carries `install` as an option word.
+    let m = printed
+        .iter()
+        .find(|l| l.starts_with("options zz_nfkit_m "))
+        .expect("the options line");
+    assert!(m.contains("install"), "{printed:?}");
+    let n = printed
+        .iter()
+        .find(|l| l.starts_with("options zz_nfkit_n "))
+        .expect("the options line");
+    let words = fuzzing::options_split(n.trim_start_matches("options zz_nfkit_n "));
+    assert_eq!(
+        words,
+        [
+            ("b".to_string(), Some("x".to_string())),
+            ("y".to_string(), None)
+        ]
+    );
 }
