@@ -180,6 +180,28 @@ fn import_drops_what_the_types_refuse_and_prints_a_readable_state() {
         "/etc/sysctl.d/50-nf.conf",
         "net.netfilter.nf_conntrack_acct = 1\nnet.netfilter.nf_log.2 = \"quoted\"\n",
     );
+    // A NUL byte in IPTABLES_MODULES (issue 10): dropped with a note.
+    write(
+        r,
+        "/etc/sysconfig/iptables-config",
+        "IPTABLES_MODULES=\"nf_nat x\u{0}y\"\n",
+    );
+    let out = run(with_root(r).arg("import"));
+    let toml = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let desired = nfkit::persist::desired::Desired::parse("import", &toml)
+        .unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    assert!(
+        desired.modules.load.iter().any(|m| m.as_str() == "nf_nat"),
+        "{toml}"
+    );
+    assert!(toml.contains("invalid module name \"x\\0y\""), "{toml}");
+    fs::remove_dir_all(r.join("etc/sysconfig")).unwrap();
     let out = run(with_root(r).arg("import"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");

@@ -372,6 +372,41 @@ mod tests {
         );
     }
 
+    /// A parameter's boot value is read as the kernel reads the options
+    /// (`next_arg`: quoted blanks kept, quotes dropped; `parameq`: `-` is
+    /// `_`). Before the typed values, words were split at every blank and
+    /// names folded by hand, so `x="a b"` gave `"a`.
+    #[test]
+    fn option_values_are_split_and_matched_as_the_kernel_does() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        write(
+            r,
+            "/etc/modprobe.d/x.conf",
+            "options nf_conntrack_ftp ports=\"21 2121\" loose=0\noptions nf_conntrack expect-hashsize=8\n",
+        );
+        let layout = Layout {
+            systemd: true,
+            debian: true,
+            etc_modules: false,
+            iptables_config: false,
+            modprobe_d: true,
+            sysctl_d: true,
+        };
+        let view = NextBoot::read(r, &layout).unwrap();
+        let value = |m: &str, p: &str| view.option_value(m, p).map(|f| f.value);
+        assert_eq!(
+            value("nf_conntrack_ftp", "ports").as_deref(),
+            Some("21 2121")
+        );
+        assert_eq!(value("nf_conntrack_ftp", "loose").as_deref(), Some("0"));
+        assert_eq!(
+            value("nf_conntrack", "expect_hashsize").as_deref(),
+            Some("8")
+        );
+        assert_eq!(value("nf_conntrack", "hashsize"), None);
+    }
+
     #[test]
     fn iptables_modules_count_only_with_a_rules_file() {
         let root = tempfile::tempdir().unwrap();
