@@ -68,7 +68,10 @@ fn parse_sysctl_d(bencher: divan::Bencher) {
 fn seed_toml() -> String {
     let load: Vec<String> = SEED_MODULES
         .split_whitespace()
-        .map(|m| format!("\"{}\"", nfkit::persist::desired::real_module_name(m)))
+        .map(|m| {
+            let name = nfkit::modules::name::ModuleName::canonical(m);
+            format!("\"{}\"", nfkit::persist::desired::real_module_name(&name))
+        })
         .collect();
     format!(
         "[modules]\nload = [{}]\n\n[conntrack]\nmax = 500000\nbuckets = 131072\n",

@@ -42,6 +42,7 @@ fn hint_here(e: &(dyn StdError + 'static)) -> Option<Cow<'static, str>> {
         crate::persist::files::FileError,
         crate::persist::plan::PlanError,
         crate::persist::record::RecordError,
+        crate::persist::values::ValueError,
         crate::sysctl::Error,
         crate::system::RootError,
         crate::read::ReadError,

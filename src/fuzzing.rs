@@ -13,7 +13,9 @@ use std::path::Path;
 use netlink_packet_core::Emitable;
 
 use crate::conntrack::{procstat, stats};
+use crate::modules::name::ModuleName;
 use crate::modules::{options, sysfs};
+use crate::persist::values::{self, SysctlKey, SysctlValue};
 use crate::persist::{desired, modprobe_d, module_list, shell_vars, sysctl_d};
 use crate::tables::{names, nft, xtables};
 
@@ -54,15 +56,59 @@ pub struct Persisted {
 /// The lists [`Desired`] hands to the file renderers.
 pub fn desired_persisted(desired: &Desired) -> Persisted {
     Persisted {
-        load: desired.load_list(),
-        options: desired.module_options(),
-        sysctl: desired.sysctl_settings(),
+        load: desired
+            .load_list()
+            .into_iter()
+            .map(ModuleName::into_string)
+            .collect(),
+        options: desired
+            .module_options()
+            .into_iter()
+            .map(|(m, o)| {
+                let words = o.iter().map(|(name, value)| value.word(name)).collect();
+                (m.into_string(), words)
+            })
+            .collect(),
+        sysctl: desired
+            .sysctl_settings()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     }
 }
 
-/// `desired::real_module_name`.
+/// `desired::real_module_name` (of the canonical spelling of `name`).
 pub fn real_module_name(name: &str) -> String {
-    desired::real_module_name(name)
+    desired::real_module_name(&ModuleName::canonical(name)).into_string()
+}
+
+// ---- the typed values (what the renderers take) ------------------------
+
+/// A module name as the renderers take it (`values::module_name`,
+/// canonical), `None` when the type refuses it.
+pub fn module_name(name: &str) -> Option<String> {
+    values::module_name(name).ok().map(ModuleName::into_string)
+}
+
+/// A `name=value` option word as the renderers write it
+/// (`values::split_word`), `None` when the types refuse it.
+pub fn option_word(word: &str) -> Option<String> {
+    values::split_word(word).ok().map(|(n, v)| v.word(&n))
+}
+
+/// A sysctl setting as the renderers take it (key dotted), `None` when the
+/// types refuse it.
+pub fn sysctl_setting(key: &str, value: &str) -> Option<(String, String)> {
+    let key = SysctlKey::parse(key).ok()?;
+    let value = SysctlValue::parse(value).ok()?;
+    Some((key.to_string(), value.to_string()))
+}
+
+fn typed_modules(modules: &[String]) -> Vec<ModuleName> {
+    modules
+        .iter()
+        .map(|m| values::module_name(m).expect("callers filter with fuzzing::module_name"))
+        .collect()
 }
 
 // ---- modprobe.d -------------------------------------------------------
@@ -82,9 +128,20 @@ pub fn modprobe_d_parse(text: &str) -> (Vec<LocatedDirective>, Vec<usize>) {
     )
 }
 
-/// `modprobe_d::render_options_file` (nfkit's own modprobe.d file).
+/// `modprobe_d::render_options_file` (nfkit's own modprobe.d file). The
+/// names and words must be ones [`module_name`] and [`option_word`] accept.
 pub fn modprobe_d_render(header: &str, options: &[(String, Vec<String>)]) -> String {
-    modprobe_d::render_options_file(header, options)
+    let typed: Vec<_> = options
+        .iter()
+        .map(|(m, words)| {
+            let words = words
+                .iter()
+                .map(|w| values::split_word(w).expect("callers filter with fuzzing::option_word"))
+                .collect();
+            (typed_modules(std::slice::from_ref(m)).remove(0), words)
+        })
+        .collect();
+    modprobe_d::render_options_file(header, &typed)
 }
 
 /// `modprobe_d::normalize_module`.
@@ -157,8 +214,18 @@ pub fn sysctl_d_parse(text: &str) -> (Vec<SysctlLine>, Vec<usize>) {
 }
 
 /// `sysctl_d::render` (nfkit's own sysctl.d file).
+/// The settings must be ones [`sysctl_setting`] accepts.
 pub fn sysctl_d_render(header: &str, settings: &[(String, String)]) -> String {
-    sysctl_d::render(header, settings)
+    let typed: Vec<_> = settings
+        .iter()
+        .map(|(k, v)| {
+            (
+                SysctlKey::parse(k).expect("callers filter with fuzzing::sysctl_setting"),
+                SysctlValue::parse(v).expect("callers filter with fuzzing::sysctl_setting"),
+            )
+        })
+        .collect();
+    sysctl_d::render(header, &typed)
 }
 
 // ---- modules-load.d, /etc/modules -------------------------------------
@@ -175,8 +242,9 @@ pub fn module_list_parse(text: &str) -> Vec<ListLine> {
 }
 
 /// `module_list::render` (nfkit's own modules-load.d file).
+/// The names must be ones [`module_name`] accepts.
 pub fn module_list_render(header: &str, modules: &[String]) -> String {
-    module_list::render(header, modules)
+    module_list::render(header, &typed_modules(modules))
 }
 
 /// `module_list::block_modules` (nfkit's block in `/etc/modules`).
@@ -185,8 +253,9 @@ pub fn module_list_block(text: &str) -> Result<Vec<String>, String> {
 }
 
 /// `module_list::with_block`.
+/// The names must be ones [`module_name`] accepts.
 pub fn module_list_with_block(text: &str, modules: &[String]) -> Result<String, String> {
-    module_list::with_block(text, modules).map_err(|e| e.to_string())
+    module_list::with_block(text, &typed_modules(modules)).map_err(|e| e.to_string())
 }
 
 // ---- iptables-config (shell variables) ---------------------------------

@@ -231,7 +231,7 @@ fn a_nul_in_iptables_modules_is_refused_naming_file_and_line() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");
     assert!(err.contains("/etc/sysconfig/iptables-config:2"), "{err}");
-    assert!(err.contains("not a module name"), "{err}");
+    assert!(err.contains("invalid module name"), "{err}");
 }
 
 /// Lines a generated config file is made of: well-formed ones, and ones

@@ -166,9 +166,18 @@ fn case() -> impl Strategy<Value = Case> {
 fn check_edit(case: &Case) -> String {
     let text = case.text();
     let settings = case.settings();
-    let out = sysctl_conf::set_values(&text, &settings, case.append);
+    let typed: Vec<_> = settings
+        .iter()
+        .map(|(k, v)| {
+            (
+                nfkit::persist::values::SysctlKey::parse(k).expect("a key"),
+                nfkit::persist::values::SysctlValue::parse(v).expect("a value"),
+            )
+        })
+        .collect();
+    let out = sysctl_conf::set_values(&text, &typed, case.append);
     // Idempotent.
-    assert_eq!(sysctl_conf::set_values(&out, &settings, case.append), out);
+    assert_eq!(sysctl_conf::set_values(&out, &typed, case.append), out);
     // The effective value is the desired one, for keys the file set or
     // that were appended.
     for (key, value) in &settings {

@@ -30,8 +30,11 @@ fuzz_target!(|data: &[u8]| {
             }
         };
         for m in modules {
+            // Normalised as libkmod does (`-` → `_` outside `[...]`).
             assert!(
-                !m.is_empty() && !m.contains('-') && !m.contains(char::is_whitespace),
+                !m.is_empty()
+                    && fuzzing::normalize_module(m) == *m
+                    && !m.contains(char::is_whitespace),
                 "{m:?}"
             );
         }
@@ -40,16 +43,16 @@ fuzz_target!(|data: &[u8]| {
         assert!((1..=lines).contains(line), "error line {line} of {lines}");
     }
 
-    // The renderer's contract: words as parsed, and no line ending in a
-    // backslash (modprobe.d has no escape for it; nfkit.toml validation
-    // refuses such values, checked by the desired_files target).
+    // The renderer's contract: the typed values (a module name, `name=value`
+    // words the types accept).
     let options: Vec<(String, Vec<String>)> = directives
         .iter()
         .filter_map(|(_, d)| match d {
-            Directive::Options { module, options }
-                if !options.is_empty() && !options.last().is_some_and(|o| o.ends_with('\\')) =>
-            {
-                Some((module.clone(), options.clone()))
+            Directive::Options { module, options } => {
+                let module = fuzzing::module_name(module)?;
+                let words: Vec<String> =
+                    options.iter().filter_map(|w| fuzzing::option_word(w)).collect();
+                (!words.is_empty()).then_some((module, words))
             }
             _ => None,
         })

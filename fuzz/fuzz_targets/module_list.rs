@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
                 .all(|p| !p.is_empty() && !p.contains(char::is_whitespace))
         );
     }
-    let modules: Vec<String> = entries.iter().map(|(_, m, _)| m.clone()).collect();
+    // The renderers take what the module name type accepts (canonical).
+    let modules: Vec<String> = entries
+        .iter()
+        .filter_map(|(_, m, _)| fuzzing::module_name(m))
+        .collect();
 
     let rendered = fuzzing::module_list_render("# nfkit\n", &modules);
     let back: Vec<String> = fuzzing::module_list_parse(&rendered)

@@ -26,14 +26,11 @@ fuzz_target!(|data: &[u8]| {
     for line in &errors {
         assert!((1..=count).contains(line));
     }
-    // Keys as the renderer takes them: no `-` prefix, nothing a line start
-    // would read as a comment, no surrounding blanks.
+    // Settings as the renderer takes them: what the typed values accept
+    // (keys in their dotted spelling).
     let settings: Vec<(String, String)> = lines
         .into_iter()
-        .filter(|l| {
-            !l.key.starts_with(['-', '#', ';']) && l.key.trim() == l.key && !l.key.is_empty()
-        })
-        .map(|l| (l.key, l.value))
+        .filter_map(|l| fuzzing::sysctl_setting(&l.key, &l.value))
         .collect();
     let rendered = fuzzing::sysctl_d_render("# nfkit\n", &settings);
     let (back, errors) = fuzzing::sysctl_d_parse(&rendered);

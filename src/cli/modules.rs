@@ -7,11 +7,11 @@ use clap::{Args, Subcommand};
 
 use super::{EXIT_ERROR, EXIT_OK, Output};
 use crate::modules::error::ErrorInfo;
-use crate::modules::name::ModuleName;
 use crate::modules::options::{EffectiveOption, OptionSource};
 use crate::modules::removal::{Role, StepResult};
 use crate::modules::{self, LoadFlags, LoadOutcome, SeqAction, SeqStep, UnloadFlags};
 use crate::system::Host;
+use anyhow::Context as _;
 
 /// `nfkit modules`.
 #[derive(Debug, Args)]
@@ -117,10 +117,14 @@ pub(super) fn run(
             args,
         } => {
             let requests = modules::parse_load_args(&args)?;
+            let edits = if persist {
+                persist_edits(&requests).context("--persist: cannot record this in nfkit.toml")?
+            } else {
+                Vec::new()
+            };
             if persist && host.offline {
                 // Offline: record and write the image's files only.
-                let (persisted, code) =
-                    super::state::persist(host, config, &persist_edits(&requests), dry_run)?;
+                let (persisted, code) = super::state::persist(host, config, &edits, dry_run)?;
                 super::state::emit_with_persist::<modules::LoadReport>(
                     output,
                     None,
@@ -147,8 +151,7 @@ pub(super) fn run(
                 output.emit(&r, |out| render_load(out, &r))?;
                 return Ok(if r.ok() { EXIT_OK } else { EXIT_ERROR });
             }
-            let (persisted, code) =
-                super::state::persist(host, config, &persist_edits(&requests), dry_run)?;
+            let (persisted, code) = super::state::persist(host, config, &edits, dry_run)?;
             super::state::emit_with_persist(
                 output,
                 Some(&r),
@@ -422,21 +425,28 @@ fn render_unload(out: &mut String, r: &modules::UnloadReport) {
 
 /// `--persist` edits for loaded names: keyed by the name as given (nfkit.toml
 /// keeps what the user asked for; apply resolves aliases when loading).
-fn persist_edits(requests: &[modules::LoadRequest]) -> Vec<crate::persist::edit::Edit> {
+/// Built through the types nfkit.toml holds, before anything is loaded: a
+/// name or value the boot files cannot carry stops the command first.
+fn persist_edits(
+    requests: &[modules::LoadRequest],
+) -> Result<Vec<crate::persist::edit::Edit>, crate::persist::values::ValueError> {
+    use crate::persist::values::{self, OptionName, OptionValue};
     requests
         .iter()
-        .map(|r| crate::persist::edit::Edit::LoadModule {
-            module: ModuleName::canonical(&r.name).into_string(),
-            options: r
-                .options
-                .iter()
-                .map(|o| {
-                    (
-                        o.name.clone(),
-                        o.kernel_value().unwrap_or_else(|| "1".to_string()),
-                    )
-                })
-                .collect(),
+        .map(|r| {
+            Ok(crate::persist::edit::Edit::LoadModule {
+                module: values::module_name(&r.name)?,
+                options: r
+                    .options
+                    .iter()
+                    .map(|o| {
+                        Ok((
+                            OptionName::parse(&o.name)?,
+                            OptionValue::parse(o.value.as_deref().unwrap_or("1"))?,
+                        ))
+                    })
+                    .collect::<Result<_, values::ValueError>>()?,
+            })
         })
         .collect()
 }

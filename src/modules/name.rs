@@ -118,6 +118,25 @@ impl ModuleName {
         Ok(ModuleName::canonical(name))
     }
 
+    /// A plain module name for the files nfkit writes (nfkit.toml's load
+    /// list and option tables, modules-load.d, `/etc/modules`,
+    /// `IPTABLES_MODULES`, modprobe.d `options`): 1 to 55 ASCII letters,
+    /// digits, `_` or `-` (as `KBUILD_MODNAME`), not starting with `-`;
+    /// no alias patterns. Canonical.
+    pub fn parse_plain(name: &str) -> Result<ModuleName, NameProblem> {
+        validate(name)?;
+        if name.len() > MODULE_NAME_MAX {
+            return Err(NameProblem::TooLong(MODULE_NAME_MAX));
+        }
+        if let Some(c) = name
+            .chars()
+            .find(|&c| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        {
+            return Err(NameProblem::BadChar(c));
+        }
+        Ok(ModuleName::canonical(name))
+    }
+
     /// The canonical text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -175,6 +194,21 @@ impl fmt::Display for ModuleName {
     }
 }
 
+impl std::borrow::Borrow<str> for ModuleName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// nfkit.toml's module names: [`ModuleName::parse_plain`], the refusal
+/// naming the text.
+impl<'de> serde::Deserialize<'de> for ModuleName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::persist::values::module_name(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl AsRef<str> for ModuleName {
     fn as_ref(&self) -> &str {
         &self.0
@@ -184,6 +218,12 @@ impl AsRef<str> for ModuleName {
 impl PartialEq<str> for ModuleName {
     fn eq(&self, other: &str) -> bool {
         self.0 == other
+    }
+}
+
+impl PartialEq<&str> for ModuleName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
     }
 }
 

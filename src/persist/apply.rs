@@ -222,17 +222,13 @@ fn check_sysctl_keys(host: &Host, desired: &Desired) -> Result<(), ApplyError> {
         .flatten()
         .is_some();
     for key in desired.sysctl.keys() {
-        let Ok(path) = sysctl.path_of(key) else {
+        let Ok(path) = sysctl.path_of(key.as_str()) else {
             continue; // validated as a key when nfkit.toml was parsed
         };
         if path.exists() {
             continue;
         }
-        if key
-            .replace('/', ".")
-            .starts_with("net.netfilter.nf_conntrack")
-            && !conntrack_loaded
-        {
+        if key.as_str().starts_with("net.netfilter.nf_conntrack") && !conntrack_loaded {
             continue;
         }
         let siblings: Vec<String> = path
@@ -249,15 +245,18 @@ fn check_sysctl_keys(host: &Host, desired: &Desired) -> Result<(), ApplyError> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let prefix = key.replace('/', ".");
-        let prefix = prefix.rsplit_once('.').map_or("", |(p, _)| p).to_string();
+        let prefix = key
+            .as_str()
+            .rsplit_once('.')
+            .map_or("", |(p, _)| p)
+            .to_string();
         let closest =
             crate::modules::suggest::closest(&leaf, siblings.iter().map(String::as_str), 3)
                 .into_iter()
                 .map(|c| format!("{prefix}.{c}"))
                 .collect();
         return Err(ApplyError::UnknownSysctl {
-            key: key.clone(),
+            key: key.to_string(),
             closest,
         });
     }

@@ -28,28 +28,7 @@ use crate::conntrack::limits;
 /// Default path of the desired-state file.
 pub const DEFAULT_PATH: &str = "/etc/nfkit/nfkit.toml";
 
-/// A module option value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum OptionValue {
-    /// `key=N`.
-    Integer(i64),
-    /// `key=1` / `key=0`.
-    Bool(bool),
-    /// `key=text`.
-    Text(String),
-}
-
-impl OptionValue {
-    /// The text after `=`.
-    pub fn render(&self) -> String {
-        match self {
-            OptionValue::Integer(n) => n.to_string(),
-            OptionValue::Bool(b) => if *b { "1" } else { "0" }.to_string(),
-            OptionValue::Text(t) => t.clone(),
-        }
-    }
-}
+pub use super::values::{ModuleName, OptionName, OptionValue, SysctlKey, SysctlValue};
 
 /// `[modules]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,10 +36,11 @@ impl OptionValue {
 pub struct ModulesSection {
     /// Modules to load, in order.
     #[serde(default)]
-    pub load: Vec<String>,
-    /// Options per module (real module name → option → value).
-    #[serde(default)]
-    pub options: BTreeMap<String, BTreeMap<String, OptionValue>>,
+    pub load: Vec<ModuleName>,
+    /// Options per module (module name → option → value). Two spellings of
+    /// one module (`nf-nat`, `nf_nat`) are merged.
+    #[serde(default, deserialize_with = "options_tables")]
+    pub options: BTreeMap<ModuleName, BTreeMap<OptionName, OptionValue>>,
 }
 
 /// `[conntrack]`.
@@ -132,9 +112,11 @@ pub struct Desired {
     /// Conntrack limits.
     #[serde(default)]
     pub conntrack: ConntrackSection,
-    /// Other netfilter sysctls (key → value).
-    #[serde(default)]
-    pub sysctl: BTreeMap<String, OptionValue>,
+    /// Other netfilter sysctls (key → value); two spellings of one key
+    /// (`net/netfilter/x`, `net.netfilter.x`) with different values are
+    /// refused.
+    #[serde(default, deserialize_with = "sysctl_table")]
+    pub sysctl: BTreeMap<SysctlKey, SysctlValue>,
     /// Persistence targets.
     #[serde(default)]
     pub persist: PersistSection,
@@ -143,14 +125,92 @@ pub struct Desired {
 /// The real module behind a known 2.6-era alias (`ip_conntrack` →
 /// `nf_conntrack`): modprobe.d `options` keyed by an alias apply only when
 /// the module is loaded by that alias, so nfkit always keys by the real name.
-pub fn real_module_name(name: &str) -> String {
-    let normalized = name.replace('-', "_");
-    match crate::modules::legacy::lookup(&normalized).map(|l| l.fate) {
+pub fn real_module_name(name: &ModuleName) -> ModuleName {
+    match crate::modules::legacy::lookup(name.as_str()).map(|l| l.fate) {
         Some(
             crate::modules::legacy::Fate::Alias { module }
             | crate::modules::legacy::Fate::Merged { module, .. },
-        ) => module.to_string(),
-        _ => normalized,
+        ) => ModuleName::canonical(module),
+        _ => name.clone(),
+    }
+}
+
+/// `[sysctl]`: keys in their dotted spelling; the same key spelled twice
+/// must have one value.
+fn sysctl_table<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<SysctlKey, SysctlValue>, D::Error> {
+    let written: Vec<(SysctlKey, SysctlValue)> = d.deserialize_map(Pairs::new())?;
+    let mut out = BTreeMap::new();
+    for (key, value) in written {
+        if let Some(other) = out.get(&key)
+            && *other != value
+        {
+            return Err(serde::de::Error::custom(format!(
+                "sysctl.\"{key}\" is written twice (`.` and `/` spellings are the same key) with the values {other} and {value}; set only one"
+            )));
+        }
+        out.insert(key, value);
+    }
+    Ok(out)
+}
+
+/// One module's parameter table, in file order.
+struct ModuleOptions(Vec<(OptionName, OptionValue)>);
+
+impl<'de> Deserialize<'de> for ModuleOptions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(Pairs::new()).map(ModuleOptions)
+    }
+}
+
+/// `[modules.options.*]`: the tables of two spellings of one module are
+/// merged; one parameter written twice must have one value.
+#[allow(clippy::type_complexity)]
+fn options_tables<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<ModuleName, BTreeMap<OptionName, OptionValue>>, D::Error> {
+    let written: Vec<(ModuleName, ModuleOptions)> = d.deserialize_map(Pairs::new())?;
+    let mut out: BTreeMap<ModuleName, BTreeMap<OptionName, OptionValue>> = BTreeMap::new();
+    for (module, ModuleOptions(options)) in written {
+        let merged = out.entry(module.clone()).or_default();
+        for (name, value) in options {
+            if let Some(other) = merged.get(&name)
+                && *other != value
+            {
+                return Err(serde::de::Error::custom(format!(
+                    "modules.options.{module}.{name} is written twice (`-` and `_` spellings are the same module) with the values {other} and {value}; set only one"
+                )));
+            }
+            merged.insert(name, value);
+        }
+    }
+    Ok(out)
+}
+
+/// A TOML table's entries in file order, each key and value read through
+/// its type.
+struct Pairs<K, V>(std::marker::PhantomData<(K, V)>);
+
+impl<K, V> Pairs<K, V> {
+    fn new() -> Self {
+        Pairs(std::marker::PhantomData)
+    }
+}
+
+impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> serde::de::Visitor<'de> for Pairs<K, V> {
+    type Value = Vec<(K, V)>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a table")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // A refusal keeps toml's span: the message shows the line, with
+        // the key and the value, and the type's reason.
+        let mut out = Vec::new();
+        while let Some(entry) = map.next_entry::<K, V>()? {
+            out.push(entry);
+        }
+        Ok(out)
     }
 }
 
@@ -169,103 +229,14 @@ pub enum DesiredError {
     },
 }
 
-pub(crate) fn module_name_ok(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 55 {
-        return Err("module names are 1 to 55 characters".into());
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        return Err(format!(
-            "{name:?} is not a module name (letters, digits, `_`, `-`)"
-        ));
-    }
-    Ok(())
-}
-
-// The grammar of what reaches the boot files (modprobe.d `options` words,
-// sysctl.d `key = value` lines): checked once here, where nfkit.toml, the
-// CLI's --persist and import enter, so that no value can add a line, a
-// comment or another key to a file root applies at boot.
-
-/// A module parameter name: what the kernel's parameter parser and a
-/// modprobe.d `options` word can carry.
-pub(crate) fn parameter_name_ok(key: &str) -> Result<(), String> {
-    if key.is_empty() || key.len() > 64 {
-        return Err("parameter names are 1 to 64 characters".into());
-    }
-    if !key
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-    {
-        return Err("not a parameter name (letters, digits, `_`, `-`, `.`)".into());
-    }
-    Ok(())
-}
-
-/// A module option value: one modprobe.d word (no blank, no quote, no `\`
-/// that would continue or escape the line, no control character).
-pub(crate) fn option_value_ok(value: &str) -> Result<(), String> {
-    if value.is_empty() {
-        return Err("empty value (leave the parameter out to keep the module's default)".into());
-    }
-    if let Some(c) = value.chars().find(|&c| {
-        c.is_whitespace()
-            || c.is_control()
-            || crate::lossless::is_escape(c)
-            || matches!(c, '"' | '\\')
-    }) {
-        return Err(format!(
-            "{c:?} cannot be part of a module option value (one word, no quotes, no `\\`)"
-        ));
-    }
-    Ok(())
-}
-
-/// A sysctl key: components of letters, digits, `_` and `-`, separated by
-/// `.` or `/` (no empty component, no `..`, no glob character, no `=`).
-pub(crate) fn sysctl_key_ok(key: &str) -> Result<(), String> {
-    let components: Vec<&str> = key.split(['.', '/']).collect();
-    if components.iter().any(|c| c.is_empty()) {
-        return Err("empty component in the key (`..`, `//` or a trailing separator)".into());
-    }
-    if let Some(c) = key
-        .chars()
-        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/')))
-    {
-        return Err(format!(
-            "{c:?} cannot be part of a sysctl key (letters, digits, `_`, `-`, separated by `.` or `/`)"
-        ));
-    }
-    Ok(())
-}
-
-/// A sysctl value: one line of printable text, not starting or ending with
-/// a blank (sysctl.d trims them) and not starting with a comment character.
-pub(crate) fn sysctl_value_ok(value: &str) -> Result<(), String> {
-    if value.is_empty() {
-        return Err("empty value".into());
-    }
-    if let Some(c) = value
-        .chars()
-        .find(|&c| c.is_control() || crate::lossless::is_escape(c))
-    {
-        return Err(format!(
-            "{c:?} cannot be part of a sysctl value (one line of text)"
-        ));
-    }
-    if value.trim() != value {
-        return Err("a sysctl value cannot start or end with a blank".into());
-    }
-    if value.starts_with(['#', ';']) {
-        return Err("a sysctl value cannot start with `#` or `;` (a comment in sysctl.d)".into());
-    }
-    Ok(())
+/// The `hashsize` parameter of `nf_conntrack` (`conntrack.buckets`).
+fn hashsize() -> OptionName {
+    OptionName::parse("hashsize").expect("a parameter name")
 }
 
 impl Desired {
     /// Parses and validates `text` (read from `path`, used in messages).
+    /// Every key and value is checked by its type while TOML is read.
     pub fn parse(path: &str, text: &str) -> Result<Self, DesiredError> {
         let desired: Desired = toml::from_str(text).map_err(|e| DesiredError::Syntax {
             path: path.to_string(),
@@ -275,56 +246,48 @@ impl Desired {
         Ok(desired)
     }
 
-    /// Checks every value without touching the system.
+    /// Checks what the types cannot: limits, contradictions between fields,
+    /// and which sysctl keys nfkit manages.
     pub fn validate(&self, path: &str) -> Result<(), DesiredError> {
         let invalid = |field: String, reason: String| DesiredError::Invalid {
             path: path.to_string(),
             field,
             reason,
         };
-        for (i, name) in self.modules.load.iter().enumerate() {
-            module_name_ok(name).map_err(|r| invalid(format!("modules.load[{i}]"), r))?;
-        }
-        for (module, options) in &self.modules.options {
-            module_name_ok(module).map_err(|r| invalid(format!("modules.options.{module}"), r))?;
-            for (key, value) in options {
-                let field = || format!("modules.options.{module}.{key:?}");
-                parameter_name_ok(key).map_err(|r| invalid(field(), r))?;
-                option_value_ok(&value.render()).map_err(|r| invalid(field(), r))?;
-            }
-        }
         if let Some(max) = self.conntrack.max {
             limits::parse_max(&max.to_string(), self.conntrack.allow_unlimited)
                 .map_err(|e| invalid("conntrack.max".into(), e.to_string()))?;
         }
         // One parameter of one module, spelled by its real name and by a
-        // 2.6-era alias (`ip_conntrack`), must not get two values: only
-        // one of them would hold at boot.
-        let mut parameters: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
+        // 2.6-era alias (`ip_conntrack`), or with `-` for `_`, must not get
+        // two values: only one of them would hold at boot.
+        let mut parameters: Vec<(ModuleName, &OptionName, String, &OptionValue)> = Vec::new();
         for (module, options) in &self.modules.options {
+            let real = real_module_name(module);
             for (key, value) in options {
                 let field = format!("modules.options.{module}.{key}");
-                let id = (real_module_name(module), key.replace('-', "_"));
-                if let Some((other, other_value)) = parameters.get(&id)
-                    && *other_value != value.render()
+                if let Some((_, _, other, other_value)) = parameters
+                    .iter()
+                    .find(|(m, k, _, _)| *m == real && k.same_parameter(key.as_str()))
+                    && *other_value != value
                 {
                     return Err(invalid(
                         field,
                         format!(
-                            "contradicts {other} = {other_value} (the same parameter of {}); set only one",
-                            id.0
+                            "contradicts {other} = {other_value} (the same parameter of {real}); set only one"
                         ),
                     ));
                 }
-                parameters.insert(id, (field, value.render()));
+                parameters.push((real.clone(), key, field, value));
             }
         }
         if let Some(buckets) = self.conntrack.buckets {
             limits::parse_buckets(&buckets.to_string())
                 .map_err(|e| invalid("conntrack.buckets".into(), e.to_string()))?;
-            if let Some((field, hashsize)) =
-                parameters.get(&("nf_conntrack".to_string(), "hashsize".to_string()))
-                && *hashsize != buckets.to_string()
+            if let Some((_, _, field, hashsize)) = parameters
+                .iter()
+                .find(|(m, k, _, _)| *m == "nf_conntrack" && k.same_parameter("hashsize"))
+                && **hashsize != OptionValue::from(buckets)
             {
                 return Err(invalid(
                     field.clone(),
@@ -332,36 +295,14 @@ impl Desired {
                 ));
             }
         }
-        // "net.netfilter.x" and "net/netfilter/x" are the same key.
-        let mut keys: BTreeMap<String, (&String, String)> = BTreeMap::new();
-        for (key, value) in &self.sysctl {
-            let normalised = key.replace('/', ".");
-            if let Some((other, other_value)) = keys.get(&normalised)
-                && *other_value != value.render()
-            {
-                return Err(invalid(
-                    format!("sysctl.\"{key}\""),
-                    format!(
-                        "contradicts sysctl.\"{other}\" = {other_value} (the same key); set only one"
-                    ),
-                ));
-            }
-            keys.insert(normalised, (key, value.render()));
-        }
-        for (key, value) in &self.sysctl {
-            let field = || format!("sysctl.{key:?}");
-            sysctl_key_ok(key).map_err(|r| invalid(field(), r))?;
-            sysctl_value_ok(&value.render()).map_err(|r| invalid(field(), r))?;
-        }
         for key in self.sysctl.keys() {
-            let normalised = key.replace('/', ".");
-            if limits::limit_for_key(key).is_some() {
+            if limits::limit_for_key(key.as_str()).is_some() {
                 return Err(invalid(
                     format!("sysctl.\"{key}\""),
                     "set it as conntrack.max / conntrack.buckets".into(),
                 ));
             }
-            if !normalised.starts_with("net.netfilter.") {
+            if !key.as_str().starts_with("net.netfilter.") {
                 return Err(invalid(
                     format!("sysctl.\"{key}\""),
                     "only net.netfilter.* keys are managed by nfkit".into(),
@@ -371,21 +312,23 @@ impl Desired {
         Ok(())
     }
 
-    /// Options for each module as `key=value` words, with the conntrack
-    /// bucket count as `nf_conntrack hashsize=` (so the size holds from the
-    /// first load).
-    pub fn module_options(&self) -> Vec<(String, Vec<String>)> {
-        let mut options: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    /// Options for each module (keyed by the real module name), with the
+    /// conntrack bucket count as `nf_conntrack hashsize=` (so the size holds
+    /// from the first load).
+    pub fn module_options(&self) -> Vec<(ModuleName, Vec<(OptionName, OptionValue)>)> {
+        let mut options: BTreeMap<ModuleName, Vec<(OptionName, OptionValue)>> = BTreeMap::new();
         for (module, opts) in &self.modules.options {
             let entry = options.entry(real_module_name(module)).or_default();
             for (key, value) in opts {
-                entry.push(format!("{key}={}", value.render()));
+                entry.push((key.clone(), value.clone()));
             }
         }
         if let Some(buckets) = self.conntrack.buckets {
-            let entry = options.entry("nf_conntrack".into()).or_default();
-            if !entry.iter().any(|o| o.starts_with("hashsize=")) {
-                entry.push(format!("hashsize={buckets}"));
+            let entry = options
+                .entry(ModuleName::canonical("nf_conntrack"))
+                .or_default();
+            if !entry.iter().any(|(k, _)| k.same_parameter("hashsize")) {
+                entry.push((hashsize(), OptionValue::from(buckets)));
             }
         }
         options.into_iter().collect()
@@ -394,38 +337,34 @@ impl Desired {
     /// The modules to load, with `nf_conntrack` added when conntrack keys are
     /// set: systemd-sysctl silently skips `net.netfilter.nf_conntrack_*` when
     /// the module is not loaded yet (the boot-order trap).
-    pub fn load_list(&self) -> Vec<String> {
-        let mut list: Vec<String> =
+    pub fn load_list(&self) -> Vec<ModuleName> {
+        let mut list: Vec<ModuleName> =
             super::module_list::first_occurrences(self.modules.load.iter().cloned());
         let needs_conntrack = self.conntrack.max.is_some()
             || self.conntrack.buckets.is_some()
-            || self.sysctl.keys().any(|k| {
-                k.replace('/', ".")
-                    .starts_with("net.netfilter.nf_conntrack")
-            });
+            || self
+                .sysctl
+                .keys()
+                .any(|k| k.as_str().starts_with("net.netfilter.nf_conntrack"));
         if needs_conntrack && !list.iter().any(|m| m == "nf_conntrack") {
-            list.insert(0, "nf_conntrack".into());
+            list.insert(0, ModuleName::canonical("nf_conntrack"));
         }
         list
     }
 
     /// sysctl settings to persist (`key`, `value`), conntrack max first.
-    pub fn sysctl_settings(&self) -> Vec<(String, String)> {
+    pub fn sysctl_settings(&self) -> Vec<(SysctlKey, SysctlValue)> {
         let mut out = Vec::new();
         if let Some(max) = self.conntrack.max {
             out.push((
-                "net.netfilter.nf_conntrack_max".to_string(),
-                max.to_string(),
+                SysctlKey::parse("net.netfilter.nf_conntrack_max").expect("a sysctl key"),
+                SysctlValue::from(max),
             ));
         }
-        // One line per key: `net/netfilter/x` and `net.netfilter.x` are one
-        // key (validation makes sure both spellings hold the same value).
-        let mut seen = std::collections::HashSet::new();
+        // One line per key: the map holds each key once, in its dotted
+        // spelling.
         for (key, value) in &self.sysctl {
-            let key = key.replace('/', ".");
-            if seen.insert(key.clone()) {
-                out.push((key, value.render()));
-            }
+            out.push((key.clone(), value.clone()));
         }
         out
     }
@@ -455,19 +394,27 @@ impl Desired {
             out.push('\n');
         }
         let quote = toml_string;
-        let value = |v: &OptionValue| match v {
-            OptionValue::Integer(n) => n.to_string(),
-            OptionValue::Bool(b) => b.to_string(),
-            OptionValue::Text(t) => quote(t),
+        let option = |v: &OptionValue| match v.as_integer() {
+            Some(n) => n.to_string(),
+            None => quote(v.as_str()),
+        };
+        let sysctl = |v: &SysctlValue| match v.as_integer() {
+            Some(n) => n.to_string(),
+            None => quote(v.as_str()),
         };
         if !self.modules.load.is_empty() || !self.modules.options.is_empty() {
             let _ = writeln!(out, "[modules]");
-            let names: Vec<String> = self.modules.load.iter().map(|m| quote(m)).collect();
+            let names: Vec<String> = self
+                .modules
+                .load
+                .iter()
+                .map(|m| quote(m.as_str()))
+                .collect();
             let _ = writeln!(out, "load = [{}]", names.join(", "));
             for (module, opts) in &self.modules.options {
-                let _ = writeln!(out, "\n[modules.options.{}]", toml_key(module));
+                let _ = writeln!(out, "\n[modules.options.{}]", toml_key(module.as_str()));
                 for (k, v) in opts {
-                    let _ = writeln!(out, "{} = {}", toml_key(k), value(v));
+                    let _ = writeln!(out, "{} = {}", toml_key(k.as_str()), option(v));
                 }
             }
             out.push('\n');
@@ -488,7 +435,7 @@ impl Desired {
         if !self.sysctl.is_empty() {
             let _ = writeln!(out, "[sysctl]");
             for (k, v) in &self.sysctl {
-                let _ = writeln!(out, "{} = {}", quote(k), value(v));
+                let _ = writeln!(out, "{} = {}", quote(k.as_str()), sysctl(v));
             }
             out.push('\n');
         }
@@ -540,6 +487,22 @@ fn toml_key(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// `module_options` as `(module, ["k=v", ...])`.
+    fn option_words(d: &Desired) -> Vec<(String, Vec<String>)> {
+        d.module_options()
+            .into_iter()
+            .map(|(m, o)| (m.into_string(), o.iter().map(|(k, v)| v.word(k)).collect()))
+            .collect()
+    }
+
+    /// `sysctl_settings` as text.
+    fn settings(d: &Desired) -> Vec<(String, String)> {
+        d.sysctl_settings()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
     /// The injections found with hostile input (issue 10): each is refused
     /// with the field named, before anything is written.
     #[test]
@@ -547,58 +510,67 @@ mod tests {
         let cases = [
             (
                 "[sysctl]\n\"net.netfilter.nf_conntrack_tcp_timeout_established\" = \"86400\\nkernel.core_pattern = |/tmp/pwn %p\"\n",
-                "sysctl.",
+                "invalid sysctl value \"86400\\nkernel.core_pattern",
             ),
             (
                 "[sysctl]\n\"net.netfilter.x\\nkernel.modprobe = /tmp/evil\\n#\" = 1\n",
-                "sysctl.",
+                "invalid sysctl key \"net.netfilter.x\\nkernel.modprobe",
             ),
             (
                 "[sysctl]\n\"net.netfilter.nf_conntrack_acct=1 #\" = 0\n",
-                "sysctl.",
+                "invalid sysctl key \"net.netfilter.nf_conntrack_acct=1 #\"",
             ),
             (
                 "[sysctl]\n\"net.netfilter.a/../../kernel/x\" = 1\n",
-                "sysctl.",
+                "invalid sysctl key \"net.netfilter.a/../../kernel/x\"",
             ),
-            ("[sysctl]\n\"net.netfilter.\" = 1\n", "sysctl."),
+            (
+                "[sysctl]\n\"net.netfilter.\" = 1\n",
+                "invalid sysctl key \"net.netfilter.\"",
+            ),
             (
                 "[sysctl]\n\"net.netfilter.nf_conntrack_tcp_timeout_*\" = 1\n",
-                "sysctl.",
+                "globs are not keys",
             ),
             (
                 "[sysctl]\n\"net.netfilter.nf_conntrack_acct\" = \"\"\n",
-                "sysctl.",
+                "invalid sysctl value \"\": empty value",
             ),
             (
                 "[sysctl]\n\"net.netfilter.nf_log.2\" = \"# x\"\n",
-                "sysctl.",
+                "invalid sysctl value \"# x\"",
             ),
             (
                 "[modules.options.nf_conntrack]\n\"a\\ninstall\" = 1\n",
-                "modules.options.nf_conntrack",
+                "invalid module parameter name \"a\\ninstall\"",
             ),
             (
                 "[modules.options.nf_conntrack]\n\"#x\" = 1\n",
-                "modules.options.nf_conntrack",
+                "invalid module parameter name \"#x\"",
             ),
             (
                 "[modules.options.nf_conntrack]\nhashsize = \"\"\n",
-                "modules.options.nf_conntrack",
+                "invalid module parameter value \"\"",
             ),
             (
                 "[modules.options.nf_conntrack]\nx = \"a\\\\\"\n",
-                "modules.options.nf_conntrack",
+                "invalid module parameter value \"a\\\\\"",
             ),
             (
                 "[modules.options.nf_conntrack]\nx = \"a\\rb\"\n",
-                "modules.options.nf_conntrack",
+                "invalid module parameter value \"a\\rb\"",
+            ),
+            (
+                "[modules]\nload = [\"nf_nat\\ninstall\"]\n",
+                "invalid module name \"nf_nat\\ninstall\"",
             ),
         ];
-        for (text, field) in cases {
+        for (text, expected) in cases {
             let err = Desired::parse("t.toml", text).expect_err(text);
             let message = err.to_string();
-            assert!(message.contains(field), "{text:?}: {message}");
+            assert!(message.contains(expected), "{text:?}: {message}");
+            // The line of the refused key or value is shown.
+            assert!(message.contains("line 2"), "{text:?}: {message}");
         }
         // What the grammar allows still parses.
         Desired::parse(
@@ -634,7 +606,7 @@ targets = ["modules-load.d", "modprobe.d", "sysctl.d"]
             vec!["nf_conntrack", "xt_state", "iptable_nat"]
         );
         assert_eq!(
-            d.module_options(),
+            option_words(&d),
             vec![(
                 "nf_conntrack".to_string(),
                 vec![
@@ -644,7 +616,7 @@ targets = ["modules-load.d", "modprobe.d", "sysctl.d"]
             )]
         );
         assert_eq!(
-            d.sysctl_settings(),
+            settings(&d),
             vec![
                 (
                     "net.netfilter.nf_conntrack_max".to_string(),
@@ -682,7 +654,11 @@ targets = ["modules-load.d", "modprobe.d", "sysctl.d"]
             "{e}"
         );
         let e = Desired::parse("f", "[modules]\nload = [\"a/b\"]\n").unwrap_err();
-        assert!(e.to_string().contains("modules.load[0]"), "{e}");
+        assert!(
+            e.to_string().contains("line 2")
+                && e.to_string().contains("invalid module name \"a/b\""),
+            "{e}"
+        );
         let e = Desired::parse("f", "[sysctl]\n\"net.ipv4.ip_forward\" = 1\n").unwrap_err();
         assert!(e.to_string().contains("net.netfilter"), "{e}");
         let e = Desired::parse("f", "[sysctl]\n\"net.nf_conntrack_max\" = 1\n").unwrap_err();
@@ -741,7 +717,7 @@ targets = ["modules-load.d", "modprobe.d", "sysctl.d"]
         )
         .unwrap();
         assert_eq!(
-            d.module_options(),
+            option_words(&d),
             vec![(
                 "nf_conntrack".to_string(),
                 vec!["ip_conntrack_disable_ve0=0".to_string()]
@@ -757,35 +733,58 @@ targets = ["modules-load.d", "modprobe.d", "sysctl.d"]
     /// Found by the desired fuzz target: option names that are not bare
     /// TOML keys (`a.b`, `#x`) and control characters in strings were
     /// written as is, so nfkit.toml as rendered did not parse (or parsed to
-    /// something else). Validation now refuses such values where they enter;
-    /// the renderer still quotes and escapes whatever it is given (the state
-    /// is built here without validation), and TOML gives back the same.
+    /// something else). Such names and values cannot be built any more; the
+    /// renderer still quotes keys and strings, and what the types hold reads
+    /// back as itself (`0123` stays a string, `true` becomes 1).
     #[test]
     fn render_quotes_keys_and_escapes_strings() {
-        let mut d = Desired::default();
-        d.modules.options.insert(
-            "nf_conntrack".into(),
-            BTreeMap::from([
-                (
-                    "net.netfilter.nf_conntrack_acct".to_string(),
-                    OptionValue::Bool(true),
-                ),
-                ("#x".to_string(), OptionValue::Text("a\\b\"c".into())),
-            ]),
-        );
-        d.sysctl.insert(
-            "net.netfilter.x".into(),
-            OptionValue::Text("1\u{1}\u{7f}\t2".into()),
-        );
+        assert!(OptionName::parse("#x").is_err());
+        assert!(OptionName::parse("net.netfilter.nf_conntrack_acct").is_err());
+        assert!(SysctlValue::parse("1\u{1}\u{7f}\t2").is_err());
+        let d = Desired::parse(
+            "t",
+            "[modules]\nload = [\"nf-nat\"]\n[modules.options.nf_conntrack_ftp]\nports = \"21,2121\"\nx = \"0123\"\ny = \"a=b#c'd\"\nz = true\n\
+             [sysctl]\n\"net/netfilter/nf_log/2\" = \"nf_log_ipv4\"\n\"net.netfilter.nf_conntrack_acct\" = true\n",
+        )
+        .unwrap();
+        assert_eq!(d.modules.load, ["nf_nat"]);
         let rendered = d.render(&[]);
+        assert!(rendered.contains("x = \"0123\""), "{rendered}");
+        assert!(rendered.contains("z = 1"), "{rendered}");
         assert!(
-            rendered.contains("\"net.netfilter.nf_conntrack_acct\" = true"),
+            rendered.contains("\"net.netfilter.nf_log.2\" = \"nf_log_ipv4\""),
             "{rendered}"
         );
-        assert!(rendered.contains(r#""1\u0001\u007F\t2""#), "{rendered}");
-        let back: Desired = toml::from_str(&rendered).unwrap();
-        assert_eq!(back, d, "{rendered}");
-        // ... and validation refuses it.
-        assert!(Desired::parse("nfkit.toml", &rendered).is_err());
+        assert_eq!(Desired::parse("t", &rendered).unwrap(), d, "{rendered}");
+    }
+
+    /// Two spellings of one module or key are merged when they agree and
+    /// refused, naming both values, when they do not.
+    #[test]
+    fn spellings_of_one_module_or_key_merge_or_conflict() {
+        let d = Desired::parse(
+            "t",
+            "[modules.options.nf-conntrack-ftp]\nports = 21\n[modules.options.nf_conntrack_ftp]\nloose = 1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            option_words(&d),
+            [(
+                "nf_conntrack_ftp".to_string(),
+                vec!["loose=1".to_string(), "ports=21".to_string()]
+            )]
+        );
+        let e = Desired::parse(
+            "t",
+            "[modules.options.nf-conntrack-ftp]\nports = 21\n[modules.options.nf_conntrack_ftp]\nports = 2121\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("written twice"), "{e}");
+        let e = Desired::parse(
+            "t",
+            "[modules.options.nf_conntrack]\nexpect-hashsize = 1\nexpect_hashsize = 2\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("contradicts"), "{e}");
     }
 }

@@ -5,6 +5,7 @@
 use toml_edit::{Array, DocumentMut, Item, Table, value};
 
 use super::desired::{Desired, DesiredError};
+use super::values::{ModuleName, OptionName, OptionValue};
 
 /// Header of an nfkit.toml nfkit creates.
 pub const NEW_FILE_HEADER: &str = "# nfkit desired state (see `nfkit apply`, `nfkit verify`).\n";
@@ -18,8 +19,8 @@ pub enum Edit {
     ConntrackBuckets(u32),
     /// Add a module to `[modules] load` (if absent) with options.
     LoadModule {
-        module: String,
-        options: Vec<(String, String)>,
+        module: ModuleName,
+        options: Vec<(OptionName, OptionValue)>,
     },
 }
 
@@ -56,7 +57,10 @@ pub fn apply_edits(path: &str, text: &str, edits: &[Edit]) -> Result<String, Des
                 let load = modules["load"]
                     .as_array_mut()
                     .ok_or_else(|| syntax("modules.load is not an array".into()))?;
-                if !load.iter().any(|v| v.as_str() == Some(module)) {
+                if !load
+                    .iter()
+                    .any(|v| v.as_str().is_some_and(|s| module.is(s)))
+                {
                     load.push(module.as_str());
                 }
                 if !options.is_empty() {
@@ -68,16 +72,16 @@ pub fn apply_edits(path: &str, text: &str, edits: &[Edit]) -> Result<String, Des
                     let all = modules["options"]
                         .as_table_mut()
                         .ok_or_else(|| syntax("modules.options is not a table".into()))?;
-                    if !all.contains_key(module) {
+                    if !all.contains_key(module.as_str()) {
                         all[module.as_str()] = Item::Table(Table::new());
                     }
                     let own = all[module.as_str()].as_table_mut().ok_or_else(|| {
                         syntax(format!("modules.options.{module} is not a table"))
                     })?;
                     for (k, v) in options {
-                        own[k.as_str()] = match v.parse::<i64>() {
-                            Ok(n) => value(n),
-                            Err(_) => value(v.as_str()),
+                        own[k.as_str()] = match v.as_integer() {
+                            Some(n) => value(n),
+                            None => value(v.as_str()),
                         };
                     }
                 }
@@ -105,7 +109,7 @@ mod tests {
             &[
                 Edit::ConntrackMax(5000),
                 Edit::LoadModule {
-                    module: "nf_nat".into(),
+                    module: ModuleName::parse_plain("nf_nat").unwrap(),
                     options: vec![],
                 },
             ],
@@ -123,7 +127,7 @@ mod tests {
             "f",
             &out,
             &[Edit::LoadModule {
-                module: "nf_nat".into(),
+                module: ModuleName::parse_plain("nf_nat").unwrap(),
                 options: vec![],
             }],
         )
@@ -138,8 +142,8 @@ mod tests {
             "",
             &[
                 Edit::LoadModule {
-                    module: "nf_conntrack".into(),
-                    options: vec![("expect_hashsize".into(), "2048".into())],
+                    module: ModuleName::parse_plain("nf_conntrack").unwrap(),
+                    options: vec![("expect_hashsize".parse().unwrap(), "2048".parse().unwrap())],
                 },
                 Edit::ConntrackBuckets(4096),
             ],
@@ -148,10 +152,12 @@ mod tests {
         assert!(out.starts_with(NEW_FILE_HEADER));
         let d = Desired::parse("f", &out).unwrap();
         assert_eq!(d.conntrack.buckets, Some(4096));
-        assert_eq!(
-            d.module_options()[0].1,
-            ["expect_hashsize=2048", "hashsize=4096"]
-        );
+        let words: Vec<String> = d.module_options()[0]
+            .1
+            .iter()
+            .map(|(k, v)| v.word(k))
+            .collect();
+        assert_eq!(words, ["expect_hashsize=2048", "hashsize=4096"]);
     }
 
     #[test]

@@ -20,11 +20,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::desired::{self, Desired, OptionValue};
+use super::desired::Desired;
 use super::files::{self, FileError};
 use super::import_scope::{self, FileClass, Item, ModuleLayer, OutOfScope, Scope};
 use super::modprobe_d::{self, Directive};
 use super::nextboot::{MODPROBE_DIRS, MODULES_LOAD_DIRS};
+use super::values::{self, ModuleName, OptionName, OptionValue, SysctlKey, SysctlValue};
 use super::{module_list, plan, shell_vars, sysctl_d};
 use crate::modules::legacy::{self, Fate};
 
@@ -182,24 +183,18 @@ struct Builder {
     layer: ModuleLayer,
     /// The class of the file being read.
     class: FileClass,
-    load: Vec<String>,
+    load: Vec<ModuleName>,
     /// The names in `load`, for linear-time de-duplication.
-    loaded: std::collections::HashSet<String>,
-    options: BTreeMap<String, BTreeMap<String, OptionValue>>,
+    loaded: std::collections::HashSet<ModuleName>,
+    options: BTreeMap<ModuleName, BTreeMap<OptionName, OptionValue>>,
     max: Option<(u32, String)>,
     buckets: Option<(u32, String)>,
-    sysctl: BTreeMap<String, OptionValue>,
+    sysctl: BTreeMap<SysctlKey, SysctlValue>,
     comments: Vec<String>,
     out_of_scope: Vec<OutOfScope>,
     ignored_sysctls: usize,
     /// The first name or value nfkit.toml cannot hold: (origin, reason).
     invalid: Option<(String, String)>,
-}
-
-fn option_value(text: &str) -> OptionValue {
-    text.parse::<i64>()
-        .map(OptionValue::Integer)
-        .unwrap_or_else(|_| OptionValue::Text(text.to_string()))
 }
 
 impl Builder {
@@ -244,20 +239,26 @@ impl Builder {
     }
 
     /// Translates one module name; returns the current name if it loads.
-    fn module(&mut self, name: &str, origin: &str) -> Option<String> {
-        let normalized = modprobe_d::normalize_module(name);
-        match legacy::lookup(&normalized).map(|l| l.fate) {
+    fn module(&mut self, name: &str, origin: &str) -> Option<ModuleName> {
+        let normalized = match values::module_name(name) {
+            Ok(name) => name,
+            Err(e) => {
+                self.comments.push(format!("{origin}: dropped: {e}"));
+                return None;
+            }
+        };
+        match legacy::lookup(normalized.as_str()).map(|l| l.fate) {
             Some(Fate::Alias { module }) => {
                 self.comments.push(format!(
                     "{origin}: {normalized} → {module} (2.6-era name, now an alias)"
                 ));
-                Some(module.to_string())
+                Some(ModuleName::canonical(module))
             }
             Some(Fate::Merged { module, since }) => {
                 self.comments.push(format!(
                     "{origin}: {normalized} → {module} (merged into {module} in Linux {since})"
                 ));
-                Some(module.to_string())
+                Some(ModuleName::canonical(module))
             }
             Some(Fate::Removed { since, instead }) => {
                 self.comments.push(format!(
@@ -271,12 +272,12 @@ impl Builder {
 
     /// Records the first item nfkit.toml cannot hold; `false` when `check`
     /// failed.
-    fn holds(&mut self, origin: &str, check: Result<(), String>) -> bool {
+    fn holds(&mut self, origin: &str, check: Result<(), values::ValueError>) -> bool {
         match check {
             Ok(()) => true,
-            Err(reason) => {
+            Err(e) => {
                 self.invalid
-                    .get_or_insert_with(|| (origin.to_string(), reason));
+                    .get_or_insert_with(|| (origin.to_string(), e.to_string()));
                 false
             }
         }
@@ -291,7 +292,7 @@ impl Builder {
         if !self.admit(item, origin, netfilter) {
             return;
         }
-        if !self.holds(origin, desired::module_name_ok(name)) {
+        if !self.holds(origin, values::module_name(name).map(drop)) {
             return;
         }
         if let Some(m) = self.module(name, origin)
@@ -310,13 +311,10 @@ impl Builder {
         if !self.admit(item, origin, netfilter) {
             return;
         }
-        let checked = desired::module_name_ok(module).and_then(|()| {
-            options.iter().try_for_each(|o| {
-                let (key, value) = o.split_once('=').unwrap_or((o, "1"));
-                desired::parameter_name_ok(key)
-                    .and_then(|()| desired::option_value_ok(value))
-                    .map_err(|r| format!("option {o:?} of {module}: {r}"))
-            })
+        let checked = values::module_name(module).map(drop).and_then(|()| {
+            options
+                .iter()
+                .try_for_each(|o| values::split_word(o).map(drop))
         });
         if !self.holds(origin, checked) {
             return;
@@ -334,26 +332,33 @@ impl Builder {
             ));
         }
         for option in options {
-            let (key, value) = option.split_once('=').unwrap_or((option, "1"));
-            let key = key.replace('-', "_");
-            if real == "nf_conntrack" && key == "ip_conntrack_disable_ve0" {
+            let (key, value) = match values::split_word(option) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    self.comments
+                        .push(format!("{origin}: dropped option {option}: {e}"));
+                    continue;
+                }
+            };
+            if real == "nf_conntrack" && key.same_parameter("ip_conntrack_disable_ve0") {
                 self.comments.push(format!(
                     "{origin}: kept {key}={value}: only Virtuozzo/OpenVZ kernels have this parameter; \
                      elsewhere `nfkit apply` reports it as not accepted"
                 ));
             }
-            if real == "nf_conntrack" && key == "hashsize" {
-                if let Ok(n) = value.parse::<u32>() {
+            if real == "nf_conntrack" && key.same_parameter("hashsize") {
+                if let Ok(n) = value.as_str().parse::<u32>() {
                     self.buckets = Some((n, origin.to_string()));
                     self.comments
                         .push(format!("{origin}: hashsize={value} → conntrack.buckets"));
                     continue;
                 }
             }
-            self.options
-                .entry(real.clone())
-                .or_default()
-                .insert(key, option_value(value));
+            // The last setting of a parameter wins, whatever its spelling
+            // (`-` or `_`), as in the kernel.
+            let module_options = self.options.entry(real.clone()).or_default();
+            module_options.retain(|k, _| !k.same_parameter(key.as_str()));
+            module_options.insert(key, value);
         }
     }
 
@@ -372,9 +377,9 @@ impl Builder {
         if !self.admit(item, origin, true) {
             return;
         }
-        let checked = desired::sysctl_key_ok(key)
-            .and_then(|()| desired::sysctl_value_ok(value))
-            .map_err(|r| format!("{key} = {value:?}: {r}"));
+        let checked = SysctlKey::parse(key)
+            .and_then(|_| SysctlValue::parse(value))
+            .map(drop);
         if !self.holds(origin, checked) {
             return;
         }
@@ -434,7 +439,14 @@ impl Builder {
                 if legacy {
                     self.comments.push(legacy_note(k));
                 }
-                self.sysctl.insert(k.to_string(), option_value(value));
+                match (SysctlKey::parse(k), SysctlValue::parse(value)) {
+                    (Ok(k), Ok(v)) => {
+                        self.sysctl.insert(k, v);
+                    }
+                    (Err(e), _) | (_, Err(e)) => self
+                        .comments
+                        .push(format!("{origin}: dropped {dotted}: {e}")),
+                }
             }
         }
     }
@@ -603,7 +615,7 @@ mod tests {
         assert_eq!(d.conntrack.max, Some(500000));
         assert_eq!(
             d.modules.options["nf_conntrack"]["ip_conntrack_disable_ve0"],
-            OptionValue::Integer(0)
+            OptionValue::from(0)
         );
         let text = imported.render();
         assert!(text.contains("ip_conntrack → nf_conntrack"), "{text}");
@@ -641,7 +653,11 @@ vm.swappiness = 10
         );
         let imported = import(r, ImportFrom::Debian, Scope::Netfilter, &[]).unwrap();
         assert!(
-            !imported.desired.sysctl.keys().any(|k| k.contains('*')),
+            !imported
+                .desired
+                .sysctl
+                .keys()
+                .any(|k| k.as_str().contains('*')),
             "glob keys stay where they are"
         );
         assert!(
@@ -658,7 +674,7 @@ vm.swappiness = 10
         assert_eq!(imported.desired.conntrack.buckets, Some(65536));
         assert_eq!(
             imported.desired.sysctl["net.netfilter.nf_conntrack_tcp_loose"],
-            OptionValue::Integer(0)
+            SysctlValue::from(0)
         );
         let skipped: Vec<_> = imported.skipped().collect();
         assert_eq!(skipped.len(), 1, "{skipped:?}");
@@ -776,9 +792,9 @@ vm.swappiness = 10
 
         let all = import(r, ImportFrom::Auto, Scope::All, &[]).unwrap();
         let o = &all.desired.modules.options;
-        assert_eq!(o["snd_pcsp"]["index"], OptionValue::Integer(-2));
-        assert_eq!(o["bonding"]["max_bonds"], OptionValue::Integer(0));
-        assert_eq!(o["loop"]["max_loop"], OptionValue::Integer(64));
+        assert_eq!(o["snd_pcsp"]["index"], OptionValue::from(-2));
+        assert_eq!(o["bonding"]["max_bonds"], OptionValue::from(0));
+        assert_eq!(o["loop"]["max_loop"], OptionValue::from(64));
         assert_eq!(all.added().count(), 6);
         assert!(
             all.sources
@@ -830,7 +846,7 @@ vm.swappiness = 10
         assert_eq!(all.desired.conntrack.max, Some(1000));
         assert_eq!(
             all.desired.modules.options["nf_conntrack"]["expect_hashsize"],
-            OptionValue::Integer(9)
+            OptionValue::from(9)
         );
         // A masked file is not configuration; /run is never imported.
         assert!(!all.desired.modules.options.contains_key("nf_nat"));
@@ -873,7 +889,11 @@ vm.swappiness = 10
         assert_eq!(imported.desired.conntrack.max, Some(65536));
         // The read-only count is not imported (apply would refuse it).
         assert!(
-            !imported.desired.sysctl.keys().any(|k| k.contains("count")),
+            !imported
+                .desired
+                .sysctl
+                .keys()
+                .any(|k| k.as_str().contains("count")),
             "{:?}",
             imported.desired.sysctl
         );
@@ -887,7 +907,7 @@ vm.swappiness = 10
         );
         assert_eq!(
             imported.desired.sysctl["net.netfilter.nf_conntrack_tcp_timeout_established"],
-            OptionValue::Integer(3600)
+            SysctlValue::from(3600)
         );
         let text = imported.render();
         assert!(

@@ -334,13 +334,13 @@ impl ModuleLayer {
 
     /// Whether `name` (as written: dashes, legacy names) is a netfilter module.
     pub fn is_netfilter(&self, name: &str) -> bool {
-        let normalized = name.replace('-', "_");
-        if legacy::lookup(&normalized).is_some() {
+        let normalized = crate::modules::name::ModuleName::canonical(name);
+        if legacy::lookup(normalized.as_str()).is_some() {
             return true;
         }
-        match self.placed.get(&normalized) {
+        match self.placed.get(normalized.as_str()) {
             Some(&netfilter) => netfilter,
-            None => netfilter_by_name(&normalized),
+            None => netfilter_by_name(normalized.as_str()),
         }
     }
 }

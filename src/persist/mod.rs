@@ -22,6 +22,7 @@ pub mod shell_vars;
 pub mod sysctl_conf;
 pub mod sysctl_d;
 pub mod sysctl_glob;
+pub mod values;
 pub mod verify;
 
 /// Helpers shared by this module's unit tests.

@@ -9,6 +9,11 @@
 
 use std::path::{Path, PathBuf};
 
+use super::values::{ModuleName, OptionName, OptionValue};
+
+/// One module's parameters as nfkit writes them.
+pub type ModuleOptions = Vec<(OptionName, OptionValue)>;
+
 /// One directive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Directive {
@@ -61,9 +66,10 @@ pub struct SyntaxError {
     pub reason: String,
 }
 
-/// Normalises a module name as libkmod does (`-` → `_`).
+/// Normalises a module name as libkmod does (`-` → `_`, except inside a
+/// `[...]` pattern): [`ModuleName`]'s one rule.
 pub fn normalize_module(name: &str) -> String {
-    name.replace('-', "_")
+    ModuleName::canonical(name).into_string()
 }
 
 /// Joins continuation lines; yields (first line number, logical line).
@@ -191,11 +197,12 @@ pub fn parse(file: &Path, text: &str) -> (Vec<Located>, Vec<SyntaxError>) {
 
 /// Renders nfkit's own modprobe.d file: one `options` line per module,
 /// keyed by the real module name, in the given order.
-pub fn render_options_file(header: &str, options: &[(String, Vec<String>)]) -> String {
+pub fn render_options_file(header: &str, options: &[(ModuleName, ModuleOptions)]) -> String {
     let mut text = String::from(header);
     for (module, opts) in options {
         if !opts.is_empty() {
-            text.push_str(&format!("options {} {}\n", module, opts.join(" ")));
+            let words: Vec<String> = opts.iter().map(|(name, value)| value.word(name)).collect();
+            text.push_str(&format!("options {} {}\n", module, words.join(" ")));
         }
     }
     text
@@ -308,13 +315,19 @@ mod tests {
         let text = render_options_file(
             "# managed by nfkit\n",
             &[
-                ("nf_conntrack".into(), vec!["hashsize=65536".into()]),
-                ("x".into(), vec![]),
+                (
+                    ModuleName::canonical("nf_conntrack"),
+                    vec![
+                        ("hashsize".parse().unwrap(), OptionValue::from(65536u32)),
+                        ("x".parse().unwrap(), "a#b".parse().unwrap()),
+                    ],
+                ),
+                (ModuleName::canonical("x"), vec![]),
             ],
         );
         assert_eq!(
             text,
-            "# managed by nfkit\noptions nf_conntrack hashsize=65536\n"
+            "# managed by nfkit\noptions nf_conntrack hashsize=65536 x=a#b\n"
         );
         let d = parse_ok(&text);
         assert_eq!(d.len(), 1);

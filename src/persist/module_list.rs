@@ -12,6 +12,8 @@
 //! which belongs to the admin, it keeps a marked block and leaves every other
 //! byte alone.
 
+use crate::modules::name::ModuleName;
+
 /// `items` without repeats, each kept where it first occurs; linear time
 /// (a hash set), so a list of 200,000 names costs no more than reading it.
 pub(crate) fn first_occurrences<T, I>(items: I) -> Vec<T>
@@ -64,10 +66,10 @@ pub fn parse(text: &str) -> Vec<ListEntry> {
 }
 
 /// Renders a list file owned by nfkit.
-pub fn render(header: &str, modules: &[String]) -> String {
+pub fn render(header: &str, modules: &[ModuleName]) -> String {
     let mut text = String::from(header);
     for module in modules {
-        text.push_str(module);
+        text.push_str(module.as_str());
         text.push('\n');
     }
     text
@@ -136,14 +138,14 @@ fn line_ending(text: &str) -> &'static str {
 /// Replaces (or appends) nfkit's block; other bytes are kept. An empty
 /// module list removes the block. The block's lines end as the file's do
 /// (CRLF when the file has any CRLF line).
-pub fn with_block(text: &str, modules: &[String]) -> Result<String, BlockError> {
+pub fn with_block(text: &str, modules: &[ModuleName]) -> Result<String, BlockError> {
     let eol = line_ending(text);
     let block = if modules.is_empty() {
         String::new()
     } else {
         let mut block = format!("{BLOCK_BEGIN}{eol}");
         for module in modules {
-            block.push_str(module);
+            block.push_str(module.as_str());
             block.push_str(eol);
         }
         block.push_str(BLOCK_END);
@@ -167,6 +169,10 @@ pub fn with_block(text: &str, modules: &[String]) -> Result<String, BlockError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn m(name: &str) -> ModuleName {
+        ModuleName::parse_plain(name).unwrap()
+    }
 
     #[test]
     fn first_occurrences_keeps_the_first_of_each_in_order() {
@@ -205,7 +211,7 @@ mod tests {
 
     #[test]
     fn block_is_added_replaced_and_removed_keeping_other_bytes() {
-        let mods = vec!["nf_conntrack".to_string(), "xt_state".to_string()];
+        let mods = vec![m("nf_conntrack"), m("xt_state")];
         let added = with_block(DEBIAN, &mods).unwrap();
         assert!(added.starts_with(DEBIAN));
         assert_eq!(block_modules(&added).unwrap(), mods);
@@ -236,7 +242,7 @@ mod tests {
 
     #[test]
     fn render_is_one_per_line() {
-        assert_eq!(render("# h\n", &["a".into(), "b".into()]), "# h\na\nb\n");
+        assert_eq!(render("# h\n", &[m("a"), m("b")]), "# h\na\nb\n");
     }
 
     /// Found by the module_list fuzz target: a marker line with a trailing
@@ -247,27 +253,27 @@ mod tests {
     fn markers_match_with_crlf_or_trailing_blanks_and_crlf_is_kept() {
         let crlf = format!("loop\r\n{BLOCK_BEGIN}\r\nxt_state\r\n{BLOCK_END}\r\nlp\r\n");
         assert_eq!(block_modules(&crlf).unwrap(), ["xt_state"]);
-        let written = with_block(&crlf, &["nf_nat".into(), "xt_state".into()]).unwrap();
+        let written = with_block(&crlf, &[m("nf_nat"), m("xt_state")]).unwrap();
         assert_eq!(
             written,
             format!("loop\r\n{BLOCK_BEGIN}\r\nnf_nat\r\nxt_state\r\n{BLOCK_END}\r\nlp\r\n")
         );
         let blank = format!("{BLOCK_BEGIN} \nxt_state\n{BLOCK_END}\t\n");
-        let written = with_block(&blank, &["nf_nat".into()]).unwrap();
+        let written = with_block(&blank, &[m("nf_nat")]).unwrap();
         assert_eq!(written, format!("{BLOCK_BEGIN}\nnf_nat\n{BLOCK_END}\n"));
         assert_eq!(with_block(&written, &[]).unwrap(), "");
         // Appended to a CRLF file without a final newline: CRLF throughout.
-        let appended = with_block("loop\r\nlp", &["nf_nat".into()]).unwrap();
+        let appended = with_block("loop\r\nlp", &[m("nf_nat")]).unwrap();
         assert_eq!(
             appended,
             format!("loop\r\nlp\r\n{BLOCK_BEGIN}\r\nnf_nat\r\n{BLOCK_END}\r\n")
         );
         let stray_cr = "es\r\r";
-        let once = with_block(stray_cr, &["nf_nat".into()]).unwrap();
+        let once = with_block(stray_cr, &[m("nf_nat")]).unwrap();
         assert_eq!(
             once,
             format!("es\r\r\n{BLOCK_BEGIN}\nnf_nat\n{BLOCK_END}\n")
         );
-        assert_eq!(with_block(&once, &["nf_nat".into()]).unwrap(), once);
+        assert_eq!(with_block(&once, &[m("nf_nat")]).unwrap(), once);
     }
 }

@@ -229,12 +229,14 @@ impl NextBoot {
         let (lines, _) = self.options_for(module, &[]);
         let mut found = None;
         for line in lines {
-            for word in line.value.split_whitespace() {
-                if let Some((k, v)) = word.split_once('=')
-                    && k.replace('-', "_") == parameter
+            // Split as the kernel does (`next_arg`), names compared as the
+            // kernel does (`parameq`).
+            for option in crate::modules::options::split(&line.value) {
+                if option.is_param(parameter)
+                    && let Some(v) = option.value
                 {
                     found = Some(FromFile {
-                        value: v.to_string(),
+                        value: v,
                         file: line.file.clone(),
                         line: line.line,
                     });
@@ -383,6 +385,41 @@ mod tests {
                 .value,
             "300"
         );
+    }
+
+    /// A parameter's boot value is read as the kernel reads the options
+    /// (`next_arg`: quoted blanks kept, quotes dropped; `parameq`: `-` is
+    /// `_`). Before the typed values, words were split at every blank and
+    /// names folded by hand, so `x="a b"` gave `"a`.
+    #[test]
+    fn option_values_are_split_and_matched_as_the_kernel_does() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        write(
+            r,
+            "/etc/modprobe.d/x.conf",
+            "options nf_conntrack_ftp ports=\"21 2121\" loose=0\noptions nf_conntrack expect-hashsize=8\n",
+        );
+        let layout = Layout {
+            systemd: true,
+            debian: true,
+            etc_modules: false,
+            iptables_config: false,
+            modprobe_d: true,
+            sysctl_d: true,
+        };
+        let view = NextBoot::read(r, &layout).unwrap();
+        let value = |m: &str, p: &str| view.option_value(m, p).map(|f| f.value);
+        assert_eq!(
+            value("nf_conntrack_ftp", "ports").as_deref(),
+            Some("21 2121")
+        );
+        assert_eq!(value("nf_conntrack_ftp", "loose").as_deref(), Some("0"));
+        assert_eq!(
+            value("nf_conntrack", "expect_hashsize").as_deref(),
+            Some("8")
+        );
+        assert_eq!(value("nf_conntrack", "hashsize"), None);
     }
 
     #[test]

@@ -291,10 +291,7 @@ pub fn plan_files(
                 let settings = desired.sysctl_settings();
                 // Other names of the same variable (net.nf_conntrack_max) are
                 // matched by the setters model itself.
-                let keys: Vec<String> = settings
-                    .iter()
-                    .filter_map(|(k, _)| crate::sysctl::key_to_relative_path(k).ok())
-                    .collect();
+                let keys: Vec<String> = settings.iter().map(|(k, _)| k.relative_path()).collect();
                 let early = files::read_under(root, Path::new(SYSCTL_FILE))?;
                 let late = files::read_under(root, Path::new(SYSCTL_FILE_LATE))?;
                 // Keep the name in use; move to the late name only when a
@@ -330,23 +327,21 @@ pub fn plan_files(
                 let Some(before) = files::read_under(root, Path::new(IPTABLES_CONFIG))? else {
                     continue; // only managed where it exists
                 };
-                let after =
-                    shell_vars::set_words(&before, IPTABLES_MODULES, &load_list).map_err(|e| {
-                        PlanError::Syntax {
-                            path: IPTABLES_CONFIG.into(),
-                            line: e.line,
-                            reason: e.reason.clone(),
-                        }
+                let after = shell_vars::set_modules(&before, IPTABLES_MODULES, &load_list)
+                    .map_err(|e| PlanError::Syntax {
+                        path: IPTABLES_CONFIG.into(),
+                        line: e.line,
+                        reason: e.reason.clone(),
                     })?;
                 // Same words already there: keep the bytes as they are.
                 let current = shell_vars::parse(&before).ok().and_then(|a| {
                     shell_vars::find(&a, IPTABLES_MODULES).map(|v| shell_vars::words(&v.value))
                 });
-                let after = if current.as_deref() == Some(&load_list[..]) {
-                    before.clone()
-                } else {
-                    after
-                };
+                let same = current.is_some_and(|words| {
+                    words.len() == load_list.len()
+                        && words.iter().zip(&load_list).all(|(w, m)| *w == *m)
+                });
+                let after = if same { before.clone() } else { after };
                 changes.push(change(target, IPTABLES_CONFIG, Some(before), Some(after)));
             }
         }

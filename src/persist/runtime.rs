@@ -61,7 +61,11 @@ fn state_from_kernel_files(host: &Host, loaded: &[String], name: &str) -> Option
 /// keeps `verify` and `apply --check` cheap.
 pub fn read_running(host: &Host, desired: &Desired) -> Running {
     let mut running = Running::default();
-    let names = desired.load_list();
+    let names: Vec<String> = desired
+        .load_list()
+        .into_iter()
+        .map(crate::modules::name::ModuleName::into_string)
+        .collect();
     let loaded: Vec<String> = sysfs::read_proc_modules(&host.proc_root)
         .ok()
         .flatten()
@@ -69,7 +73,8 @@ pub fn read_running(host: &Host, desired: &Desired) -> Running {
         .unwrap_or_default();
     let mut unsettled = Vec::new();
     for name in &names {
-        let real = name.replace('-', "_");
+        // Load list names are canonical (`_`).
+        let real = name.clone();
         match state_from_kernel_files(host, &loaded, &real) {
             Some(state) => {
                 running.modules.insert(name.clone(), (real, state));
@@ -105,18 +110,17 @@ pub fn read_running(host: &Host, desired: &Desired) -> Running {
             } else {
                 ModuleState::Unknown
             };
-            (name.replace('-', "_"), state)
+            (name.clone(), state)
         });
         running.modules.insert(name.clone(), entry);
     }
     for (module, options) in desired.module_options() {
-        for option in options {
-            let parameter = option.split('=').next().unwrap_or_default().to_string();
+        for (parameter, _) in options {
             let path = host
                 .sys("module")
-                .join(&module)
+                .join(module.as_str())
                 .join("parameters")
-                .join(&parameter);
+                .join(parameter.as_str());
             let value = host
                 .read_io(&path, crate::read::Kind::KernelValue)
                 .ok()
@@ -130,7 +134,7 @@ pub fn read_running(host: &Host, desired: &Desired) -> Running {
     let mut keys: Vec<String> = desired
         .sysctl_settings()
         .into_iter()
-        .map(|(k, _)| k)
+        .map(|(k, _)| k.to_string())
         .collect();
     if desired.conntrack.buckets.is_some() {
         keys.push(crate::conntrack::KEY_BUCKETS.to_string());
@@ -254,9 +258,9 @@ pub fn diff_running(desired: &Desired, running: &Running) -> Vec<RuntimeChange> 
         let module_loaded = running.modules.values().any(|(real, state)| {
             real == &module && matches!(state, ModuleState::Loaded | ModuleState::Builtin)
         });
-        for option in options {
-            let (parameter, value) = option.split_once('=').unwrap_or((&option, ""));
-            if module == "nf_conntrack" && parameter == "hashsize" {
+        for (parameter, value) in &options {
+            let (parameter, value) = (parameter.as_str(), value.as_str());
+            if module.as_str() == "nf_conntrack" && parameter == "hashsize" {
                 continue; // converged through the buckets sysctl below
             }
             let current = running
@@ -267,7 +271,7 @@ pub fn diff_running(desired: &Desired, running: &Running) -> Vec<RuntimeChange> 
             if module_loaded && current.as_deref() != Some(value) {
                 changes.push(RuntimeChange {
                     item: RuntimeItem::Parameter {
-                        module: module.clone(),
+                        module: module.to_string(),
                         parameter: parameter.to_string(),
                     },
                     before: show(&current),
@@ -285,7 +289,11 @@ pub fn diff_running(desired: &Desired, running: &Running) -> Vec<RuntimeChange> 
             }
         }
     }
-    let mut wanted: Vec<(String, String)> = desired.sysctl_settings();
+    let mut wanted: Vec<(String, String)> = desired
+        .sysctl_settings()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     if let Some(b) = desired.conntrack.buckets {
         wanted.push((
             buckets_key.to_string(),
@@ -453,9 +461,12 @@ fn load_modules(
                 OptionsFrom::Desired => desired
                     .module_options()
                     .into_iter()
-                    .filter(|(m, _)| m == real)
+                    .filter(|(m, _)| *real == *m)
                     .flat_map(|(_, o)| o)
-                    .filter_map(|o| crate::modules::options::parse_given(&o).ok())
+                    .map(|(name, value)| crate::modules::options::ModOption {
+                        name: name.to_string(),
+                        value: Some(value.to_string()),
+                    })
                     .collect(),
             },
         })

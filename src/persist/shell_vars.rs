@@ -380,6 +380,17 @@ pub fn words(value: &str) -> Vec<String> {
     value.split_whitespace().map(str::to_string).collect()
 }
 
+/// [`set_words`] for a list of modules (`IPTABLES_MODULES`): the typed
+/// entry of that renderer.
+pub fn set_modules(
+    text: &str,
+    name: &str,
+    modules: &[crate::modules::name::ModuleName],
+) -> Result<String, ShellError> {
+    let words: Vec<String> = modules.iter().map(|m| m.as_str().to_string()).collect();
+    set_words(text, name, &words)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

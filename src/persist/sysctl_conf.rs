@@ -19,6 +19,7 @@
 //! name is the key's line and keeps its name. Appended lines use the name
 //! of nfkit.toml.
 
+use super::values::{SysctlKey, SysctlValue};
 use crate::sysctl::key_to_relative_path;
 
 /// Other names of the same kernel variable (relative /proc/sys paths).
@@ -97,18 +98,20 @@ pub fn effective_value<'t>(text: &'t str, key: &str) -> Option<&'t str> {
 /// of each key gets the value (only when it differs); keys the file does
 /// not set are appended when `append_missing`. Same values give back the
 /// same bytes.
-pub fn set_values(text: &str, settings: &[(String, String)], append_missing: bool) -> String {
+pub fn set_values(
+    text: &str,
+    settings: &[(SysctlKey, SysctlValue)],
+    append_missing: bool,
+) -> String {
     let lines = assignments(text);
     // (range to replace, new text), applied from the end.
     let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
     let mut missing = Vec::new();
     for (key, value) in settings {
-        let Ok(path) = key_to_relative_path(key) else {
-            continue; // nfkit.toml keys are validated before; nothing to match
-        };
-        let names = same_variable(&path);
+        let names = same_variable(&key.relative_path());
+        let value = value.as_str();
         match lines.iter().rev().find(|l| names.contains(&l.path)) {
-            Some(line) if text[line.value.clone()] == **value => {}
+            Some(line) if &text[line.value.clone()] == value => {}
             Some(line) if line.value.is_empty() => {
                 // `key =` (empty value): write after the `=`, spaced as the
                 // text before it is.
@@ -117,11 +120,11 @@ pub fn set_values(text: &str, settings: &[(String, String)], append_missing: boo
                 let new = if spaced {
                     format!(" {value}")
                 } else {
-                    value.clone()
+                    value.to_string()
                 };
                 edits.push((at..line.value.end.max(at), new));
             }
-            Some(line) => edits.push((line.value.clone(), value.clone())),
+            Some(line) => edits.push((line.value.clone(), value.to_string())),
             None => missing.push((key, value)),
         }
     }
@@ -150,7 +153,14 @@ mod tests {
     use super::*;
 
     fn set(text: &str, key: &str, value: &str, append: bool) -> String {
-        set_values(text, &[(key.to_string(), value.to_string())], append)
+        set_values(
+            text,
+            &[(
+                SysctlKey::parse(key).unwrap(),
+                SysctlValue::parse(value).unwrap(),
+            )],
+            append,
+        )
     }
 
     const EL6: &str = "# Kernel sysctl configuration file for Red Hat Linux\n\

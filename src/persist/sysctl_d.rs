@@ -28,6 +28,7 @@
 //! key's last line wins, globs skip keys named by any `key = value` or `-key`
 //! line, and a `-key` line does not cancel an assignment.
 
+use super::values::{SysctlKey, SysctlValue};
 use std::path::{Path, PathBuf};
 
 use super::sysctl_glob;
@@ -436,7 +437,7 @@ fn procps_order(names: &[String], lines: Vec<Located<'_>>) -> Setters {
 }
 
 /// Renders nfkit's sysctl.d file.
-pub fn render(header: &str, settings: &[(String, String)]) -> String {
+pub fn render(header: &str, settings: &[(SysctlKey, SysctlValue)]) -> String {
     let mut text = String::from(header);
     for (key, value) in settings {
         text.push_str(&format!("{key} = {value}\n"));
@@ -546,7 +547,10 @@ mod tests {
     fn render_round_trips() {
         let text = render(
             "# nfkit\n",
-            &[("net.netfilter.nf_conntrack_max".into(), "500000".into())],
+            &[(
+                SysctlKey::parse("net.netfilter.nf_conntrack_max").unwrap(),
+                SysctlValue::parse("500000").unwrap(),
+            )],
         );
         assert_eq!(text, "# nfkit\nnet.netfilter.nf_conntrack_max = 500000\n");
         let (a, e) = parse(Path::new("x"), &text);

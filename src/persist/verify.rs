@@ -113,7 +113,11 @@ pub fn compare(
     layout: &Layout,
 ) -> VerifyReport {
     let mut rows = Vec::new();
-    let load_list = desired.load_list();
+    let load_list: Vec<String> = desired
+        .load_list()
+        .into_iter()
+        .map(crate::modules::name::ModuleName::into_string)
+        .collect();
     let builtin = |name: &str| {
         running
             .and_then(|r| r.modules.get(name))
@@ -179,13 +183,14 @@ pub fn compare(
         });
     }
     for (module, options) in desired.module_options() {
+        let module = module.into_string();
         let aliases: Vec<&str> = match module.as_str() {
             "nf_conntrack" => vec!["ip_conntrack"],
             _ => vec![],
         };
         let (_, by_alias) = boot.options_for(&module, &aliases);
-        for option in options {
-            let (parameter, value) = option.split_once('=').unwrap_or((&option, ""));
+        for (parameter, value) in &options {
+            let (parameter, value) = (parameter.as_str(), value.as_str());
             if module == "nf_conntrack"
                 && parameter == "hashsize"
                 && desired.conntrack.buckets.is_some()
@@ -271,7 +276,11 @@ pub fn compare(
             f.file != std::path::Path::new(super::plan::IPTABLES_CONFIG)
                 || boot.sysctls_after_iptables_modules
         });
-    let mut wanted = desired.sysctl_settings();
+    let mut wanted: Vec<(String, String)> = desired
+        .sysctl_settings()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     if let Some(b) = desired.conntrack.buckets {
         wanted.push((
             crate::conntrack::KEY_BUCKETS.into(),
