@@ -8,5 +8,8 @@
 use std::{process::ExitCode};
 
 fn main() -> ExitCode {
+    // Before anything else (before any thread exists): from here on, no
+    // program can be started and no process created (see nfkit::confine).
+    nfkit::confine::install_seccomp();
     ExitCode::from(nfkit::cli::main())
 }
