@@ -19,6 +19,7 @@ use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use anyhow::Context as _;
 use clap::{Args, Parser as _, Subcommand};
 use serde::Serialize;
 
@@ -47,6 +48,17 @@ enum Action {
         /// An nfkit command line (without `nfkit`).
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+    /// Let libkmod itself run NAME's modprobe.d `install` command (a probe
+    /// without nfkit's callback, under the read-only ruleset): the start of
+    /// the command must fail.
+    KmodInstall {
+        /// Pass libkmod's IGNORE_COMMAND flag (`modprobe -i`): the module
+        /// itself is inserted (finit_module), no command is considered.
+        #[arg(long, short = 'i')]
+        ignore_install: bool,
+        /// The module (its real name).
+        name: String,
     },
     /// Time the seccomp filter's installation and COMMAND's ruleset.
     Timing {
@@ -328,6 +340,38 @@ fn write(path: PathBuf, command: &[String], output: Output) -> anyhow::Result<u8
     Ok(EXIT_OK)
 }
 
+/// libkmod's own attempt to run an install command, and its result.
+fn kmod_install(name: &str, ignore_install: bool, output: Output) -> anyhow::Result<u8> {
+    use crate::modules::error::Op;
+    crate::confine::restrict_writes(Vec::new())?;
+    let host = crate::system::Host::live();
+    let target = crate::modules::target::Target::new(&host, None, Op::Load)?;
+    let ctx = target.context(Op::Load)?;
+    let module = ctx.module(name)?;
+    let flags = if ignore_install {
+        crate::kmod::probe_flags::IGNORE_COMMAND
+    } else {
+        0
+    };
+    let result = module.probe_insert_letting_libkmod_run_commands(flags);
+    let log: Vec<String> = ctx.take_log().iter().map(|l| l.to_string()).collect();
+    let line = format!(
+        "libkmod probe of {name} running its install command: {}\n",
+        match &result {
+            Ok(v) => format!("returned {v}"),
+            Err(e) => format!("failed: {}", crate::error::message(e)),
+        }
+    );
+    output.emit(&line, |out| {
+        out.push_str(&line);
+        for l in &log {
+            out.push_str(&format!("libkmod: {l}\n"));
+        }
+    })?;
+    result.context(format!("libkmod running the install command of {name}"))?;
+    Ok(EXIT_OK)
+}
+
 #[derive(Serialize)]
 struct Timing {
     /// Building and installing the two seccomp filters (a second copy).
@@ -364,6 +408,10 @@ pub(super) fn run(args: SelftestArgs, output: Output) -> anyhow::Result<u8> {
         Action::Spawn => spawn(output),
         Action::Wait => wait(output),
         Action::Write { path, command } => write(path, &command, output),
+        Action::KmodInstall {
+            name,
+            ignore_install,
+        } => kmod_install(&name, ignore_install, output),
         Action::Timing { command } => timing(&command, output),
     }
 }
