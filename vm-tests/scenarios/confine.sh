@@ -10,11 +10,15 @@
 #     (`--ignore-install` off) or loads the module itself (on); and even
 #     when libkmod is let to run the command itself (the hidden test entry
 #     probes without nfkit's callback: the mistake nfkit never makes), the
-#     command cannot start: libkmod's system() gets EPERM, nothing runs.
+#     command cannot start: libkmod's system() gets EPERM, nothing runs;
+#   - (boot `apply`) a live `apply` under its ruleset: nf_conntrack loaded
+#     by it after the ruleset was made, then its sysctls written beneath
+#     /proc/sys/net/netfilter, the persistent files written, verify agrees;
+#     `conntrack set` likewise; a write outside apply's directories refused.
 # shellcheck disable=SC2034 # SCENARIO_* are read by the host runner
 
 SCENARIO_DESC="confinement: seccomp (no exec, no fork) and Landlock in force; finit_module works; install commands cannot run"
-SCENARIO_BOOTS="main"
+SCENARIO_BOOTS="main apply"
 
 MARKER=/run/nfkit-confine-marker
 TRACE=(strace -f -qq -e "trace=execve,execveat,fork,vfork,clone,clone3")
@@ -117,4 +121,44 @@ boot_main() {
     check "xt_length is loaded" grep -q '^xt_length ' /proc/modules
     check_fails "and ran nothing" test -e "$MARKER.xt_length"
     check_fails "the xt_hl install command never ran either" test -e "$MARKER.xt_hl"
+}
+
+boot_apply() {
+    check_fails "nf_conntrack is not loaded yet" grep -q '^nf_conntrack ' /proc/modules
+    mkdir -p /etc/nfkit
+    cat >/etc/nfkit/nfkit.toml <<'EOF'
+[modules]
+load = ["xt_conntrack"]
+
+[conntrack]
+max = 131072
+
+[sysctl]
+"net.netfilter.nf_conntrack_tcp_timeout_established" = 7200
+EOF
+    check "nfkit -v apply (live, under its ruleset)" "$NFKIT" -v apply
+    record apply.out <<<"$CHECK_OUTPUT"
+    check "xt_conntrack is loaded" grep -q '^xt_conntrack ' /proc/modules
+    check_eq "nf_conntrack_max set" 131072 "$(cat /proc/sys/net/netfilter/nf_conntrack_max)"
+    check_eq "tcp established timeout set" 7200 \
+        "$(cat /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established)"
+    check "a persistent file was written" grep -rqs nf_conntrack_max /etc/sysctl.d/ /etc/sysctl.conf
+    check "nfkit verify agrees" "$NFKIT" verify
+    check "nfkit conntrack set --max 100000 (live)" "$NFKIT" conntrack set --max 100000
+    check_eq "nf_conntrack_max changed" 100000 "$(cat /proc/sys/net/netfilter/nf_conntrack_max)"
+    # This guest boots without systemd: apply's targets include /etc/modules
+    # and /etc/sysctl.conf, so /etc itself is writable for apply (see the
+    # README's Guarantees); everything outside it is not.
+    check_status "apply's ruleset refuses a write outside its directories" 1 \
+        "$NFKIT" __confinement-test write /var/tmp/nfkit-confine-x -- apply
+    check_match "with the confinement hint" "Landlock ruleset refused" "$CHECK_OUTPUT"
+    check_fails "nothing was written" test -e /var/tmp/nfkit-confine-x
+    check_status "apply's ruleset refuses /usr/lib/modprobe.d" 1 \
+        "$NFKIT" __confinement-test write /usr/lib/modprobe.d/nfkit-confine-x.conf -- apply
+    check "apply's ruleset allows its own directory" \
+        "$NFKIT" __confinement-test write /etc/modprobe.d/nfkit-confine-x.conf -- apply
+    rm -f /etc/modprobe.d/nfkit-confine-x.conf
+    check "nfkit -v status" "$NFKIT" -v status
+    record status.txt <<<"$CHECK_OUTPUT"
+    check_match "status names the Landlock ABI" "landlock +ABI [0-9]+" "$CHECK_OUTPUT"
 }
