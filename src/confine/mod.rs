@@ -103,7 +103,7 @@ pub fn install_seccomp() {
     let _ = SECCOMP.set(state);
 }
 
-/// Installs the seccomp filters once more (they stack): the same work as
+/// Installs the seccomp filter once more (filters stack): the same work as
 /// at start-up, for the hidden timing entry (`nfkit __confinement-test`).
 #[doc(hidden)]
 pub fn install_seccomp_again() -> Result<(), seccomp::SeccompError> {
