@@ -13,11 +13,11 @@
 //! `std::env::args` (glibc passes them to the standard library's static
 //! initialiser).
 
-#![no_main]
-
-use std::io::Write as _;
+// The test harness of this crate (`cargo test --bins`) brings its own main.
+#![cfg_attr(not(test), no_main)]
 
 /// The process entry point (called by the C runtime).
+#[cfg(not(test))]
 #[unsafe(no_mangle)]
 pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     // Before anything else (before any thread exists): from here on, no
@@ -27,6 +27,6 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
     // run; it is what the standard library's runtime would have done.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let code = nfkit::cli::main();
-    let _ = std::io::stdout().flush();
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     libc::c_int::from(code)
 }
