@@ -46,6 +46,8 @@ fn hint_here(e: &(dyn StdError + 'static)) -> Option<Cow<'static, str>> {
         crate::sysctl::Error,
         crate::system::RootError,
         crate::read::ReadError,
+        crate::confine::ConfineError,
+        crate::cli::SelftestError,
     );
     None
 }

@@ -10,11 +10,13 @@
 //! | [`sysctl`] | I/O over a root | `/proc/sys` reads and writes |
 //! | [`read`] | I/O over a root | every read of a file nfkit did not write: regular files only, size caps, confinement |
 //! | [`system`] | I/O over a root | kernel release, module support, network namespace |
+//! | [`confine`] | I/O | seccomp filter (no exec, no new process) and Landlock ruleset (writes confined) |
 //! | [`cli`] | CLI | clap definitions, rendering, exit codes |
 //!
 //! Nothing in this crate starts a process.
 
 pub mod cli;
+pub mod confine;
 pub mod conntrack;
 pub mod error;
 #[doc(hidden)]

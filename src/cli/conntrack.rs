@@ -22,6 +22,19 @@ pub struct ConntrackArgs {
     action: Option<ConntrackAction>,
 }
 
+impl ConntrackArgs {
+    /// What this command may change.
+    pub(super) fn writes(&self) -> crate::confine::policy::Writes {
+        use crate::confine::policy::Writes;
+        match &self.action {
+            None => Writes::NONE,
+            Some(ConntrackAction::Set(a)) if a.dry_run => Writes::NONE,
+            Some(ConntrackAction::Set(a)) if a.persist => Writes::PERSIST,
+            Some(ConntrackAction::Set(_)) => Writes::RUNTIME,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum ConntrackAction {
     /// Set conntrack limits through sysctl (initial network namespace only).

@@ -14,6 +14,7 @@
 mod conntrack;
 mod modules;
 mod render;
+mod selftest;
 mod state;
 mod status;
 mod tables;
@@ -25,7 +26,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
+use crate::confine::policy::{self, Writes};
 use crate::system::Host;
+
+pub use selftest::SelftestError;
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -85,6 +89,27 @@ pub enum Command {
     /// Apply the persisted state at boot (hosts without systemd): modules
     /// with options first, then the conntrack sysctls.
     Boot,
+    /// Test-only entry points of the confinement (hidden; used by the tests
+    /// through the binary, see `cli::selftest`). Not a user command.
+    #[command(name = "__confinement-test", hide = true)]
+    ConfinementTest(selftest::SelftestArgs),
+}
+
+impl Command {
+    /// What this command may change (its Landlock policy's input).
+    pub(crate) fn writes(&self) -> Writes {
+        match self {
+            Command::Status | Command::Tables(_) | Command::Verify | Command::Import(_) => {
+                Writes::NONE
+            }
+            Command::Conntrack(args) => args.writes(),
+            Command::Modules(args) => args.writes(),
+            Command::Apply(args) => args.writes(),
+            Command::Boot => Writes::RUNTIME,
+            // Enforces the policy of the command it is given itself.
+            Command::ConfinementTest(_) => Writes::NONE,
+        }
+    }
 }
 
 /// Output settings shared by all commands.
@@ -197,8 +222,21 @@ fn host_for(root: &Option<PathBuf>) -> Result<Host, crate::system::RootError> {
     }
 }
 
+/// Restricts this process's writes to what `cli`'s command may change
+/// (Landlock; see [`crate::confine`]).
+fn confine(cli: &Cli, host: &Host) -> Result<(), crate::confine::ConfineError> {
+    crate::confine::restrict_writes(policy::grants(cli.command.writes(), host, &cli.config))
+}
+
 fn run(cli: Cli, output: Output) -> anyhow::Result<u8> {
     let host = host_for(&cli.root)?;
+    if let Command::ConfinementTest(args) = cli.command {
+        return selftest::run(args, output);
+    }
+    confine(&cli, &host)?;
+    if output.verbose > 0 {
+        output.notes(crate::confine::notes());
+    }
     match cli.command {
         Command::Status => status::run(&host, output),
         Command::Conntrack(args) => conntrack::run(&host, &cli.config, args, output),
@@ -208,6 +246,7 @@ fn run(cli: Cli, output: Output) -> anyhow::Result<u8> {
         Command::Verify => state::run_verify(&host, &cli.config, output),
         Command::Import(args) => state::run_import(&host, args, output),
         Command::Boot => state::run_boot(&host, &cli.config, output),
+        Command::ConfinementTest(_) => unreachable!("handled above"),
     }
 }
 

@@ -20,6 +20,23 @@ pub struct ModulesArgs {
     action: ModulesAction,
 }
 
+impl ModulesArgs {
+    /// What this command may change: only `load --persist` writes files
+    /// (and nfkit.toml); loading and unloading are system calls
+    /// (`finit_module`, `delete_module`), not file writes.
+    pub(super) fn writes(&self) -> crate::confine::policy::Writes {
+        use crate::confine::policy::Writes;
+        match &self.action {
+            ModulesAction::Load {
+                dry_run: false,
+                persist: true,
+                ..
+            } => Writes::PERSIST,
+            _ => Writes::NONE,
+        }
+    }
+}
+
 /// Which module tree to use.
 #[derive(Debug, Args)]
 struct ReleaseArg {

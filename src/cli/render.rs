@@ -262,10 +262,61 @@ pub fn status(out: &mut String, report: &StatusReport, verbose: u8) {
         None => "network namespace unknown",
     };
     let _ = writeln!(out, "netns        {netns}");
+    confinement(out, &report.confinement, verbose);
     let _ = writeln!(out, "-- conntrack");
     conntrack(out, &report.conntrack, false, verbose);
     let _ = writeln!(out, "-- tables");
     tables(out, &report.tables);
+}
+
+/// The `seccomp` and `landlock` lines of `status`.
+fn confinement(out: &mut String, c: &crate::confine::Confinement, verbose: u8) {
+    use crate::confine::{LandlockState, SeccompState};
+    let mode = match c.seccomp_mode {
+        Some(m) => format!("kernel mode {m}"),
+        None => "kernel mode unknown".to_string(),
+    };
+    let seccomp = match &c.seccomp {
+        SeccompState::Filter { refused } if verbose > 0 => {
+            format!("filter ({mode}): refuses {}", refused.join(", "))
+        }
+        SeccompState::Filter { .. } => {
+            format!("filter ({mode}): no program or process can be started")
+        }
+        SeccompState::Unavailable { error } => {
+            format!("NOT in force ({mode}): {}", error.message)
+        }
+        SeccompState::NotInstalled => format!("not installed ({mode})"),
+    };
+    let _ = writeln!(out, "seccomp      {seccomp}");
+    let landlock = match &c.landlock {
+        LandlockState::Enforced {
+            abi,
+            complete,
+            writable,
+        } => {
+            let part = if *complete {
+                ""
+            } else {
+                ", partly (older ABI)"
+            };
+            let paths = if writable.is_empty() {
+                "no writes".to_string()
+            } else {
+                let list: Vec<String> = writable
+                    .iter()
+                    .map(|g| g.path.display().to_string())
+                    .collect();
+                format!("writes only beneath {}", list.join(", "))
+            };
+            format!("ABI {abi}{part}: {paths}, no execute")
+        }
+        LandlockState::Unavailable { reason } => {
+            format!("NOT in force: Landlock is {reason} (writes not confined by the kernel)")
+        }
+        LandlockState::NotApplied => "not applied".to_string(),
+    };
+    let _ = writeln!(out, "landlock     {landlock}");
 }
 
 #[cfg(test)]

@@ -31,6 +31,18 @@ pub struct ApplyArgs {
     diff: bool,
 }
 
+impl ApplyArgs {
+    /// What this apply may change.
+    pub(super) fn writes(&self) -> crate::confine::policy::Writes {
+        use crate::confine::policy::Writes;
+        if self.check {
+            Writes::NONE
+        } else {
+            Writes::APPLY
+        }
+    }
+}
+
 /// `nfkit import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {

@@ -22,6 +22,8 @@ pub struct StatusReport {
     pub conntrack: ConntrackStatus,
     /// Table names.
     pub tables: TablesReport,
+    /// The kernel-enforced confinement of this run (seccomp, Landlock).
+    pub confinement: crate::confine::Confinement,
 }
 
 /// libkmod availability (found on disk; module commands load it).
@@ -55,6 +57,7 @@ pub(super) fn run(host: &Host, output: Output) -> anyhow::Result<u8> {
         network_namespace: host.network_namespace(),
         conntrack: conntrack::read_status(host, ReadOptions::default()),
         tables: tables::read_tables(host),
+        confinement: crate::confine::report(),
     };
     output.emit(&report, |out| render::status(out, &report, output.verbose))?;
     Ok(EXIT_OK)

@@ -285,6 +285,30 @@ impl<'ctx> Module<'ctx> {
     }
 }
 
+impl Module<'_> {
+    /// Test-only (`nfkit __confinement-test kmod-install`): the mistake nfkit
+    /// never makes elsewhere — a probe *without* a `run_install` callback,
+    /// so that libkmod runs a modprobe.d `install` command itself
+    /// (`system()`). Under nfkit's seccomp filter the shell cannot start:
+    /// this proves it. Returns libkmod's result.
+    #[doc(hidden)]
+    pub fn probe_insert_letting_libkmod_run_commands(&self, flags: u32) -> Result<u32, Error> {
+        const CALL: &str = "kmod_module_probe_insert_module";
+        // SAFETY: live module; no options, no callbacks, no data pointer.
+        let ret = unsafe {
+            (self.api.kmod_module_probe_insert_module)(
+                self.raw(),
+                flags,
+                std::ptr::null(),
+                None,
+                std::ptr::null_mut(),
+                None,
+            )
+        };
+        check(CALL, &self.name(), ret).map(|v| v.unsigned_abs())
+    }
+}
+
 impl Drop for Module<'_> {
     fn drop(&mut self) {
         // SAFETY: we own exactly one reference to a live module.

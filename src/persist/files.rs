@@ -63,6 +63,9 @@ impl crate::error::Hint for FileError {
                     (true, Some(libc::EACCES | libc::EPERM)) => {
                         Some("nfkit cannot read the file: check its permissions (or run as root)")
                     }
+                    (false, Some(libc::EACCES)) if crate::confine::writes_confined() => {
+                        Some(crate::confine::REFUSED_WRITE_HINT)
+                    }
                     (false, Some(libc::EACCES | libc::EPERM)) => {
                         Some("writing system configuration needs root")
                     }
@@ -317,14 +320,20 @@ impl RunLock {
     }
 }
 
-/// Takes the run lock, waiting for a concurrent nfkit run to finish.
-pub fn lock_runs() -> Result<RunLock, FileError> {
+/// The run lock's path: `nfkit.lock` in the first of `/run/lock`, `/run`,
+/// `/tmp` that exists.
+pub fn lock_path() -> PathBuf {
     let dir = ["/run/lock", "/run", "/tmp"]
         .iter()
         .map(Path::new)
         .find(|d| d.is_dir())
         .unwrap_or(Path::new("/tmp"));
-    let path = dir.join("nfkit.lock");
+    dir.join("nfkit.lock")
+}
+
+/// Takes the run lock, waiting for a concurrent nfkit run to finish.
+pub fn lock_runs() -> Result<RunLock, FileError> {
+    let path = lock_path();
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -1,0 +1,432 @@
+//! `nfkit __confinement-test`: hidden, test-only entry points that exercise
+//! the confinement from inside the binary (a filter or a ruleset cannot be
+//! undone, so the tests cannot install them in their own process). Used by
+//! tests/confinement.rs, vm-tests/scenarios/confine.sh and bench/host; not a
+//! user command and not part of the stable interface.
+//!
+//! - `spawn`: tries every way of starting a program or a process (execve,
+//!   execveat, fork, vfork, clone, clone3, posix_spawn) and a thread; each
+//!   refusal is reported as an error (exit 1).
+//! - `wait`: prints `ready PID` and waits for stdin to close (so a test can
+//!   read `/proc/PID/status` of a running nfkit).
+//! - `write PATH -- COMMAND...`: enforces the Landlock policy of the nfkit
+//!   command line COMMAND, then creates PATH.
+//! - `timing -- COMMAND...`: the cost of installing the seccomp filter and
+//!   of COMMAND's Landlock ruleset, in microseconds (for bench/host).
+
+use std::ffi::CString;
+use std::io::{Read as _, Write as _};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::{Args, Parser as _, Subcommand};
+use serde::Serialize;
+
+use super::{Cli, EXIT_ERROR, EXIT_OK, Output};
+use crate::confine::policy;
+use crate::persist::files::FileError;
+
+/// `nfkit __confinement-test`.
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, Subcommand)]
+enum Action {
+    /// Try to start a program and processes (all must be refused) and a
+    /// thread (must work).
+    Spawn,
+    /// Print `ready PID`, then wait until stdin is closed.
+    Wait,
+    /// Enforce COMMAND's write policy, then create PATH.
+    Write {
+        /// The file to create.
+        path: PathBuf,
+        /// An nfkit command line (without `nfkit`).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Let libkmod itself run NAME's modprobe.d `install` command (a probe
+    /// without nfkit's callback, under the read-only ruleset): the start of
+    /// the command must fail.
+    KmodInstall {
+        /// Pass libkmod's IGNORE_COMMAND flag (`modprobe -i`): the module
+        /// itself is inserted (finit_module), no command is considered.
+        #[arg(long, short = 'i')]
+        ignore_install: bool,
+        /// The module (its real name).
+        name: String,
+    },
+    /// Time the seccomp filter's installation and COMMAND's ruleset.
+    Timing {
+        /// An nfkit command line (without `nfkit`).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+/// A start refused (or allowed) where the confinement test expected it.
+#[derive(Debug, thiserror::Error)]
+pub enum SelftestError {
+    /// The kernel refused to start a program or process.
+    #[error("start a process with {call}")]
+    Refused {
+        call: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A process or program was started: the filter is not in force.
+    #[error("start a process with {call}: it started (no seccomp filter in force)")]
+    Started { call: &'static str },
+    /// Threads must keep working under the filter.
+    #[error("start a thread")]
+    Thread(#[source] std::io::Error),
+}
+
+impl crate::error::Hint for SelftestError {
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
+        match self {
+            SelftestError::Refused { .. } => Some(
+                "nfkit's seccomp filter refuses every new program and process (see `nfkit status`)",
+            ),
+            SelftestError::Started { .. } => {
+                Some("`nfkit status` says why the seccomp filter is not in force")
+            }
+            SelftestError::Thread(_) => None,
+        }
+        .map(std::borrow::Cow::Borrowed)
+    }
+}
+
+/// One attempt's outcome.
+#[derive(Debug, Serialize)]
+struct Attempt {
+    call: &'static str,
+    /// `refused`, `started` or (thread) `ok`.
+    outcome: &'static str,
+    /// The errno's name when refused.
+    errno: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct SpawnReport {
+    attempts: Vec<Attempt>,
+}
+
+fn errno_name(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EPERM) => "EPERM".into(),
+        Some(libc::ENOSYS) => "ENOSYS".into(),
+        Some(libc::EACCES) => "EACCES".into(),
+        Some(n) => format!("errno {n}"),
+        None => e.to_string(),
+    }
+}
+
+/// The outcome of a fork-like call's return value `r` (in the parent).
+fn forked(r: libc::c_long) -> Result<(), std::io::Error> {
+    if r == 0 {
+        // The child of a start the filter failed to refuse: leave at once.
+        // SAFETY: _exit ends this (child) process without running anything.
+        unsafe { libc::_exit(0) }
+    }
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child just created; `status` is a valid pointer.
+    unsafe { libc::waitpid(r as libc::pid_t, &mut status, 0) };
+    Ok(())
+}
+
+/// Every way to start something, each tried once. `Ok` = it started.
+fn tries() -> Vec<(&'static str, Result<(), std::io::Error>)> {
+    let path = CString::new("/bin/true").expect("no NUL");
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null::<libc::c_char>()];
+    let mut out = Vec::new();
+    // SAFETY: valid NUL-terminated path and NULL-terminated argv/envp; on
+    // success the process becomes /bin/true (the test then sees exit 0).
+    let r = unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    out.push((
+        "execve",
+        if r < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        },
+    ));
+    // SAFETY: as above, through the raw system call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            0,
+        )
+    };
+    out.push((
+        "execveat",
+        if r < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        },
+    ));
+    // SAFETY: a child (if any) only calls _exit.
+    let r = unsafe { libc::fork() };
+    out.push(("fork (glibc: clone)", forked(libc::c_long::from(r))));
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: a child (if any) only calls _exit.
+        let r = unsafe { libc::syscall(libc::SYS_fork) };
+        out.push(("fork", forked(r)));
+        // SAFETY: a vfork child shares the parent's memory; it only calls
+        // _exit (if the filter let it start, the test fails anyway).
+        let r = unsafe { libc::syscall(libc::SYS_vfork) };
+        out.push(("vfork", forked(r)));
+        // The x32 ABI's execve (520 | 0x40000000): without the filter a
+        // kernel without x32 answers ENOSYS, with it the filter's EPERM.
+        // SAFETY: as execve above.
+        let r = unsafe {
+            libc::syscall(
+                0x4000_0000 | 520,
+                path.as_ptr(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+            )
+        };
+        out.push(("x32 execve", forked(r)));
+    }
+    // SAFETY: clone(SIGCHLD) without a new stack behaves as fork; a child
+    // (if any) only calls _exit.
+    let r = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) };
+    out.push(("clone without CLONE_THREAD", forked(r)));
+    // struct clone_args (v0, 64 bytes): flags 0, exit_signal SIGCHLD.
+    let mut args = [0u64; 8];
+    args[4] = libc::SIGCHLD as u64;
+    // SAFETY: `args` is a valid clone_args of the size given; a child (if
+    // any) only calls _exit.
+    let r = unsafe { libc::syscall(libc::SYS_clone3, args.as_mut_ptr(), 64usize) };
+    out.push(("clone3", forked(r)));
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: valid pointers; no file actions or attributes.
+    let r = unsafe {
+        libc::posix_spawn(
+            &mut pid,
+            path.as_ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+            argv.as_ptr().cast_mut().cast(),
+            envp.as_ptr().cast_mut().cast(),
+        )
+    };
+    out.push((
+        "posix_spawn",
+        if r == 0 {
+            forked(libc::c_long::from(pid))
+        } else {
+            Err(std::io::Error::from_raw_os_error(r))
+        },
+    ));
+    out
+}
+
+fn spawn(output: Output) -> anyhow::Result<u8> {
+    let mut attempts = Vec::new();
+    let mut errors: Vec<SelftestError> = Vec::new();
+    for (call, result) in tries() {
+        match result {
+            Ok(()) => {
+                attempts.push(Attempt {
+                    call,
+                    outcome: "started",
+                    errno: None,
+                });
+                errors.push(SelftestError::Started { call });
+            }
+            Err(e) => {
+                attempts.push(Attempt {
+                    call,
+                    outcome: "refused",
+                    errno: Some(errno_name(&e)),
+                });
+                errors.push(SelftestError::Refused { call, source: e });
+            }
+        }
+    }
+    match std::thread::Builder::new().spawn(|| 7).map(|h| h.join()) {
+        Ok(Ok(7)) => attempts.push(Attempt {
+            call: "thread",
+            outcome: "ok",
+            errno: None,
+        }),
+        Ok(_) => errors.push(SelftestError::Thread(std::io::Error::other(
+            "thread failed",
+        ))),
+        Err(e) => errors.push(SelftestError::Thread(e)),
+    }
+    let mut text = String::new();
+    for e in &errors {
+        let o = crate::error::ErrorObject::of(e);
+        text.push_str(&format!("nfkit: error: {}\n", o.message));
+        if let Some(h) = o.hint {
+            text.push_str(&format!("hint: {h}\n"));
+        }
+    }
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    let report = SpawnReport { attempts };
+    output.emit(&report, |out| {
+        for a in &report.attempts {
+            out.push_str(&format!(
+                "{:<28} {}{}\n",
+                a.call,
+                a.outcome,
+                a.errno
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ));
+        }
+    })?;
+    Ok(if errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_ERROR
+    })
+}
+
+fn wait(output: Output) -> anyhow::Result<u8> {
+    let line = format!("ready {}\n", nix::unistd::getpid());
+    output.emit(&line, |out| out.push_str(&line))?;
+    let mut sink = Vec::new();
+    std::io::stdin().lock().read_to_end(&mut sink)?;
+    Ok(EXIT_OK)
+}
+
+/// Parses COMMAND: its host, what it may write, its `--config`.
+fn parse_as(command: &[String]) -> anyhow::Result<(Cli, crate::system::Host)> {
+    let cli = Cli::try_parse_from(std::iter::once("nfkit".to_string()).chain(command.to_vec()))?;
+    let host = super::host_for(&cli.root)?;
+    Ok((cli, host))
+}
+
+/// Enforces the policy of a parsed command; returns the number of grants.
+fn enforce(cli: &Cli, host: &crate::system::Host) -> anyhow::Result<usize> {
+    let grants = policy::grants(cli.command.writes(), host, &cli.config);
+    let n = grants.len();
+    crate::confine::restrict_writes(grants)?;
+    Ok(n)
+}
+
+/// Parses COMMAND and enforces its policy; returns its command line shown.
+fn enforce_as(command: &[String]) -> anyhow::Result<String> {
+    let (cli, host) = parse_as(command)?;
+    enforce(&cli, &host)?;
+    Ok(command.join(" "))
+}
+
+fn write(path: PathBuf, command: &[String], output: Output) -> anyhow::Result<u8> {
+    let shown = enforce_as(command)?;
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(b"written under confinement\n"));
+    if let Err(source) = result {
+        let err = FileError::Io {
+            op: "create",
+            path,
+            source,
+        };
+        return Err(anyhow::Error::new(err).context(format!("confinement test as `{shown}`")));
+    }
+    let line = format!("wrote {} as `{shown}`\n", path.display());
+    output.emit(&line, |out| out.push_str(&line))?;
+    Ok(EXIT_OK)
+}
+
+/// libkmod's own attempt to run an install command, and its result.
+fn kmod_install(name: &str, ignore_install: bool, output: Output) -> anyhow::Result<u8> {
+    use crate::modules::error::Op;
+    crate::confine::restrict_writes(Vec::new())?;
+    let host = crate::system::Host::live();
+    let target = crate::modules::target::Target::new(&host, None, Op::Load)?;
+    let ctx = target.context(Op::Load)?;
+    let module = ctx.module(name)?;
+    let flags = if ignore_install {
+        crate::kmod::probe_flags::IGNORE_COMMAND
+    } else {
+        0
+    };
+    let result = module.probe_insert_letting_libkmod_run_commands(flags);
+    let log: Vec<String> = ctx.take_log().iter().map(|l| l.to_string()).collect();
+    let line = format!(
+        "libkmod probe of {name} running its install command: {}\n",
+        match &result {
+            Ok(v) => format!("returned {v}"),
+            Err(e) => format!("failed: {}", crate::error::message(e)),
+        }
+    );
+    output.emit(&line, |out| {
+        out.push_str(&line);
+        for l in &log {
+            out.push_str(&format!("libkmod: {l}\n"));
+        }
+    })?;
+    result.context(format!("libkmod running the install command of {name}"))?;
+    Ok(EXIT_OK)
+}
+
+#[derive(Serialize)]
+struct Timing {
+    /// Assembling and installing the seccomp filter (a second copy).
+    seccomp_us: f64,
+    /// Computing the policy and enforcing the Landlock ruleset (after
+    /// parsing, as in a real run).
+    landlock_us: f64,
+    /// Number of grants.
+    grants: usize,
+}
+
+fn timing(command: &[String], output: Output) -> anyhow::Result<u8> {
+    let (cli, host) = parse_as(command)?;
+    let t0 = Instant::now();
+    // The same work as at start-up (filters stack: a second copy).
+    crate::confine::install_seccomp_again()?;
+    let t1 = Instant::now();
+    // What the CLI does after parsing: the policy, then the ruleset.
+    let grants = enforce(&cli, &host)?;
+    let t2 = Instant::now();
+    let report = Timing {
+        seccomp_us: (t1 - t0).as_secs_f64() * 1e6,
+        landlock_us: (t2 - t1).as_secs_f64() * 1e6,
+        grants,
+    };
+    output.emit(&report, |out| {
+        out.push_str(&format!(
+            "seccomp {:.1} us, landlock {:.1} us ({} grants)\n",
+            report.seccomp_us, report.landlock_us, report.grants
+        ));
+    })?;
+    Ok(EXIT_OK)
+}
+
+pub(super) fn run(args: SelftestArgs, output: Output) -> anyhow::Result<u8> {
+    match args.action {
+        Action::Spawn => spawn(output),
+        Action::Wait => wait(output),
+        Action::Write { path, command } => write(path, &command, output),
+        Action::KmodInstall {
+            name,
+            ignore_install,
+        } => kmod_install(&name, ignore_install, output),
+        Action::Timing { command } => timing(&command, output),
+    }
+}
