@@ -72,7 +72,11 @@ fn stderr(o: &std::process::Output) -> String {
 
 #[test]
 fn every_way_to_start_a_process_is_refused_and_threads_still_work() {
-    let out = run(nfkit().args(["--json", "__confinement-test", "spawn"]));
+    let out = run(nfkit().env("LD_PRELOAD", support::spawn_probe()).args([
+        "--json",
+        "__confinement-test",
+        "spawn",
+    ]));
     // Refusals are errors (exit 1), never a kill.
     assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();

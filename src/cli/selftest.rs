@@ -4,9 +4,11 @@
 //! tests/confinement.rs, vm-tests/scenarios/confine.sh and bench/host; not a
 //! user command and not part of the stable interface.
 //!
-//! - `spawn`: tries every way of starting a program or a process (execve,
-//!   execveat, fork, vfork, clone, clone3, posix_spawn) and a thread; each
-//!   refusal is reported as an error (exit 1).
+//! - `spawn`: calls the test's probe library (tests/support/spawn-probe.c,
+//!   loaded with `LD_PRELOAD`: nfkit holds no code that starts a process),
+//!   which tries every way of starting a program or a process (execve,
+//!   execveat, fork, vfork, clone, clone3, glibc's posix spawn), then starts a
+//!   thread; each refusal is reported as an error (exit 1).
 //! - `wait`: prints `ready PID` and waits for stdin to close (so a test can
 //!   read `/proc/PID/status` of a running nfkit).
 //! - `write PATH -- COMMAND...`: enforces the Landlock policy of the nfkit
@@ -14,7 +16,6 @@
 //! - `timing -- COMMAND...`: the cost of installing the seccomp filter and
 //!   of COMMAND's Landlock ruleset, in microseconds (for bench/host).
 
-use std::ffi::CString;
 use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -74,13 +75,16 @@ pub enum SelftestError {
     /// The kernel refused to start a program or process.
     #[error("start a process with {call}")]
     Refused {
-        call: &'static str,
+        call: String,
         #[source]
         source: std::io::Error,
     },
     /// A process or program was started: the filter is not in force.
     #[error("start a process with {call}: it started (no seccomp filter in force)")]
-    Started { call: &'static str },
+    Started { call: String },
+    /// The probe library is not loaded.
+    #[error("no spawn probe in this process (test-only: run with LD_PRELOAD=spawn-probe.so)")]
+    NoProbe,
     /// Threads must keep working under the filter.
     #[error("start a thread")]
     Thread(#[source] std::io::Error),
@@ -96,6 +100,9 @@ impl crate::error::Hint for SelftestError {
                 Some("`nfkit status` says why the seccomp filter is not in force")
             }
             SelftestError::Thread(_) => None,
+            SelftestError::NoProbe => Some(
+                "build it with `cc -shared -fPIC -o spawn-probe.so tests/support/spawn-probe.c`",
+            ),
         }
         .map(std::borrow::Cow::Borrowed)
     }
@@ -104,7 +111,7 @@ impl crate::error::Hint for SelftestError {
 /// One attempt's outcome.
 #[derive(Debug, Serialize)]
 struct Attempt {
-    call: &'static str,
+    call: String,
     /// `refused`, `started` or (thread) `ok`.
     outcome: &'static str,
     /// The errno's name when refused.
@@ -126,125 +133,63 @@ fn errno_name(e: &std::io::Error) -> String {
     }
 }
 
-/// The outcome of a fork-like call's return value `r` (in the parent).
-fn forked(r: libc::c_long) -> Result<(), std::io::Error> {
-    if r == 0 {
-        // The child of a start the filter failed to refuse: leave at once.
-        // SAFETY: _exit ends this (child) process without running anything.
-        unsafe { libc::_exit(0) }
-    }
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let mut status = 0;
-    // SAFETY: waits for the child just created; `status` is a valid pointer.
-    unsafe { libc::waitpid(r as libc::pid_t, &mut status, 0) };
-    Ok(())
+/// What `nfkit_spawn_probe` fills in (tests/support/spawn-probe.c).
+#[repr(C)]
+struct ProbeAttempt {
+    call: *const libc::c_char,
+    /// 0: started; else the errno.
+    err: libc::c_int,
 }
 
-/// Every way to start something, each tried once. `Ok` = it started.
-fn tries() -> Vec<(&'static str, Result<(), std::io::Error>)> {
-    let path = CString::new("/bin/true").expect("no NUL");
-    let argv = [path.as_ptr(), std::ptr::null()];
-    let envp = [std::ptr::null::<libc::c_char>()];
-    let mut out = Vec::new();
-    // SAFETY: valid NUL-terminated path and NULL-terminated argv/envp; on
-    // success the process becomes /bin/true (the test then sees exit 0).
-    let r = unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    out.push((
-        "execve",
-        if r < 0 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(())
-        },
-    ));
-    // SAFETY: as above, through the raw system call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_execveat,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            argv.as_ptr(),
-            envp.as_ptr(),
-            0,
-        )
-    };
-    out.push((
-        "execveat",
-        if r < 0 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(())
-        },
-    ));
-    // SAFETY: a child (if any) only calls _exit.
-    let r = unsafe { libc::fork() };
-    out.push(("fork (glibc: clone)", forked(libc::c_long::from(r))));
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: a child (if any) only calls _exit.
-        let r = unsafe { libc::syscall(libc::SYS_fork) };
-        out.push(("fork", forked(r)));
-        // SAFETY: a vfork child shares the parent's memory; it only calls
-        // _exit (if the filter let it start, the test fails anyway).
-        let r = unsafe { libc::syscall(libc::SYS_vfork) };
-        out.push(("vfork", forked(r)));
-        // The x32 ABI's execve (520 | 0x40000000): without the filter a
-        // kernel without x32 answers ENOSYS, with it the filter's EPERM.
-        // SAFETY: as execve above.
-        let r = unsafe {
-            libc::syscall(
-                0x4000_0000 | 520,
-                path.as_ptr(),
-                argv.as_ptr(),
-                envp.as_ptr(),
-            )
-        };
-        out.push(("x32 execve", forked(r)));
-    }
-    // SAFETY: clone(SIGCHLD) without a new stack behaves as fork; a child
-    // (if any) only calls _exit.
-    let r = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) };
-    out.push(("clone without CLONE_THREAD", forked(r)));
-    // struct clone_args (v0, 64 bytes): flags 0, exit_signal SIGCHLD.
-    let mut args = [0u64; 8];
-    args[4] = libc::SIGCHLD as u64;
-    // SAFETY: `args` is a valid clone_args of the size given; a child (if
-    // any) only calls _exit.
-    let r = unsafe { libc::syscall(libc::SYS_clone3, args.as_mut_ptr(), 64usize) };
-    out.push(("clone3", forked(r)));
-    let mut pid: libc::pid_t = 0;
-    // SAFETY: valid pointers; no file actions or attributes.
-    let r = unsafe {
-        libc::posix_spawn(
-            &mut pid,
-            path.as_ptr(),
-            std::ptr::null(),
-            std::ptr::null(),
-            argv.as_ptr().cast_mut().cast(),
-            envp.as_ptr().cast_mut().cast(),
-        )
-    };
-    out.push((
-        "posix_spawn",
-        if r == 0 {
-            forked(libc::c_long::from(pid))
-        } else {
-            Err(std::io::Error::from_raw_os_error(r))
-        },
-    ));
-    out
+type Probe = unsafe extern "C" fn(*mut ProbeAttempt, libc::c_int) -> libc::c_int;
+
+/// Every way to start something, each tried once by the test's probe
+/// library (loaded with `LD_PRELOAD`; nfkit holds no code that starts a
+/// process). `Ok` = it started.
+/// One attempt: the call and whether it started.
+type Tried = (String, Result<(), std::io::Error>);
+
+fn tries() -> Result<Vec<Tried>, SelftestError> {
+    let this = libloading::os::unix::Library::this();
+    // SAFETY: the symbol, when present, is tests/support/spawn-probe.c's
+    // `int nfkit_spawn_probe(struct nfkit_attempt *, int)`, which `Probe`
+    // matches.
+    let probe =
+        unsafe { this.get::<Probe>(b"nfkit_spawn_probe\0") }.map_err(|_| SelftestError::NoProbe)?;
+    let mut attempts: Vec<ProbeAttempt> = (0..32)
+        .map(|_| ProbeAttempt {
+            call: std::ptr::null(),
+            err: 0,
+        })
+        .collect();
+    // SAFETY: `attempts` holds 32 writable entries, the count passed; the
+    // probe fills at most that many with static strings.
+    let n = unsafe { probe(attempts.as_mut_ptr(), 32) };
+    let n = usize::try_from(n).unwrap_or(0).min(attempts.len());
+    Ok(attempts[..n]
+        .iter()
+        .map(|a| {
+            // SAFETY: the probe set `call` to a NUL-terminated static string.
+            let call = unsafe { std::ffi::CStr::from_ptr(a.call) }
+                .to_string_lossy()
+                .into_owned();
+            let result = match a.err {
+                0 => Ok(()),
+                e => Err(std::io::Error::from_raw_os_error(e)),
+            };
+            (call, result)
+        })
+        .collect())
 }
 
 fn spawn(output: Output) -> anyhow::Result<u8> {
     let mut attempts = Vec::new();
     let mut errors: Vec<SelftestError> = Vec::new();
-    for (call, result) in tries() {
+    for (call, result) in tries()? {
         match result {
             Ok(()) => {
                 attempts.push(Attempt {
-                    call,
+                    call: call.clone(),
                     outcome: "started",
                     errno: None,
                 });
@@ -252,7 +197,7 @@ fn spawn(output: Output) -> anyhow::Result<u8> {
             }
             Err(e) => {
                 attempts.push(Attempt {
-                    call,
+                    call: call.clone(),
                     outcome: "refused",
                     errno: Some(errno_name(&e)),
                 });
@@ -262,7 +207,7 @@ fn spawn(output: Output) -> anyhow::Result<u8> {
     }
     match std::thread::Builder::new().spawn(|| 7).map(|h| h.join()) {
         Ok(Ok(7)) => attempts.push(Attempt {
-            call: "thread",
+            call: "thread".into(),
             outcome: "ok",
             errno: None,
         }),

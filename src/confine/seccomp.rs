@@ -338,7 +338,7 @@ mod tests {
                 Just((libc::CLONE_VM | libc::CLONE_FS | libc::CLONE_FILES | libc::CLONE_SIGHAND
                     | libc::CLONE_THREAD | libc::CLONE_SYSVSEM | libc::CLONE_SETTLS
                     | libc::CLONE_PARENT_SETTID | libc::CLONE_CHILD_CLEARTID) as u64),
-                // posix_spawn
+                // what glibc passes to start a program (posix spawn)
                 Just((libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD) as u64),
                 any::<u64>(),
             ],

@@ -102,3 +102,24 @@ pub fn nfkit_as_nobody(args: &[&str]) -> Output {
     command.args(args).uid(65534).gid(65534).current_dir("/");
     run(&mut command)
 }
+
+/// tests/support/spawn-probe.c built as a shared library (once per test
+/// binary, with the system's `cc`): `LD_PRELOAD` it into nfkit for
+/// `__confinement-test spawn`. Panics (fails loudly) when it cannot be built.
+pub fn spawn_probe() -> &'static std::path::Path {
+    static PROBE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PROBE.get_or_init(|| {
+        let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = manifest.join("target/spawn-probe");
+        std::fs::create_dir_all(&dir).expect("create target/spawn-probe");
+        let out = dir.join(format!("spawn-probe-{}.so", std::process::id()));
+        let status = Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o"])
+            .arg(&out)
+            .arg(manifest.join("tests/support/spawn-probe.c"))
+            .status()
+            .expect("cannot run cc: a C compiler builds the test's spawn probe (install gcc)");
+        assert!(status.success(), "cc failed to build the spawn probe");
+        out
+    })
+}

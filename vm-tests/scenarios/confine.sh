@@ -58,6 +58,13 @@ seccomp_of_running_nfkit() {
     echo "$line"
 }
 
+# The spawn probe (tests/support/spawn-probe.c) is built here: the guest has
+# no C compiler, and nfkit holds no code that starts a process.
+host_main() {
+    cc -shared -fPIC -O2 -Wall -Werror -o "$PAYLOAD_DIR/spawn-probe.so" \
+        "$VM_TESTS_DIR/../tests/support/spawn-probe.c"
+}
+
 boot_main() {
     local ready rc
     ready=$(seccomp_of_running_nfkit)
@@ -73,7 +80,8 @@ boot_main() {
     note "guest Landlock ABI: $(jq -r .confinement.landlock.abi <<<"$CHECK_OUTPUT")"
 
     rc=0
-    "$NFKIT" --json __confinement-test spawn >"$OUT/spawn.json" 2>"$OUT/spawn.err" || rc=$?
+    LD_PRELOAD=$PAYLOAD/spawn-probe.so "$NFKIT" --json __confinement-test spawn \
+        >"$OUT/spawn.json" 2>"$OUT/spawn.err" || rc=$?
     check_eq "every way to start a process is refused (exit 1)" 1 "$rc"
     check_match "each refusal is an error with its cause" \
         "start a process with execve: Operation not permitted" "$(cat "$OUT/spawn.err")"
