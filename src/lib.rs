@@ -14,6 +14,7 @@
 //!
 //! Nothing in this crate starts a process.
 
+pub mod ansible;
 pub mod cli;
 pub mod conntrack;
 pub mod error;
