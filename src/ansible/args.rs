@@ -728,3 +728,212 @@ fn inline_desired(r: &Reader<'_>) -> Result<Desired, ArgError> {
         })?;
     Ok(desired)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn parse_json(kind: ModuleKind, v: Value) -> Result<(Task, Mode), ArgError> {
+        parse(kind, v.as_object().unwrap())
+    }
+
+    fn inline(v: Value) -> Desired {
+        match parse_json(ModuleKind::Apply, v).unwrap().0 {
+            Task::Apply {
+                desired: DesiredFrom::Inline(d),
+                ..
+            } => d,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn program_names() {
+        assert_eq!(ModuleKind::from_program("apply"), Some(ModuleKind::Apply));
+        assert_eq!(
+            ModuleKind::from_program("AnsiballZ_kmod"),
+            Some(ModuleKind::Kmod)
+        );
+        assert_eq!(ModuleKind::from_program("nfkit"), None);
+        assert_eq!(ModuleKind::from_program("AnsiballZ_nfkit"), None);
+    }
+
+    #[test]
+    fn modes_and_unknown_internal_keys() {
+        let (_, mode) = parse_json(
+            ModuleKind::Facts,
+            json!({"_ansible_check_mode": true, "_ansible_diff": true,
+                   "_ansible_some_future_key": {"x": 1}}),
+        )
+        .unwrap();
+        assert_eq!(
+            mode,
+            Mode {
+                check: true,
+                diff: true
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_arguments_are_listed_with_the_valid_ones() {
+        let e = parse_json(ModuleKind::Kmod, json!({"name": "x", "parms": "a=1"})).unwrap_err();
+        assert_eq!(e.to_string(), "kmod: unsupported argument parms");
+        let hint = crate::error::Hint::hint(&e).unwrap();
+        assert_eq!(
+            hint,
+            "valid arguments: name, params, persistent, root, state"
+        );
+    }
+
+    #[test]
+    fn config_excludes_inline_state() {
+        let e = parse_json(
+            ModuleKind::Verify,
+            json!({"config": "/x.toml", "sysctl": {"net.netfilter.a": 1}}),
+        )
+        .unwrap_err();
+        assert!(matches!(e, ArgError::Exclusive { .. }), "{e}");
+        let (task, _) = parse_json(ModuleKind::Verify, json!({"root": "/r"})).unwrap();
+        assert_eq!(
+            task,
+            Task::Verify {
+                desired: DesiredFrom::File(None),
+                root: Some("/r".into()),
+                fail_on_drift: false
+            }
+        );
+    }
+
+    #[test]
+    fn kmod_params_dict_or_modprobe_string() {
+        let words = |v: Value| match parse_json(ModuleKind::Kmod, json!({"name": "nf_conntrack", "params": v}))
+            .unwrap()
+            .0
+        {
+            Task::Kmod { params, .. } => params
+                .iter()
+                .map(|(k, v)| format!("{}={}", k.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(words(json!({"hashsize": 1024, "acct": true})), ["acct=1", "hashsize=1024"]);
+        assert_eq!(words(json!("hashsize=1024  acct=1")), ["hashsize=1024", "acct=1"]);
+        assert!(parse_json(ModuleKind::Kmod, json!({"params": {}})).is_err(), "name is required");
+        assert!(
+            parse_json(ModuleKind::Kmod, json!({"name": "x", "params": {"a": "b c"}})).is_err()
+        );
+        assert!(
+            parse_json(ModuleKind::Kmod, json!({"name": "x", "state": "loaded"})).is_err()
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_argument() {
+        for (args, needle) in [
+            (json!({"modules": "xt_state", "conntrack": 5}), "argument conntrack: expected a dict"),
+            (json!({"conntrack": {"max": -1}}), "conntrack.max"),
+            (json!({"conntrack": {"max": 0}}), "conntrack.max"),
+            (json!({"sysctl": {"net.ipv4.ip_forward": 1}}), "net.netfilter"),
+            (json!({"sysctl": {"net.netfilter.x": [1]}}), "sysctl.net.netfilter.x"),
+            (json!({"module_options": {"nf_nat": 1}}), "module_options.nf_nat"),
+            (json!({"persist_targets": ["sysctl-d"]}), "persist_targets[0]"),
+            (json!({"write_config": "maybe"}), "write_config"),
+            (json!({"root": ""}), "root"),
+        ] {
+            let e = parse_json(ModuleKind::Apply, args.clone()).unwrap_err();
+            let message = crate::error::message(&e);
+            assert!(message.contains(needle), "{args}: {message}");
+        }
+    }
+
+    #[test]
+    fn two_spellings_of_one_module_merge_or_conflict() {
+        let d = inline(json!({"module_options": {"nf-nat": {"a": 1}, "nf_nat": {"b": 2}}}));
+        assert_eq!(d.modules.options.len(), 1);
+        assert!(
+            parse_json(
+                ModuleKind::Apply,
+                json!({"module_options": {"nf-nat": {"a": 1}, "nf_nat": {"a": 2}}})
+            )
+            .is_err()
+        );
+    }
+
+    fn pick(items: &'static [&'static str]) -> impl Strategy<Value = &'static str> {
+        proptest::sample::select(items)
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            (0i64..100_000).prop_map(|n| json!(n)),
+            any::<bool>().prop_map(|b| json!(b)),
+            pick(&["on", "0x10", "a,b", "007"]).prop_map(|s| json!(s)),
+        ]
+    }
+
+    proptest! {
+        /// The inline arguments mean exactly what the same state means in
+        /// nfkit.toml: JSON args → Desired equals TOML text → Desired.
+        #[test]
+        fn inline_state_equals_the_same_nfkit_toml(
+            modules in proptest::collection::vec(pick(&["xt_state", "nf_nat", "nf-nat", "ip_conntrack_ftp", "xt_LOG"]), 0..4),
+            options in proptest::collection::btree_map(pick(&["nf_conntrack", "nf_nat_ftp", "xt_recent"]),
+                proptest::collection::btree_map(pick(&["ports", "expect_hashsize", "ip_list_tot"]), value(), 1..3), 0..3),
+            max in proptest::option::of(1u32..4_000_000),
+            buckets in proptest::option::of(1u32..1_000_000),
+            sysctl in proptest::collection::btree_map(pick(&["net.netfilter.nf_conntrack_acct", "net.netfilter.nf_log_all_netns", "net/netfilter/nf_conntrack_helper"]), value(), 0..3),
+        ) {
+            let mut args = Map::new();
+            let mut toml = String::new();
+            args.insert("modules".into(), json!(modules));
+            toml.push_str(&format!("[modules]\nload = {}\n", json!(modules)));
+            args.insert("module_options".into(), json!(options));
+            for (m, o) in &options {
+                toml.push_str(&format!("[modules.options.{m}]\n"));
+                for (k, v) in o {
+                    toml.push_str(&format!("{k} = {v}\n"));
+                }
+            }
+            let mut conntrack = Map::new();
+            toml.push_str("[conntrack]\n");
+            if let Some(m) = max { conntrack.insert("max".into(), json!(m)); toml.push_str(&format!("max = {m}\n")); }
+            if let Some(b) = buckets { conntrack.insert("buckets".into(), json!(b)); toml.push_str(&format!("buckets = {b}\n")); }
+            args.insert("conntrack".into(), Value::Object(conntrack));
+            args.insert("sysctl".into(), json!(sysctl));
+            toml.push_str("[sysctl]\n");
+            for (k, v) in &sysctl {
+                toml.push_str(&format!("{} = {v}\n", json!(k)));
+            }
+            let from_toml = Desired::parse("t", &toml);
+            let from_args = parse(ModuleKind::Apply, &args);
+            match (from_toml, from_args) {
+                (Ok(d), Ok((Task::Apply { desired: DesiredFrom::Inline(a), .. }, _))) => prop_assert_eq!(d, a),
+                (Err(_), Err(_)) => {}
+                (t, a) => prop_assert!(false, "toml {:?} vs args {:?}\n{}", t, a, toml),
+            }
+        }
+
+        /// Any argument outside the module's list is refused and named;
+        /// any `_ansible_*` key is accepted.
+        #[test]
+        fn unknown_keys_refused_internal_keys_ignored(key in "[a-z_]{1,12}", internal in "[a-z_]{1,12}") {
+            for kind in ModuleKind::ALL {
+                let internal_args = json!({ format!("_ansible_{internal}"): 1, "root": "/r", "name": "x" });
+                let mut map = internal_args.as_object().unwrap().clone();
+                if kind != ModuleKind::Kmod { map.remove("name"); }
+                prop_assert!(parse(kind, &map).is_ok(), "{:?} {}", kind, internal);
+                if kind.valid_arguments().contains(&key.as_str()) || key.starts_with("_ansible_") {
+                    continue;
+                }
+                map.insert(key.clone(), json!(1));
+                match parse(kind, &map) {
+                    Err(ArgError::Unknown { names, .. }) => prop_assert_eq!(names, vec![key.clone()]),
+                    other => prop_assert!(false, "{:?}: {:?}", kind, other),
+                }
+            }
+        }
+    }
+}
