@@ -328,6 +328,33 @@ fn fleet_converges_with_ansible_playbook() {
 
     guard_refuses_the_controllers_namespace(&fleet);
 
+    // ansible-test sanity on the installed collection. Skipped: the tests
+    // that install their requirements with pip bootstrapped from
+    // ci-files.testing.ansible.com (unreachable here): validate-modules,
+    // runtime-metadata, yamllint. (validate-modules would read the ELF
+    // modules as Python: tests/sanity/ignore-X.Y.txt skips it for them.)
+    let python = ok(Command::new(fleet.venv.join("bin/python")).args([
+        "-c",
+        "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')",
+    ]));
+    let sanity = ok(fleet
+        .ansible("ansible-test")
+        .current_dir(
+            fleet
+                .collections
+                .join("ansible_collections/nfkit/netfilter"),
+        )
+        .args(["sanity", "--python", python.trim()])
+        .args(["--skip-test", "validate-modules"])
+        .args(["--skip-test", "runtime-metadata"])
+        .args(["--skip-test", "yamllint"]));
+    for t in ["ansible-doc", "ignores", "shebang", "line-endings"] {
+        assert!(
+            sanity.contains(&format!("Running sanity test \"{t}\"")),
+            "{sanity}"
+        );
+    }
+
     // 1. --check --diff on fresh hosts: every host changed, diffs shown,
     //    nothing written anywhere.
     let before = fleet.snapshot();
@@ -505,6 +532,46 @@ fn fleet_converges_with_ansible_playbook() {
     for h in &hosts {
         assert_eq!(stat(&report, h, "changed"), 0, "{h}: {report:#}");
     }
+
+    // 7. kmod on the running kernel (each host's namespace): a built-in
+    //    module is present; a parameter that differs on it is shown in
+    //    check mode and fails a real run; the kernel keeps its value.
+    let current = fs::read_to_string("/sys/module/nf_conntrack/parameters/expect_hashsize")
+        .expect("nf_conntrack is built into the test machine's kernel")
+        .trim()
+        .to_string();
+    let extra = format!("expect_hashsize={current}");
+    let (code, report) = fleet.playbook("kmod_live.yml", &["-e", &extra]);
+    assert_eq!(code, 0, "{report:#}");
+    for h in &hosts {
+        for t in ["built-in module is present", "same parameter value"] {
+            let r = task(&report, t, h);
+            assert_eq!(r["changed"], false, "{t} {h}: {r:#}");
+            assert_ne!(r["failed"], true, "{t} {h}: {r:#}");
+        }
+        let r = task(&report, "other parameter value, check mode", h);
+        assert_eq!(r["changed"], true, "{h}: {r:#}");
+        let d = &r["diff"][0];
+        assert!(
+            d["before"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("expect_hashsize = {current}")),
+            "{h}: {r:#}"
+        );
+        let r = task(&report, "other parameter value", h);
+        assert_eq!(r["failed"], true, "{h}: {r:#}");
+        assert!(
+            r["msg"].as_str().unwrap().contains("expect_hashsize"),
+            "{h}: {r:#}"
+        );
+    }
+    assert_eq!(
+        fs::read_to_string("/sys/module/nf_conntrack/parameters/expect_hashsize")
+            .unwrap()
+            .trim(),
+        current
+    );
     drop(fleet.netns);
 }
 

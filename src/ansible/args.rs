@@ -809,9 +809,12 @@ mod tests {
 
     #[test]
     fn kmod_params_dict_or_modprobe_string() {
-        let words = |v: Value| match parse_json(ModuleKind::Kmod, json!({"name": "nf_conntrack", "params": v}))
-            .unwrap()
-            .0
+        let words = |v: Value| match parse_json(
+            ModuleKind::Kmod,
+            json!({"name": "nf_conntrack", "params": v}),
+        )
+        .unwrap()
+        .0
         {
             Task::Kmod { params, .. } => params
                 .iter()
@@ -819,27 +822,53 @@ mod tests {
                 .collect::<Vec<_>>(),
             other => panic!("{other:?}"),
         };
-        assert_eq!(words(json!({"hashsize": 1024, "acct": true})), ["acct=1", "hashsize=1024"]);
-        assert_eq!(words(json!("hashsize=1024  acct=1")), ["hashsize=1024", "acct=1"]);
-        assert!(parse_json(ModuleKind::Kmod, json!({"params": {}})).is_err(), "name is required");
-        assert!(
-            parse_json(ModuleKind::Kmod, json!({"name": "x", "params": {"a": "b c"}})).is_err()
+        assert_eq!(
+            words(json!({"hashsize": 1024, "acct": true})),
+            ["acct=1", "hashsize=1024"]
+        );
+        assert_eq!(
+            words(json!("hashsize=1024  acct=1")),
+            ["hashsize=1024", "acct=1"]
         );
         assert!(
-            parse_json(ModuleKind::Kmod, json!({"name": "x", "state": "loaded"})).is_err()
+            parse_json(ModuleKind::Kmod, json!({"params": {}})).is_err(),
+            "name is required"
         );
+        assert!(
+            parse_json(
+                ModuleKind::Kmod,
+                json!({"name": "x", "params": {"a": "b c"}})
+            )
+            .is_err()
+        );
+        assert!(parse_json(ModuleKind::Kmod, json!({"name": "x", "state": "loaded"})).is_err());
     }
 
     #[test]
     fn refusals_name_the_argument() {
         for (args, needle) in [
-            (json!({"modules": "xt_state", "conntrack": 5}), "argument conntrack: expected a dict"),
+            (
+                json!({"modules": "xt_state", "conntrack": 5}),
+                "argument conntrack: expected a dict",
+            ),
             (json!({"conntrack": {"max": -1}}), "conntrack.max"),
             (json!({"conntrack": {"max": 0}}), "conntrack.max"),
-            (json!({"sysctl": {"net.ipv4.ip_forward": 1}}), "net.netfilter"),
-            (json!({"sysctl": {"net.netfilter.x": [1]}}), "sysctl.net.netfilter.x"),
-            (json!({"module_options": {"nf_nat": 1}}), "module_options.nf_nat"),
-            (json!({"persist_targets": ["sysctl-d"]}), "persist_targets[0]"),
+            (
+                json!({"sysctl": {"net.ipv4.ip_forward": 1}}),
+                "net.netfilter",
+            ),
+            (
+                json!({"sysctl": {"net.netfilter.x": [1]}}),
+                "sysctl.net.netfilter.x",
+            ),
+            (
+                json!({"module_options": {"nf_nat": 1}}),
+                "module_options.nf_nat",
+            ),
+            (
+                json!({"persist_targets": ["sysctl-d"]}),
+                "persist_targets[0]",
+            ),
             (json!({"write_config": "maybe"}), "write_config"),
             (json!({"root": ""}), "root"),
         ] {
