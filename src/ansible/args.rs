@@ -349,9 +349,9 @@ impl<'a> Reader<'a> {
 
 /// Splits the arguments into the task's own keys and Ansible's
 /// (`_ansible_*`); refuses keys the module does not take.
-fn own_keys<'a>(
+fn own_keys(
     kind: ModuleKind,
-    args: &'a Map<String, Value>,
+    args: &Map<String, Value>,
 ) -> Result<(Map<String, Value>, Mode), ArgError> {
     let mut own = Map::new();
     let mut unknown = Vec::new();
