@@ -430,6 +430,18 @@ fn fleet_converges_with_ansible_playbook() {
         let f = task(&report, "facts of the host's own namespace", h);
         let ns = &f["ansible_facts"]["nfkit"]["network_namespace"];
         assert!(ns.is_object(), "{h}: {f:#}");
+        // import runs and changes nothing (nfkit's own files are not
+        // legacy configuration: nothing else is there to import).
+        let i = task(&report, "import the host's configuration", h);
+        assert_eq!(i["changed"], false, "{h}: {i:#}");
+        assert_ne!(i["failed"], true, "{h}: {i:#}");
+        assert!(
+            i["toml"]
+                .as_str()
+                .unwrap()
+                .starts_with("# nfkit.toml imported by `nfkit import`"),
+            "{h}: {i:#}"
+        );
     }
     let conf = sd.join("etc/sysctl.d/90-nfkit.conf");
     let drifted = read(sd, "etc/sysctl.d/90-nfkit.conf").replace("262144", "1000");
