@@ -31,6 +31,7 @@ fn hint_here(e: &(dyn StdError + 'static)) -> Option<Cow<'static, str>> {
         };
     }
     registry!(
+        crate::ansible::args::ArgError,
         crate::conntrack::set::SetError,
         crate::conntrack::limits::LimitError,
         crate::tables::ShowError,

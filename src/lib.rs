@@ -15,6 +15,7 @@
 //!
 //! Nothing in this crate starts a process.
 
+pub mod ansible;
 pub mod cli;
 pub mod confine;
 pub mod conntrack;

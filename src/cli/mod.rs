@@ -19,6 +19,8 @@ mod state;
 mod status;
 mod tables;
 
+pub use state::load_desired;
+
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
@@ -194,6 +196,10 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
 
 /// Parses the command line, runs the command and returns the exit code.
 pub fn main() -> u8 {
+    // Ansible runs the collection's copies of this binary as its modules.
+    if let Some(module) = crate::ansible::invoked_as() {
+        return crate::ansible::main(module);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -22,6 +22,9 @@ pub enum Edit {
         module: ModuleName,
         options: Vec<(OptionName, OptionValue)>,
     },
+    /// Remove a module (any spelling) from `[modules] load` and its
+    /// `[modules.options.*]` table.
+    DropModule(ModuleName),
 }
 
 fn table<'a>(doc: &'a mut DocumentMut, name: &str) -> &'a mut Table {
@@ -86,6 +89,24 @@ pub fn apply_edits(path: &str, text: &str, edits: &[Edit]) -> Result<String, Des
                     }
                 }
             }
+            Edit::DropModule(module) => {
+                let Some(modules) = doc.get_mut("modules").and_then(Item::as_table_mut) else {
+                    continue;
+                };
+                if let Some(load) = modules.get_mut("load").and_then(Item::as_array_mut) {
+                    load.retain(|v| !v.as_str().is_some_and(|s| module.is(s)));
+                }
+                if let Some(all) = modules.get_mut("options").and_then(Item::as_table_mut) {
+                    let names: Vec<String> = all
+                        .iter()
+                        .map(|(k, _)| k.to_string())
+                        .filter(|k| module.is(k))
+                        .collect();
+                    for k in names {
+                        all.remove(&k);
+                    }
+                }
+            }
         }
     }
     let mut out = doc.to_string();
@@ -99,6 +120,31 @@ pub fn apply_edits(path: &str, text: &str, edits: &[Edit]) -> Result<String, Des
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drop_module_removes_every_spelling_and_its_options() {
+        let text = "[modules]\nload = [\"xt_state\", \"nf-nat\", \"nf_nat\"] # keep\n\n[modules.options.nf-nat]\nx = 1\n";
+        let out = apply_edits(
+            "f",
+            text,
+            &[Edit::DropModule(ModuleName::canonical("nf_nat"))],
+        )
+        .unwrap();
+        let d = Desired::parse("f", &out).unwrap();
+        assert_eq!(d.modules.load, vec![ModuleName::canonical("xt_state")]);
+        assert!(d.modules.options.is_empty(), "{out}");
+        assert!(out.contains("# keep"), "{out}");
+        // Absent already: the text is kept as it was.
+        assert_eq!(
+            apply_edits(
+                "f",
+                &out,
+                &[Edit::DropModule(ModuleName::canonical("nf_nat"))]
+            )
+            .unwrap(),
+            out
+        );
+    }
 
     #[test]
     fn edits_keep_comments_and_validate() {
