@@ -15,13 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde_json::Value;
-use support::{nfkit, run};
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let p = root.join(rel.trim_start_matches('/'));
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, text).unwrap();
-}
+use support::{nfkit, run, write};
 
 /// A Debian-with-systemd image tree (targets: modules-load.d, modprobe.d,
 /// sysctl.d; never a file directly in /etc).

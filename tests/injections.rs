@@ -12,13 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{nfkit, run};
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let p = root.join(rel.trim_start_matches('/'));
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, text).unwrap();
-}
+use support::{nfkit, run, write};
 
 /// A Debian-with-systemd image tree.
 fn systemd_root() -> tempfile::TempDir {

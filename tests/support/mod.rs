@@ -123,3 +123,11 @@ pub fn spawn_probe() -> &'static std::path::Path {
         out
     })
 }
+
+/// Writes `text` at `rel` (a path as seen inside the root) under `root`,
+/// creating directories.
+pub fn write(root: &std::path::Path, rel: &str, text: &str) {
+    let p = root.join(rel.trim_start_matches('/'));
+    std::fs::create_dir_all(p.parent().expect("a file path")).unwrap();
+    std::fs::write(p, text).unwrap();
+}
