@@ -143,6 +143,18 @@ fn describe(c: char) -> String {
     }
 }
 
+/// The checks every value starts with: not empty (`empty` says why that is
+/// refused) and at most `max` bytes (`unit` as the message says it).
+fn check_size(text: &str, empty: &str, max: usize, unit: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Err(empty.to_string());
+    }
+    if text.len() > max {
+        return Err(format!("longer than {max} {unit}"));
+    }
+    Ok(())
+}
+
 /// The first character of `text` that is not printable ASCII or a space.
 fn first_unprintable(text: &str) -> Option<char> {
     text.chars().find(|&c| !(c == ' ' || c.is_ascii_graphic()))
@@ -156,12 +168,7 @@ impl SysctlKey {
     /// Checks `text` (dotted or slashed spelling) and keeps it dotted.
     pub fn parse(text: &str) -> Result<SysctlKey, ValueError> {
         let bad = |reason: String| refuse(ValueKind::SysctlKey, text, reason);
-        if text.is_empty() {
-            return Err(bad("empty key".into()));
-        }
-        if text.len() > SYSCTL_KEY_MAX {
-            return Err(bad(format!("longer than {SYSCTL_KEY_MAX} bytes")));
-        }
+        check_size(text, "empty key", SYSCTL_KEY_MAX, "bytes").map_err(bad)?;
         if let Some(c) = text
             .chars()
             .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/')))
@@ -214,12 +221,7 @@ impl SysctlValue {
     /// Checks `text`.
     pub fn parse(text: &str) -> Result<SysctlValue, ValueError> {
         let bad = |reason: String| refuse(ValueKind::SysctlValue, text, reason);
-        if text.is_empty() {
-            return Err(bad("empty value".into()));
-        }
-        if text.len() > SYSCTL_VALUE_MAX {
-            return Err(bad(format!("longer than {SYSCTL_VALUE_MAX} bytes")));
-        }
+        check_size(text, "empty value", SYSCTL_VALUE_MAX, "bytes").map_err(bad)?;
         if let Some(c) = first_unprintable(text) {
             return Err(bad(format!(
                 "{} cannot be part of a sysctl value (one line of printable ASCII)",
@@ -252,12 +254,7 @@ impl OptionName {
     /// Checks `text`.
     pub fn parse(text: &str) -> Result<OptionName, ValueError> {
         let bad = |reason: String| refuse(ValueKind::OptionName, text, reason);
-        if text.is_empty() {
-            return Err(bad("empty name".into()));
-        }
-        if text.len() > OPTION_NAME_MAX {
-            return Err(bad(format!("longer than {OPTION_NAME_MAX} characters")));
-        }
+        check_size(text, "empty name", OPTION_NAME_MAX, "characters").map_err(bad)?;
         if let Some(c) = text
             .chars()
             .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-')))
@@ -294,14 +291,13 @@ impl OptionValue {
     /// Checks `text` (the value itself, without the kernel's quotes).
     pub fn parse(text: &str) -> Result<OptionValue, ValueError> {
         let bad = |reason: String| refuse(ValueKind::OptionValue, text, reason);
-        if text.is_empty() {
-            return Err(bad(
-                "empty value (leave the parameter out to keep the module's default)".into(),
-            ));
-        }
-        if text.len() > OPTION_VALUE_MAX {
-            return Err(bad(format!("longer than {OPTION_VALUE_MAX} bytes")));
-        }
+        check_size(
+            text,
+            "empty value (leave the parameter out to keep the module's default)",
+            OPTION_VALUE_MAX,
+            "bytes",
+        )
+        .map_err(bad)?;
         if let Some(c) = text
             .chars()
             .find(|&c| !c.is_ascii_graphic() || matches!(c, '"' | '\\'))
