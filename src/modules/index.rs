@@ -3,15 +3,20 @@
 //! offsets unchecked: a truncated or garbage index crashes it (and
 //! modprobe). The format (libkmod-index.c): big-endian u32 magic
 //! `0xB007F457`, u32 version (major 2 in the high half), u32 offset of the
-//! root node (flags in the top 4 bits). depmod writes the root last, so a
-//! truncated file has its root offset past the end.
+//! root node (flags in the top 4 bits).
 //!
 //! Then every node is walked ([`check_nodes`]): a node is an optional
 //! NUL-terminated prefix, optional children (`first`, `last` bytes, then
 //! `last - first + 1` u32 offsets), optional values (u32 count, then per
 //! value a u32 priority and a NUL-terminated string). Each must lie inside
-//! the file, and a child must lie before its parent (depmod writes children
-//! first), which also rules out cycles. Linear in the file's size.
+//! the file, and no node may be reached twice (the index is a tree), which
+//! rules out cycles. Linear in the file's size.
+//!
+//! The node order is depmod's choice and has changed: kmod ≤ 33 writes
+//! children before their parent and the root last (Debian 11/12), kmod 34
+//! writes the root first, at offset 12, and its children after it (Debian
+//! 13). Both are accepted; a truncated file of either kind is caught by the
+//! walk (some offset then points past the end).
 
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
@@ -80,18 +85,28 @@ pub(crate) fn check_nodes(bytes: &[u8]) -> Result<(), String> {
             .map(|n| at + n + 1)
             .ok_or_else(|| format!("a string at offset {at} runs past the end ({end} bytes)"))
     };
-    // (node word, offset of its parent: children lie before it).
-    let mut pending = vec![(u32_at(8)?, end)];
+    // Offsets already walked, one bit each: a node reached twice means a
+    // cycle or shared subtrees, which depmod never writes.
+    let mut seen = vec![0u64; end / 64 + 1];
+    // (node word, offset of its parent; 0 for the root).
+    let mut pending = vec![(u32_at(8)?, 0)];
     while let Some((word, parent)) = pending.pop() {
         let offset = (word & OFFSET_MASK) as usize;
         if offset == 0 {
             continue;
         }
-        if offset < HEADER_LEN as usize || offset >= parent {
+        if offset < HEADER_LEN as usize || offset >= end {
             return Err(format!(
-                "node at offset {offset} outside the file or not before its parent at {parent}"
+                "node at offset {offset} (child of {parent}) outside the file's {end} bytes"
             ));
         }
+        let (slot, bit) = (offset / 64, 1u64 << (offset % 64));
+        if seen[slot] & bit != 0 {
+            return Err(format!(
+                "node at offset {offset} reached twice (again from {parent}): a cycle"
+            ));
+        }
+        seen[slot] |= bit;
         let mut at = offset;
         if word & HAS_PREFIX != 0 {
             at = string_end(at)?;
@@ -201,7 +216,7 @@ mod tests {
         }
     }
 
-    /// A two-key index as depmod lays it out: children before parents.
+    /// A two-key index as depmod ≤ 33 lays it out: children before parents.
     fn small_index() -> Vec<u8> {
         let mut b = header(MAGIC, 0x0002_0001, 0);
         // Leaf "a": prefix "bc", one value (priority 0, "v1").
@@ -218,11 +233,31 @@ mod tests {
         b
     }
 
+    /// The same index as kmod 34's depmod lays it out: the root first, at
+    /// offset 12, its child after it.
+    fn small_index_root_first() -> Vec<u8> {
+        let mut b = header(MAGIC, 0x0002_0001, 12 | HAS_CHILDREN);
+        let leaf = 12 + 2 + 4;
+        b.extend([b'a', b'a']);
+        b.extend((leaf | HAS_PREFIX | HAS_VALUES).to_be_bytes());
+        assert_eq!(b.len() as u32, leaf);
+        b.extend(b"bc\0");
+        b.extend(1u32.to_be_bytes());
+        b.extend(0u32.to_be_bytes());
+        b.extend(b"v1\0");
+        b
+    }
+
     #[test]
     fn walks_a_sound_index_and_catches_every_truncation() {
-        let b = small_index();
-        assert_eq!(check_header(&b, b.len() as u64), Ok(()));
-        assert_eq!(check_nodes(&b), Ok(()));
+        for b in [small_index(), small_index_root_first()] {
+            walks_and_catches_truncations(&b);
+        }
+    }
+
+    fn walks_and_catches_truncations(b: &[u8]) {
+        assert_eq!(check_header(b, b.len() as u64), Ok(()));
+        assert_eq!(check_nodes(b), Ok(()));
         for cut in 0..b.len() {
             let t = &b[..cut];
             assert!(
@@ -240,10 +275,13 @@ mod tests {
         let root = (u32::from_be_bytes(sound[8..12].try_into().unwrap()) & OFFSET_MASK) as usize;
         let leaf = 12;
         let mut cases: Vec<(Vec<u8>, &str)> = Vec::new();
-        // A child pointing at its parent (a cycle) or after it.
+        // A child pointing at its parent (a cycle) or past the end.
         let mut b = sound.clone();
         b[root + 2..root + 6].copy_from_slice(&(root as u32 | HAS_CHILDREN).to_be_bytes());
-        cases.push((b, "not before its parent"));
+        cases.push((b, "reached twice"));
+        let mut b = sound.clone();
+        b[root + 2..root + 6].copy_from_slice(&(sound.len() as u32 | HAS_PREFIX).to_be_bytes());
+        cases.push((b, "outside the file"));
         // A bad child range.
         let mut b = sound.clone();
         b[root] = b'z';
@@ -262,6 +300,181 @@ mod tests {
         for (bytes, needle) in cases {
             let err = check_nodes(&bytes).unwrap_err();
             assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+
+    /// A trie node as depmod builds one: prefix, children by first byte,
+    /// values.
+    #[derive(Default)]
+    struct Node {
+        prefix: Vec<u8>,
+        children: std::collections::BTreeMap<u8, Node>,
+        values: Vec<Vec<u8>>,
+    }
+
+    /// A plain (uncompressed-path) trie of `keys`: every key byte its own
+    /// level, the rest of a lone path as a prefix.
+    fn trie(keys: &[(Vec<u8>, Vec<u8>)]) -> Node {
+        let mut root = Node::default();
+        for (key, value) in keys {
+            let mut node = &mut root;
+            for &byte in key {
+                node = node.children.entry(byte).or_default();
+            }
+            node.values.push(value.clone());
+        }
+        // A node with one child and no values takes the child's byte and
+        // prefix into its own prefix (depmod's path compression), so the
+        // prefix flag is exercised too.
+        fn squash(node: &mut Node) {
+            while node.values.is_empty() && node.children.len() == 1 {
+                let (byte, child) = node.children.pop_first().unwrap();
+                node.prefix.push(byte);
+                node.prefix.extend(child.prefix);
+                node.children = child.children;
+                node.values = child.values;
+            }
+            node.children.values_mut().for_each(squash);
+        }
+        root.children.values_mut().for_each(squash);
+        root
+    }
+
+    /// Serialises `node` into `out`; returns its word (offset | flags).
+    /// `root_first`: the parent before its children (kmod 34), else the
+    /// children first (kmod ≤ 33). Child slots are patched once known.
+    fn write(node: &Node, out: &mut Vec<u8>, root_first: bool) -> u32 {
+        let mut flags = 0;
+        if !node.prefix.is_empty() {
+            flags |= HAS_PREFIX;
+        }
+        if !node.children.is_empty() {
+            flags |= HAS_CHILDREN;
+        }
+        if !node.values.is_empty() {
+            flags |= HAS_VALUES;
+        }
+        let (first, last) = match (node.children.keys().next(), node.children.keys().last()) {
+            (Some(&f), Some(&l)) => (f, l),
+            _ => (0, 0),
+        };
+        let mut words = std::collections::BTreeMap::new();
+        if !root_first {
+            for (&b, child) in &node.children {
+                words.insert(b, write(child, out, root_first));
+            }
+        }
+        let offset = out.len() as u32;
+        if !node.prefix.is_empty() {
+            out.extend(&node.prefix);
+            out.push(0);
+        }
+        let mut slots = out.len() + 2;
+        if !node.children.is_empty() {
+            out.extend([first, last]);
+            for b in first..=last {
+                out.extend(words.get(&b).copied().unwrap_or(0).to_be_bytes());
+            }
+        }
+        if !node.values.is_empty() {
+            out.extend((node.values.len() as u32).to_be_bytes());
+            for v in &node.values {
+                out.extend(0u32.to_be_bytes());
+                out.extend(v);
+                out.push(0);
+            }
+        }
+        if root_first {
+            for b in first..=last {
+                if let Some(child) = node.children.get(&b) {
+                    let word = write(child, out, root_first);
+                    out[slots..slots + 4].copy_from_slice(&word.to_be_bytes());
+                }
+                slots += 4;
+            }
+        }
+        offset | flags
+    }
+
+    fn index_of(keys: &[(Vec<u8>, Vec<u8>)], root_first: bool) -> Vec<u8> {
+        let mut b = header(MAGIC, 0x0002_0001, 0);
+        let root = write(&trie(keys), &mut b, root_first);
+        b[8..12].copy_from_slice(&root.to_be_bytes());
+        b
+    }
+
+    /// Offsets of every child slot and the offset of the node holding it.
+    fn child_slots(b: &[u8]) -> Vec<(usize, usize)> {
+        let u32_at = |at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+        let mut slots = Vec::new();
+        let mut pending = vec![u32_at(8)];
+        while let Some(word) = pending.pop() {
+            let offset = (word & OFFSET_MASK) as usize;
+            if offset == 0 {
+                continue;
+            }
+            let mut at = offset;
+            if word & HAS_PREFIX != 0 {
+                at += b[at..].iter().position(|&c| c == 0).unwrap() + 1;
+            }
+            if word & HAS_CHILDREN != 0 {
+                let (first, last) = (b[at], b[at + 1]);
+                at += 2;
+                for _ in first..=last {
+                    if u32_at(at) != 0 {
+                        slots.push((at, offset));
+                        pending.push(u32_at(at));
+                    }
+                    at += 4;
+                }
+            }
+        }
+        slots
+    }
+
+    fn keys() -> impl proptest::strategy::Strategy<Value = Vec<(Vec<u8>, Vec<u8>)>> {
+        use proptest::prelude::*;
+        let key = proptest::collection::vec(prop::sample::select(b"abcde_-*".to_vec()), 1..8);
+        let value = proptest::collection::vec(b'a'..=b'z', 1..6);
+        proptest::collection::vec((key, value), 1..30)
+    }
+
+    proptest::proptest! {
+        /// Both node orders depmod has used are accepted, and every cut
+        /// short of the whole file is refused.
+        #[test]
+        fn either_node_order_is_accepted(keys in keys()) {
+            for root_first in [false, true] {
+                let b = index_of(&keys, root_first);
+                proptest::prop_assert_eq!(check_nodes(&b), Ok(()), "root_first {}", root_first);
+                for cut in 12..b.len() {
+                    proptest::prop_assert!(check_nodes(&b[..cut]).is_err() || check_header(&b[..cut], cut as u64).is_err());
+                }
+            }
+        }
+
+        /// A child slot pointed back at the node holding it, or at the
+        /// root, is a cycle in either order: refused, not walked forever.
+        #[test]
+        fn a_cycle_is_refused_in_either_order(keys in keys(), pick in 0usize..1000) {
+            for root_first in [false, true] {
+                let mut b = index_of(&keys, root_first);
+                let slots = child_slots(&b);
+                if slots.is_empty() {
+                    continue;
+                }
+                let (slot, holder) = slots[pick % slots.len()];
+                let root = u32::from_be_bytes(b[8..12].try_into().unwrap());
+                let holder_word = [root]
+                    .into_iter()
+                    .chain(child_slots(&b).iter().map(|&(s, _)| u32::from_be_bytes(b[s..s + 4].try_into().unwrap())))
+                    .find(|w| (w & OFFSET_MASK) as usize == holder)
+                    .unwrap();
+                let target = if pick % 2 == 0 { holder_word } else { root };
+                b[slot..slot + 4].copy_from_slice(&target.to_be_bytes());
+                let err = check_nodes(&b).unwrap_err();
+                proptest::prop_assert!(err.contains("reached twice"), "{}", err);
+            }
         }
     }
 }
