@@ -8,16 +8,15 @@
 # sysctl says "cannot stat". The value is the key's current value (any value
 # valid for it); a missing key gets 1.
 #
-# Keys, and where they exist on Debian's kernels (the oracle decides, this
-# list is only why they are here):
-#   nf_conntrack_helper             5.10 only (removed in 6.0)
-#   nf_conntrack_tcp_ignore_invalid_rst  6.1 and 6.12 (added in 5.14)
-#   nf_hooks_lwtunnel               6.1 and 6.12 (added in 5.15; not a
-#                                   conntrack key: refused before anything)
-#   nf_conntrack_sctp_timeout_heartbeat_acked  5.10 only (removed in 6.1's
-#                                   SCTP state rework)
+# Keys (the oracle decides where each exists; the notes say why each is
+# here, and what the matrix's oracles answered on 2026-11-29):
+#   nf_conntrack_helper             removed in 6.0: 5.10 only
+#   nf_conntrack_tcp_ignore_invalid_rst  added in 5.14
+#   nf_hooks_lwtunnel               added in 5.15; not a conntrack key, so
+#                                   refused before anything is loaded
+#   nf_conntrack_sctp_timeout_heartbeat_acked  gone with the SCTP state rework
 #   nf_conntrack_dccp_timeout_open, nf_conntrack_gre_timeout,
-#   nf_conntrack_tcp_timeout_established, nf_conntrack_acct: all three
+#   nf_conntrack_tcp_timeout_established, nf_conntrack_acct: long-standing
 #   nf_conntrack_nfkit_no_such      none (canary: the "missing" verdict is
 #                                   compared on every kernel)
 # shellcheck disable=SC2034 # SCENARIO_* are read by the host runner
