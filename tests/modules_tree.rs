@@ -420,3 +420,24 @@ fn softdeps_and_options_match_modprobe() {
     assert_eq!(m["options"][0]["source"], "given");
     drop(v);
 }
+
+/// kmod 28's depmod (Debian 11, kernel 5.10) leaves an empty
+/// modules.builtin.alias.bin; modprobe reads it as "no entries", and so
+/// must nfkit's index check (found by the vm-tests kernel matrix: every load
+/// on 5.10 failed as "damaged module index").
+#[test]
+fn an_empty_builtin_alias_index_is_no_entries_as_for_modprobe() {
+    let o = overlay("");
+    let t = tree::kernel_tree();
+    let index = o
+        .root
+        .join("lib/modules")
+        .join(&t.release)
+        .join("modules.builtin.alias.bin");
+    // Replace, never truncate: the overlay's files are hard links to the fixture.
+    std::fs::remove_file(&index).unwrap();
+    std::fs::write(&index, b"").unwrap();
+    for name in ["nf_conntrack", "ipt_REJECT", "ip_conntrack", "xt_state"] {
+        check_name(&o.root, &t.release, name);
+    }
+}
