@@ -10,11 +10,14 @@
 #
 # Keys (the oracle decides where each exists; the notes say why each is
 # here, and what the matrix's oracles answered on 2026-11-29):
-#   nf_conntrack_helper             removed in 6.0: 5.10 only
-#   nf_conntrack_tcp_ignore_invalid_rst  added in 5.14
-#   nf_hooks_lwtunnel               added in 5.15; not a conntrack key, so
+#   nf_conntrack_helper             removed in 6.0: set on 5.10 only
+#   nf_conntrack_tcp_ignore_invalid_rst  added in 5.14: missing on 5.10
+#   nf_hooks_lwtunnel               added in 5.15 (missing on 5.10); not a
+#                                   conntrack key, so
 #                                   refused before anything is loaded
-#   nf_conntrack_sctp_timeout_heartbeat_acked  gone with the SCTP state rework
+#   nf_conntrack_sctp_timeout_heartbeat_acked  gone with the SCTP state
+#                                   rework (also from Debian's 5.10: missing
+#                                   on all three)
 #   nf_conntrack_dccp_timeout_open, nf_conntrack_gre_timeout,
 #   nf_conntrack_tcp_timeout_established, nf_conntrack_acct: long-standing
 #   nf_conntrack_nfkit_no_such      none (canary: the "missing" verdict is
