@@ -85,9 +85,14 @@ check_same_file() {
 # record NAME [FILE]: saves FILE (or stdin) as result NAME of this boot
 # ($OUT/NAME, copied back to the host) and prints it between markers.
 record() {
-    local name=$1 src=${2:-/dev/stdin}
+    local name=$1
     [[ -n ${OUT:-} ]] || { echo "record: OUT is not set" >&2; return 1; }
-    cat "$src" >"$OUT/$name"
+    # stdin read by cat itself: bullseye's init= boot has no /dev/stdin link.
+    if (($# > 1)); then
+        cat "$2" >"$OUT/$name"
+    else
+        cat >"$OUT/$name"
+    fi
     printf -- '--- record %s ---\n' "$name"
     cat "$OUT/$name"
     printf -- '--- end record %s ---\n' "$name"

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # smoke: the guest is what the other scenarios rely on: a kernel with loadable
 # modules, working oracle tools, libkmod for nfkit's dlopen, and an nfkit
-# binary that runs there (built on the host, Debian 12 glibc on both sides).
+# binary that runs there (built on the host; it needs the guest's glibc to be
+# at least the build's: the portable build, issue 12, runs on every guest).
 # shellcheck disable=SC2034 # SCENARIO_* are read by the host runner
 
 SCENARIO_DESC="guest sanity: loadable modules, oracles, libkmod, nfkit runs"
@@ -26,6 +27,22 @@ boot_main() {
     check "nfkit --version runs as the unprivileged user nfuser" runuser -u nfuser -- "$NFKIT" --version
     check "user nfuser is not root" test "$(id -u nfuser)" -ne 0
 
+    # This guest's userland (the matrix's oracles) and how its module files
+    # are stored (.ko, or .ko.xz on trixie: libkmod and the kernel decompress).
+    {
+        echo "kernel: $(uname -r) ($VM_KERNEL, $VM_SUITE)"
+        echo "glibc: $(ldd --version 2>&1 | head -n 1)"
+        echo "kmod: $(kmod --version 2>&1 | head -n 1)"
+        echo "procps: $(sysctl --version 2>&1 | head -n 1)"
+        echo "systemd: $(systemctl --version 2>&1 | head -n 1)"
+        echo "iptables: $(iptables --version 2>&1)"
+        echo "nft: $(nft --version 2>&1)"
+        echo "conntrack: $(conntrack --version 2>&1)"
+        echo "nf_conntrack file: $(modinfo -n nf_conntrack 2>&1)"
+        echo "/usr merged: $([[ -L /lib ]] && echo yes || echo no)"
+    } | record versions
+    check_eq "the guest is the matrix entry it claims (uname -r starts with $VM_KERNEL.)" \
+        "$VM_KERNEL." "$(uname -r | grep -oE '^[0-9]+\.[0-9]+\.')"
     check "oracle iptables-legacy runs" iptables-legacy -w -t filter -L -n
     check "oracle nft runs" nft list tables
     check "oracle conntrack runs" conntrack -S
