@@ -12,6 +12,7 @@
 //! | 3 | the state differs from what was asked (`--check`, `verify`) |
 
 mod conntrack;
+mod fast_args;
 mod modules;
 mod render;
 mod selftest;
@@ -200,12 +201,17 @@ pub fn main() -> u8 {
     if let Some(module) = crate::ansible::invoked_as() {
         return crate::ansible::main(module);
     }
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
-        }
+    // `status`, `verify`, `boot` with plain global options skip building
+    // clap's whole command tree (see fast_args); clap parses the rest.
+    let cli = match fast_args::parse(std::env::args_os().skip(1)) {
+        Some(cli) => cli,
+        None => match Cli::try_parse() {
+            Ok(cli) => cli,
+            Err(e) => {
+                let _ = e.print();
+                return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            }
+        },
     };
     let output = Output {
         json: cli.json,
