@@ -99,6 +99,137 @@ ansible_env() {
     export LC_ALL=C.UTF-8 HOME=/root
 }
 
+# load_report NAME: the results of $OUT/NAME.json into R["TASK/PATH"] (one
+# jq run: each jq start costs seconds under TCG). PATH is the result's key
+# path joined by dots (`changed`, `msg.modules`, `diff.0.before`); besides,
+# `TASK/live` (the modules a facts task calls loaded, one a line) and
+# `TASK/written` (the files an apply report changed).
+declare -A R
+load_report() {
+    local k v
+    R=()
+    while IFS= read -r -d '' k && IFS= read -r -d '' v; do
+        R[$k]=$v
+    done < <(jq -j '
+        .plays[].tasks[] | .task.name as $n | .hosts.localhost
+        | ( (del(.apply, .unload, .ansible_facts)
+             | paths(type != "object" and type != "array") as $p
+             | "\($n)/\($p | map(tostring) | join("."))", (getpath($p) | tostring)),
+            (if .ansible_facts then "\($n)/live",
+                ([.ansible_facts.nfkit.modules.modules[] | select(.state == "live") | .name] | join("\n"))
+             else empty end),
+            (if .apply then "\($n)/written",
+                ([.apply.files[] | select(.action != "unchanged") | .path] | join("\n"))
+             else empty end) )
+        | . + "\u0000"' "$OUT/$1.json")
+}
+
+# get TASK/PATH: that value of the loaded report ("<missing>" when absent).
+get() { printf '%s' "${R[$1]-<missing>}"; }
+
+# snap NAME VIEW: view VIEW (modules, ports, files) of snapshot NAME.
+snap() {
+    local text=${R["snapshot $1/msg"]-<missing>}
+    text=${text#*"=== $2"$'\n'}
+    printf '%s' "${text%%$'\n'===*}"
+}
+
+# The oracle, independent of nfkit: the loaded modules' names (the guest's
+# /proc/modules, sorted), the parameter of $ANS_PARAM (/sys/module, or "not
+# loaded"), the persistence files nfkit may write with their contents.
+# Playbooks run it through a `pipe` lookup on the controller (this guest).
+write_oracle() {
+    cat >"$ANS_WORK/oracle" <<EOF
+#!/bin/sh
+echo "=== modules"
+cut -d' ' -f1 /proc/modules | sort
+echo "=== ports"
+cat /sys/module/$ANS_PARAM/parameters/ports 2>/dev/null || echo "not loaded"
+echo "=== files"
+for f in /etc/nfkit/nfkit.toml /etc/modules-load.d/nfkit.conf /etc/modprobe.d/nfkit.conf /etc/modules; do
+    if [ -f "\$f" ]; then echo "== \$f"; cat "\$f"; else echo "== \$f absent"; fi
+done
+echo "=== end"
+EOF
+    chmod 0755 "$ANS_WORK/oracle"
+}
+
+# snapshot_task NAME: a debug task "snapshot NAME" whose msg is the oracle's.
+snapshot_task() {
+    cat <<EOF
+    - name: snapshot $1
+      ansible.builtin.debug:
+        msg: "{{ lookup('ansible.builtin.pipe', '$ANS_WORK/oracle') }}"
+EOF
+}
+
+# snap_file NAME PATH: the content of file PATH in snapshot NAME.
+snap_file() {
+    local text
+    text=$(snap "$1" files)$'\n'
+    [[ $text == *"== $2"$'\n'* ]] || return 0
+    text=${text#*"== $2"$'\n'}
+    printf '%s' "${text%%$'\n'==*}"
+}
+
+# kmod_task NAME MODULE STATE PERSISTENT PORTS|- [check]: a kmod task.
+kmod_task() {
+    printf '    - name: %s\n      nfkit.netfilter.kmod:\n        name: %s\n' "$1" "$2"
+    [[ $3 == present ]] || printf '        state: %s\n' "$3"
+    [[ $4 == disabled ]] || printf '        persistent: %s\n' "$4"
+    [[ $5 == - ]] || printf '        params:\n          ports: %s\n' "$5"
+    [[ ${6:-} != check ]] || printf '      check_mode: true\n      diff: true\n'
+}
+
+play_header() {
+    printf -- '- hosts: localhost\n  gather_facts: false\n  tasks:\n'
+}
+
+write_main_playbook() {
+    {
+        play_header
+        cat <<'EOF'
+    - name: versions
+      ansible.builtin.debug:
+        msg: "{{ ansible_version.full }} {{ ansible_playbook_python }}"
+EOF
+        snapshot_task start
+        kmod_task "load, check mode" "$ANS_LOAD" present disabled - check
+        kmod_task "persist, check mode" "$ANS_PARAM" present present "$ANS_PORTS" check
+        snapshot_task "after check mode"
+        kmod_task load "$ANS_LOAD" present disabled -
+        kmod_task "load again" "$ANS_LOAD" present disabled -
+        kmod_task persist "$ANS_PARAM" present present "$ANS_PORTS"
+        kmod_task "persist again" "$ANS_PARAM" present present "$ANS_PORTS"
+        printf '    - name: facts\n      nfkit.netfilter.facts:\n'
+        snapshot_task converged
+        kmod_task "other params, check mode" "$ANS_PARAM" present disabled $((ANS_PORTS + 1)) check
+        kmod_task "other params" "$ANS_PARAM" present disabled $((ANS_PORTS + 1))
+        printf '      ignore_errors: true\n'
+        kmod_task "unload, check mode" "$ANS_LOAD" absent disabled - check
+        snapshot_task "after other params"
+        kmod_task unload "$ANS_LOAD" absent disabled -
+        kmod_task "unload again" "$ANS_LOAD" absent disabled -
+        snapshot_task unloaded
+    } >"$ANS_WORK/main.yml"
+}
+
+# The reboot: the persisted module is dropped (unloaded and out of the boot
+# files) with state=absent persistent=absent.
+write_reboot_playbook() {
+    {
+        play_header
+        snapshot_task boot
+        kmod_task "persist again" "$ANS_PARAM" present present "$ANS_PORTS"
+        kmod_task "drop, check mode" "$ANS_PARAM" absent absent - check
+        snapshot_task "after check mode"
+        kmod_task drop "$ANS_PARAM" absent absent -
+        kmod_task "drop again" "$ANS_PARAM" absent absent -
+        printf '    - name: facts\n      nfkit.netfilter.facts:\n'
+        snapshot_task dropped
+    } >"$ANS_WORK/reboot.yml"
+}
+
 # playbook NAME: runs $ANS_WORK/NAME.yml against localhost with the guest's
 # python3; the JSON report goes to $OUT/NAME.json, stderr to
 # $OUT/NAME.stderr (both shown when it fails). Status: ansible-playbook's.
@@ -113,156 +244,8 @@ playbook() {
     return "$rc"
 }
 
-# task REPORT TASK [JQ]: field JQ (default: the whole result) of task TASK on
-# localhost in $OUT/REPORT.json, compact JSON (strings quoted); "missing"
-# when the report has no such task.
-task() {
-    jq -c --arg t "$2" "[.plays[].tasks[] | select(.task.name == \$t) | .hosts.localhost][0] // \"missing\" | ${3:-.}" "$OUT/$1.json"
-}
-
-# raw REPORT TASK JQ: like task, strings unquoted.
-raw() {
-    jq -r --arg t "$2" "[.plays[].tasks[] | select(.task.name == \$t) | .hosts.localhost][0] | $3" "$OUT/$1.json"
-}
-
-# The oracle, independent of nfkit: `oracle modules` (the loaded modules'
-# names from /proc/modules, sorted), `oracle ports` (the parameter of the
-# loaded $ANS_PARAM from /sys/module, or "not loaded"), `oracle files` (the
-# persistence files nfkit may write, with their contents). Playbooks read it
-# through a `pipe` lookup on the controller (this guest itself): no module,
-# no nfkit.
-write_oracle() {
-    cat >"$ANS_WORK/oracle" <<EOF
-#!/bin/sh
-case \$1 in
-modules) cut -d' ' -f1 /proc/modules | sort ;;
-ports) cat /sys/module/$ANS_PARAM/parameters/ports 2>/dev/null || echo "not loaded" ;;
-files)
-    for f in /etc/nfkit/nfkit.toml /etc/modules-load.d/nfkit.conf /etc/modprobe.d/nfkit.conf /etc/modules; do
-        if [ -f "\$f" ]; then echo "== \$f"; cat "\$f"; else echo "== \$f absent"; fi
-    done ;;
-esac
-EOF
-    chmod 0755 "$ANS_WORK/oracle"
-}
-
-# snapshot_task NAME: a debug task "snapshot NAME" whose msg has the oracle's
-# three views.
-snapshot_task() {
-    cat <<EOF
-    - name: snapshot $1
-      ansible.builtin.debug:
-        msg:
-          modules: "{{ lookup('ansible.builtin.pipe', oracle ~ ' modules') }}"
-          ports: "{{ lookup('ansible.builtin.pipe', oracle ~ ' ports') }}"
-          files: "{{ lookup('ansible.builtin.pipe', oracle ~ ' files') }}"
-EOF
-}
-
-# snap REPORT NAME VIEW: that view of snapshot NAME.
-snap() { raw "$1" "snapshot $2" ".msg.$3"; }
-
-write_main_playbook() {
-    local other=$((ANS_PORTS + 1))
-    cat >"$ANS_WORK/main.yml" <<EOF
-- hosts: localhost
-  gather_facts: false
-  vars:
-    oracle: $ANS_WORK/oracle
-  tasks:
-    - name: versions
-      ansible.builtin.debug:
-        msg:
-          ansible: "{{ ansible_version.full }}"
-          python: "{{ ansible_playbook_python }}"
-$(snapshot_task start)
-    - name: load, check mode
-      nfkit.netfilter.kmod:
-        name: $ANS_LOAD
-      check_mode: true
-      diff: true
-    - name: load with params and persist, check mode
-      nfkit.netfilter.kmod:
-        name: $ANS_PARAM
-        params:
-          ports: $ANS_PORTS
-        persistent: present
-      check_mode: true
-      diff: true
-$(snapshot_task "after check mode")
-    - name: load
-      nfkit.netfilter.kmod:
-        name: $ANS_LOAD
-    - name: load again
-      nfkit.netfilter.kmod:
-        name: $ANS_LOAD
-    - name: load with params and persist
-      nfkit.netfilter.kmod:
-        name: $ANS_PARAM
-        params:
-          ports: $ANS_PORTS
-        persistent: present
-    - name: load with params and persist again
-      nfkit.netfilter.kmod:
-        name: $ANS_PARAM
-        params:
-          ports: $ANS_PORTS
-        persistent: present
-    - name: facts loaded
-      nfkit.netfilter.facts:
-$(snapshot_task loaded)
-    - name: other params, check mode
-      nfkit.netfilter.kmod:
-        name: $ANS_PARAM
-        params:
-          ports: $other
-      check_mode: true
-      diff: true
-    - name: other params
-      nfkit.netfilter.kmod:
-        name: $ANS_PARAM
-        params: "ports=$other"
-      ignore_errors: true
-    - name: unload, check mode
-      nfkit.netfilter.kmod:
-        name: $ANS_LOAD
-        state: absent
-      check_mode: true
-      diff: true
-$(snapshot_task "after other params")
-    - name: unload
-      nfkit.netfilter.kmod:
-        name: $ANS_LOAD
-        state: absent
-    - name: unload again
-      nfkit.netfilter.kmod:
-        name: $ANS_LOAD
-        state: absent
-    - name: facts unloaded
-      nfkit.netfilter.facts:
-$(snapshot_task unloaded)
-EOF
-}
-
-write_reboot_playbook() {
-    cat >"$ANS_WORK/reboot.yml" <<EOF
-- hosts: localhost
-  gather_facts: false
-  vars:
-    oracle: $ANS_WORK/oracle
-  tasks:
-    - name: load with params and persist
-      nfkit.netfilter.kmod:
-        name: $ANS_PARAM
-        params:
-          ports: $ANS_PORTS
-        persistent: present
-$(snapshot_task end)
-EOF
-}
-
-# ansible_ready: the shipped ansible-core and collection, this boot's
-# playbooks. A failure fails the scenario (no skip).
+# ansible_ready: the shipped ansible-core and collection. A failure fails
+# the scenario (no skip).
 ansible_ready() {
     ansible_env
     mkdir -p "$ANS_WORK"
@@ -272,111 +255,124 @@ ansible_ready() {
     write_oracle
 }
 
+# run_playbook NAME: runs it and loads its report; a failure ends the boot.
+run_playbook() {
+    check "ansible-playbook $1.yml runs in the guest" playbook "$1" || return 1
+    note "$CHECK_OUTPUT"
+    cp "$ANS_WORK/$1.yml" "$OUT/"
+    load_report "$1"
+}
+
 # in_list NAME TEXT: 1 when NAME is a line of TEXT, else 0.
 in_list() { grep -cx -- "$1" <<<"$2"; }
 
-# facts_match_oracle REPORT TASK SNAPSHOT: the facts task lists as loaded
-# exactly the netfilter modules the snapshot's /proc/modules has (those it
-# lists at all), and this scenario's two modules exactly when loaded.
+# facts_match_oracle TASK SNAPSHOT: the facts task calls loaded only modules
+# in the snapshot's /proc/modules, nf_conntrack among them, and this
+# scenario's two modules exactly when loaded.
 facts_match_oracle() {
     local names mods m stray=''
-    names=$(raw "$1" "$2" '.ansible_facts.nfkit.modules.modules[] | select(.state == "live") | .name')
-    mods=$(snap "$1" "$3" modules)
-    check_eq "$2: lists nf_conntrack loaded" 1 "$(in_list nf_conntrack "$names")"
+    names=$(get "$1/live")
+    mods=$(snap "$2" modules)
+    check_eq "$1: nf_conntrack is loaded" 1 "$(in_list nf_conntrack "$names")"
     for m in $names; do
         [[ $(in_list "$m" "$mods") == 1 ]] || stray+=" $m"
     done
-    check_eq "$2: every module it calls loaded is in /proc/modules" "" "$stray"
+    check_eq "$1: every module it calls loaded is in /proc/modules" "" "$stray"
     for m in "$ANS_LOAD" "$ANS_PARAM"; do
-        check_eq "$2: $m listed exactly when in /proc/modules" "$(in_list "$m" "$mods")" "$(in_list "$m" "$names")"
+        check_eq "$1: $m listed exactly when in /proc/modules" "$(in_list "$m" "$mods")" "$(in_list "$m" "$names")"
     done
 }
 
 boot_main() {
-    local r=main other=$((ANS_PORTS + 1))
+    local other=$((ANS_PORTS + 1)) files f written
     ansible_ready || return 0
     write_main_playbook
-    check "ansible-playbook main.yml runs in the guest" playbook main || return 0
-    note "$CHECK_OUTPUT"
-    check_eq "ansible-core 2.17.14 ran it" '"2.17.14"' "$(task $r versions .msg.ansible)"
-    note "controller python: $(raw $r versions .msg.python)"
+    run_playbook main || return 0
+    check_match "ansible-core 2.17.14 ran it" '^2\.17\.14 ' "$(get versions/msg)"
+    note "ansible and controller python: $(get versions/msg)"
 
-    local start
-    start=$(snap $r start modules)
-    check_eq "$ANS_LOAD is not loaded at the start" 0 "$(in_list "$ANS_LOAD" "$start")"
-    check_eq "$ANS_PARAM is not loaded at the start" 0 "$(in_list "$ANS_PARAM" "$start")"
+    check_eq "$ANS_LOAD is not loaded at the start" 0 "$(in_list "$ANS_LOAD" "$(snap start modules)")"
+    check_eq "$ANS_PARAM is not loaded at the start" 0 "$(in_list "$ANS_PARAM" "$(snap start modules)")"
 
     # Check mode: everything would change, nothing does.
-    check_eq "load, check mode: changed" true "$(task $r 'load, check mode' .changed)"
-    check_match "... diff: $ANS_LOAD not loaded -> loaded" "module $ANS_LOAD = not loaded.*module $ANS_LOAD = loaded" \
-        "$(task $r 'load, check mode' '[.diff[0].before, .diff[0].after] | join(" ")')"
-    check_eq "persist, check mode: changed" true "$(task $r 'load with params and persist, check mode' .changed)"
-    check_match "... diff shows the modprobe.d option" "options $ANS_PARAM ports=$ANS_PORTS" \
-        "$(task $r 'load with params and persist, check mode' .diff)"
-    check_eq "check mode loaded no module (/proc/modules)" "$start" "$(snap $r 'after check mode' modules)"
-    check_eq "check mode wrote no file" "$(snap $r start files)" "$(snap $r 'after check mode' files)"
+    check_eq "load, check mode: changed" true "$(get 'load, check mode/changed')"
+    check_eq "... diff before: not loaded" "module $ANS_LOAD = not loaded" "$(get 'load, check mode/diff.0.before')"
+    check_eq "... diff after: loaded" "module $ANS_LOAD = loaded" "$(get 'load, check mode/diff.0.after')"
+    check_eq "persist, check mode: changed" true "$(get 'persist, check mode/changed')"
+    check_match "... a diff shows the modprobe.d option" "options $ANS_PARAM ports=$ANS_PORTS" \
+        "$(get 'persist, check mode/diff.0.prepared') $(get 'persist, check mode/diff.1.prepared') $(get 'persist, check mode/diff.2.prepared')"
+    check_eq "check mode loaded no module (/proc/modules)" "$(snap start modules)" "$(snap 'after check mode' modules)"
+    check_eq "check mode wrote no file" "$(snap start files)" "$(snap 'after check mode' files)"
 
     # Converge.
-    check_eq "load: changed" true "$(task $r load .changed)"
-    check_eq "... $ANS_LOAD is in /proc/modules" 1 "$(in_list "$ANS_LOAD" "$(snap $r loaded modules)")"
-    check_eq "load again: not changed" false "$(task $r 'load again' .changed)"
-    check_eq "persist: changed" true "$(task $r 'load with params and persist' .changed)"
-    check_eq "... $ANS_PARAM is in /proc/modules" 1 "$(in_list "$ANS_PARAM" "$(snap $r loaded modules)")"
-    check_eq "... loaded with ports=$ANS_PORTS (/sys/module)" "$ANS_PORTS" "$(snap $r loaded ports)"
-    check_eq "persist again: not changed" false "$(task $r 'load with params and persist again' .changed)"
-    local files written f
-    files=$(snap $r loaded files)
-    printf '%s\n' "$files" | record files-loaded
+    check_eq "load: changed" true "$(get load/changed)"
+    check_eq "... $ANS_LOAD is in /proc/modules" 1 "$(in_list "$ANS_LOAD" "$(snap converged modules)")"
+    check_eq "load again: not changed" false "$(get 'load again/changed')"
+    check_eq "persist: changed" true "$(get persist/changed)"
+    check_eq "... $ANS_PARAM is in /proc/modules" 1 "$(in_list "$ANS_PARAM" "$(snap converged modules)")"
+    check_eq "... loaded with ports=$ANS_PORTS (/sys/module)" "$ANS_PORTS" "$(snap converged ports)"
+    check_eq "persist again: not changed" false "$(get 'persist again/changed')"
+    files=$(snap converged files)
+    printf '%s\n' "$files" | record files-converged
     check_match "modprobe.d/nfkit.conf has the option" "options $ANS_PARAM ports=$ANS_PORTS" "$files"
-    # The boot list is the one of nfkit's layout for this host (reported).
-    written=$(raw $r 'load with params and persist' '.apply.files[] | select(.action != "unchanged") | .path')
-    note "files written: $(tr '\n' ' ' <<<"$written")"
-    check_match "the boot list is among them" '/etc/(modules|modules-load.d/nfkit.conf)' "$written"
+    written=$(get persist/written)
+    note "persist wrote: $(tr '\n' ' ' <<<"$written")"
+    # The boot list of this host's layout (systemd: modules-load.d).
+    check_eq "persist wrote modules-load.d/nfkit.conf" 1 "$(in_list /etc/modules-load.d/nfkit.conf "$written")"
+    check_eq "... which lists $ANS_PARAM" 1 "$(in_list "$ANS_PARAM" "$(snap_file converged /etc/modules-load.d/nfkit.conf)")"
     for f in $written; do
         check "$f names $ANS_PARAM" grep -q "$ANS_PARAM" "$f"
     done
-    facts_match_oracle $r 'facts loaded' loaded
+    facts_match_oracle facts converged
 
     # A parameter that differs on the loaded module.
-    check_eq "other params, check mode: changed" true "$(task $r 'other params, check mode' .changed)"
-    check_match "... diff before has ports = $ANS_PORTS" "ports = $ANS_PORTS" \
-        "$(raw $r 'other params, check mode' '.diff[0].before')"
-    check_match "... diff after has ports = $other" "ports = $other" \
-        "$(raw $r 'other params, check mode' '.diff[0].after')"
-    check_eq "other params: the task failed" true "$(task $r 'other params' .failed)"
-    check_match "... its message names the parameter" "ports" "$(raw $r 'other params' .msg)"
-    note "other params: msg: $(raw $r 'other params' .msg)"
-    note "other params: hint: $(raw $r 'other params' .hint)"
-    check_eq "... the module kept ports=$ANS_PORTS (/sys/module)" "$ANS_PORTS" "$(snap $r 'after other params' ports)"
-    check_eq "unload, check mode: changed" true "$(task $r 'unload, check mode' .changed)"
+    check_eq "other params, check mode: changed" true "$(get 'other params, check mode/changed')"
+    check_match "... diff before: ports = $ANS_PORTS" "ports = $ANS_PORTS" "$(get 'other params, check mode/diff.0.before')"
+    check_match "... diff after: ports = $other" "ports = $other" "$(get 'other params, check mode/diff.0.after')"
+    check_eq "other params: the task failed" true "$(get 'other params/failed')"
+    check_match "... its message names the parameter" "ports" "$(get 'other params/msg')"
+    note "other params: msg: $(get 'other params/msg')"
+    note "other params: hint: $(get 'other params/hint')"
+    check_eq "... the module kept ports=$ANS_PORTS (/sys/module)" "$ANS_PORTS" "$(snap 'after other params' ports)"
+    check_eq "unload, check mode: changed" true "$(get 'unload, check mode/changed')"
+    check_eq "... diff after: not loaded" "module $ANS_LOAD = not loaded" "$(get 'unload, check mode/diff.0.after')"
     check_eq "other params and unload check mode changed no module (/proc/modules)" \
-        "$(snap $r loaded modules)" "$(snap $r 'after other params' modules)"
-    check_eq "... and no file" "$files" "$(snap $r 'after other params' files)"
+        "$(snap converged modules)" "$(snap 'after other params' modules)"
+    check_eq "... and no file" "$files" "$(snap 'after other params' files)"
 
     # Unload.
-    check_eq "unload: changed" true "$(task $r unload .changed)"
-    check_eq "... $ANS_LOAD is gone from /proc/modules" 0 "$(in_list "$ANS_LOAD" "$(snap $r unloaded modules)")"
-    check_eq "unload again: not changed" false "$(task $r 'unload again' .changed)"
-    check_eq "the persisted files did not change since converge" "$files" "$(snap $r unloaded files)"
-    facts_match_oracle $r 'facts unloaded' unloaded
+    check_eq "unload: changed" true "$(get unload/changed)"
+    check_eq "... $ANS_LOAD is gone from /proc/modules" 0 "$(in_list "$ANS_LOAD" "$(snap unloaded modules)")"
+    check_eq "... $ANS_PARAM is still loaded" 1 "$(in_list "$ANS_PARAM" "$(snap unloaded modules)")"
+    check_eq "unload again: not changed" false "$(get 'unload again/changed')"
+    check_eq "the persisted files did not change since converge" "$files" "$(snap unloaded files)"
 
-    check_eq "the guest's own /proc/modules agrees with the last snapshot" \
-        "$(snap $r unloaded modules)" "$("$ANS_WORK/oracle" modules)"
     check "nfkit verify agrees (desired = running = next boot)" "$NFKIT" verify
     record verify <<<"$CHECK_OUTPUT"
 }
 
 boot_reboot() {
-    local r=reboot
     check_match "booted with systemd" '^systemd$' "$(cat /proc/1/comm)"
-    check "the persisted $ANS_PARAM was loaded at boot" grep -q "^$ANS_PARAM " /proc/modules
-    check_eq "... with ports=$ANS_PORTS (/sys/module)" "$ANS_PORTS" "$(cat "/sys/module/$ANS_PARAM/parameters/ports" 2>&1)"
-    check_fails "$ANS_LOAD (unloaded, never persisted) is not loaded" grep -q "^$ANS_LOAD " /proc/modules
-    check "nfkit verify agrees after the reboot" "$NFKIT" verify
     ansible_ready || return 0
     write_reboot_playbook
-    check "ansible-playbook reboot.yml runs in the guest" playbook reboot || return 0
-    note "$CHECK_OUTPUT"
-    check_eq "the same kmod task: not changed" false "$(task $r 'load with params and persist' .changed)"
-    check_eq "... and no file changed" "$(cat "$PREV/main/files-loaded")" "$(snap $r end files)"
+    run_playbook reboot || return 0
+    check_eq "the persisted $ANS_PARAM was loaded at boot" 1 "$(in_list "$ANS_PARAM" "$(snap boot modules)")"
+    check_eq "... with ports=$ANS_PORTS (/sys/module)" "$ANS_PORTS" "$(snap boot ports)"
+    check_eq "$ANS_LOAD (unloaded, never persisted) is not loaded" 0 "$(in_list "$ANS_LOAD" "$(snap boot modules)")"
+    check_eq "the files are those written before the reboot" "$(cat "$PREV/main/files-converged")" "$(snap boot files)"
+    check_eq "persist again after the reboot: not changed" false "$(get 'persist again/changed')"
+
+    check_eq "drop (absent, persistent absent), check mode: changed" true "$(get 'drop, check mode/changed')"
+    check_eq "... no module unloaded (/proc/modules)" "$(snap boot modules)" "$(snap 'after check mode' modules)"
+    check_eq "... no file changed" "$(snap boot files)" "$(snap 'after check mode' files)"
+    check_eq "drop: changed" true "$(get drop/changed)"
+    check_eq "... $ANS_PARAM is gone from /proc/modules" 0 "$(in_list "$ANS_PARAM" "$(snap dropped modules)")"
+    check_fails "... and from modules-load.d and modprobe.d" grep -q "$ANS_PARAM" \
+        <(snap_file dropped /etc/modules-load.d/nfkit.conf; snap_file dropped /etc/modprobe.d/nfkit.conf)
+    check_eq "drop again: not changed" false "$(get 'drop again/changed')"
+    facts_match_oracle facts dropped
+    check_eq "the guest's /proc/modules agrees with the last snapshot" "$(snap dropped modules)" \
+        "$(cut -d' ' -f1 /proc/modules | sort)"
+    check "nfkit verify agrees after the drop" "$NFKIT" verify
+    record verify <<<"$CHECK_OUTPUT"
 }
