@@ -31,7 +31,7 @@
 # shellcheck disable=SC2034 # SCENARIO_* are read by the host runner
 
 SCENARIO_DESC="Ansible collection: ansible-playbook in the guest drives nfkit.netfilter.kmod/facts on the real kernel"
-SCENARIO_BOOTS="main@systemd +reboot@systemd"
+SCENARIO_BOOTS="main persist@systemd +reboot@systemd"
 SCENARIO_KERNELS="6.1 6.12"
 SCENARIO_KERNELS_WHY="ansible-core 2.17 needs python >= 3.10 on the controller, bullseye has 3.9; the kmod module's Rust side runs in every other scenario on 5.10"
 
@@ -83,6 +83,7 @@ PY
 }
 
 host_main() { ansible_payload; }
+host_persist() { ansible_payload; }
 host_reboot() { ansible_payload; }
 
 # ---- guest ---------------------------------------------------------------
@@ -195,14 +196,13 @@ write_main_playbook() {
 EOF
         snapshot_task start
         kmod_task "load, check mode" "$ANS_LOAD" present disabled - check
-        kmod_task "persist, check mode" "$ANS_PARAM" present present "$ANS_PORTS" check
+        kmod_task "load with params, check mode" "$ANS_PARAM" present disabled "$ANS_PORTS" check
         snapshot_task "after check mode"
         kmod_task load "$ANS_LOAD" present disabled -
         kmod_task "load again" "$ANS_LOAD" present disabled -
-        kmod_task persist "$ANS_PARAM" present present "$ANS_PORTS"
-        kmod_task "persist again" "$ANS_PARAM" present present "$ANS_PORTS"
+        kmod_task "load with params" "$ANS_PARAM" present disabled "$ANS_PORTS"
         printf '    - name: facts\n      nfkit.netfilter.facts:\n'
-        snapshot_task converged
+        snapshot_task loaded
         kmod_task "other params, check mode" "$ANS_PARAM" present disabled $((ANS_PORTS + 1)) check
         kmod_task "other params" "$ANS_PARAM" present disabled $((ANS_PORTS + 1))
         printf '      ignore_errors: true\n'
@@ -214,8 +214,20 @@ EOF
     } >"$ANS_WORK/main.yml"
 }
 
-# The reboot: the persisted module is dropped (unloaded and out of the boot
-# files) with state=absent persistent=absent.
+write_persist_playbook() {
+    {
+        play_header
+        snapshot_task start
+        kmod_task "persist, check mode" "$ANS_PARAM" present present "$ANS_PORTS" check
+        snapshot_task "after check mode"
+        kmod_task persist "$ANS_PARAM" present present "$ANS_PORTS"
+        kmod_task "persist again" "$ANS_PARAM" present present "$ANS_PORTS"
+        snapshot_task persisted
+    } >"$ANS_WORK/persist.yml"
+}
+
+# After the reboot: the persisted module is dropped (unloaded and out of the
+# boot files) with state=absent persistent=absent.
 write_reboot_playbook() {
     {
         play_header
@@ -224,8 +236,6 @@ write_reboot_playbook() {
         kmod_task "drop, check mode" "$ANS_PARAM" absent absent - check
         snapshot_task "after check mode"
         kmod_task drop "$ANS_PARAM" absent absent -
-        kmod_task "drop again" "$ANS_PARAM" absent absent -
-        printf '    - name: facts\n      nfkit.netfilter.facts:\n'
         snapshot_task dropped
     } >"$ANS_WORK/reboot.yml"
 }
@@ -284,7 +294,7 @@ facts_match_oracle() {
 }
 
 boot_main() {
-    local other=$((ANS_PORTS + 1)) files f written
+    local other=$((ANS_PORTS + 1))
     ansible_ready || return 0
     write_main_playbook
     run_playbook main || return 0
@@ -298,55 +308,72 @@ boot_main() {
     check_eq "load, check mode: changed" true "$(get 'load, check mode/changed')"
     check_eq "... diff before: not loaded" "module $ANS_LOAD = not loaded" "$(get 'load, check mode/diff.0.before')"
     check_eq "... diff after: loaded" "module $ANS_LOAD = loaded" "$(get 'load, check mode/diff.0.after')"
-    check_eq "persist, check mode: changed" true "$(get 'persist, check mode/changed')"
-    check_match "... a diff shows the modprobe.d option" "options $ANS_PARAM ports=$ANS_PORTS" \
-        "$(get 'persist, check mode/diff.0.prepared') $(get 'persist, check mode/diff.1.prepared') $(get 'persist, check mode/diff.2.prepared')"
+    check_eq "load with params, check mode: changed" true "$(get 'load with params, check mode/changed')"
     check_eq "check mode loaded no module (/proc/modules)" "$(snap start modules)" "$(snap 'after check mode' modules)"
-    check_eq "check mode wrote no file" "$(snap start files)" "$(snap 'after check mode' files)"
 
-    # Converge.
+    # Load.
     check_eq "load: changed" true "$(get load/changed)"
-    check_eq "... $ANS_LOAD is in /proc/modules" 1 "$(in_list "$ANS_LOAD" "$(snap converged modules)")"
+    check_eq "... $ANS_LOAD is in /proc/modules" 1 "$(in_list "$ANS_LOAD" "$(snap loaded modules)")"
     check_eq "load again: not changed" false "$(get 'load again/changed')"
-    check_eq "persist: changed" true "$(get persist/changed)"
-    check_eq "... $ANS_PARAM is in /proc/modules" 1 "$(in_list "$ANS_PARAM" "$(snap converged modules)")"
-    check_eq "... loaded with ports=$ANS_PORTS (/sys/module)" "$ANS_PORTS" "$(snap converged ports)"
-    check_eq "persist again: not changed" false "$(get 'persist again/changed')"
-    files=$(snap converged files)
-    printf '%s\n' "$files" | record files-converged
-    check_match "modprobe.d/nfkit.conf has the option" "options $ANS_PARAM ports=$ANS_PORTS" "$files"
-    written=$(get persist/written)
-    note "persist wrote: $(tr '\n' ' ' <<<"$written")"
-    # The boot list of this host's layout (systemd: modules-load.d).
-    check_eq "persist wrote modules-load.d/nfkit.conf" 1 "$(in_list /etc/modules-load.d/nfkit.conf "$written")"
-    check_eq "... which lists $ANS_PARAM" 1 "$(in_list "$ANS_PARAM" "$(snap_file converged /etc/modules-load.d/nfkit.conf)")"
-    for f in $written; do
-        check "$f names $ANS_PARAM" grep -q "$ANS_PARAM" "$f"
-    done
-    facts_match_oracle facts converged
+    check_eq "load with params: changed" true "$(get 'load with params/changed')"
+    check_eq "... $ANS_PARAM is in /proc/modules" 1 "$(in_list "$ANS_PARAM" "$(snap loaded modules)")"
+    check_eq "... with ports=$ANS_PORTS (/sys/module)" "$ANS_PORTS" "$(snap loaded ports)"
+    facts_match_oracle facts loaded
 
     # A parameter that differs on the loaded module.
     check_eq "other params, check mode: changed" true "$(get 'other params, check mode/changed')"
     check_match "... diff before: ports = $ANS_PORTS" "ports = $ANS_PORTS" "$(get 'other params, check mode/diff.0.before')"
     check_match "... diff after: ports = $other" "ports = $other" "$(get 'other params, check mode/diff.0.after')"
     check_eq "other params: the task failed" true "$(get 'other params/failed')"
-    check_match "... its message names the parameter" "ports" "$(get 'other params/msg')"
+    check_match "... its message names the parameter and both values" \
+        "$ANS_PARAM\.ports: $ANS_PORTS \(wanted $other\)" "$(get 'other params/msg')"
     note "other params: msg: $(get 'other params/msg')"
     note "other params: hint: $(get 'other params/hint')"
     check_eq "... the module kept ports=$ANS_PORTS (/sys/module)" "$ANS_PORTS" "$(snap 'after other params' ports)"
     check_eq "unload, check mode: changed" true "$(get 'unload, check mode/changed')"
     check_eq "... diff after: not loaded" "module $ANS_LOAD = not loaded" "$(get 'unload, check mode/diff.0.after')"
     check_eq "other params and unload check mode changed no module (/proc/modules)" \
-        "$(snap converged modules)" "$(snap 'after other params' modules)"
-    check_eq "... and no file" "$files" "$(snap 'after other params' files)"
+        "$(snap loaded modules)" "$(snap 'after other params' modules)"
 
     # Unload.
     check_eq "unload: changed" true "$(get unload/changed)"
     check_eq "... $ANS_LOAD is gone from /proc/modules" 0 "$(in_list "$ANS_LOAD" "$(snap unloaded modules)")"
     check_eq "... $ANS_PARAM is still loaded" 1 "$(in_list "$ANS_PARAM" "$(snap unloaded modules)")"
     check_eq "unload again: not changed" false "$(get 'unload again/changed')"
-    check_eq "the persisted files did not change since converge" "$files" "$(snap unloaded files)"
+    check_eq "without persistent, no file was written" "$(snap start files)" "$(snap unloaded files)"
+    check_eq "the guest's /proc/modules agrees with the last snapshot" "$(snap unloaded modules)" \
+        "$(cut -d' ' -f1 /proc/modules | sort)"
+}
 
+boot_persist() {
+    local files f written
+    check_match "booted with systemd" '^systemd$' "$(cat /proc/1/comm)"
+    ansible_ready || return 0
+    write_persist_playbook
+    run_playbook persist || return 0
+    check_eq "$ANS_PARAM is not loaded at the start" 0 "$(in_list "$ANS_PARAM" "$(snap start modules)")"
+    check_eq "persist, check mode: changed" true "$(get 'persist, check mode/changed')"
+    check_match "... a diff shows the modprobe.d option" "options $ANS_PARAM ports=$ANS_PORTS" \
+        "$(get 'persist, check mode/diff.0.prepared') $(get 'persist, check mode/diff.1.prepared') $(get 'persist, check mode/diff.2.prepared')"
+    check_eq "... no module loaded (/proc/modules)" "$(snap start modules)" "$(snap 'after check mode' modules)"
+    check_eq "... no file written" "$(snap start files)" "$(snap 'after check mode' files)"
+
+    check_eq "persist: changed" true "$(get persist/changed)"
+    check_eq "... $ANS_PARAM is in /proc/modules" 1 "$(in_list "$ANS_PARAM" "$(snap persisted modules)")"
+    check_eq "... with ports=$ANS_PORTS (/sys/module)" "$ANS_PORTS" "$(snap persisted ports)"
+    check_eq "persist again: not changed" false "$(get 'persist again/changed')"
+    files=$(snap persisted files)
+    printf '%s\n' "$files" | record files-persisted
+    written=$(get persist/written)
+    note "persist wrote: $(tr '\n' ' ' <<<"$written")"
+    # The boot list of this host's layout (systemd: modules-load.d).
+    check_eq "... modules-load.d/nfkit.conf" 1 "$(in_list /etc/modules-load.d/nfkit.conf "$written")"
+    check_eq "... which lists $ANS_PARAM" 1 "$(in_list "$ANS_PARAM" "$(snap_file persisted /etc/modules-load.d/nfkit.conf)")"
+    check_eq "... modprobe.d/nfkit.conf with the option" "options $ANS_PARAM ports=$ANS_PORTS" \
+        "$(grep "^options" <<<"$(snap_file persisted /etc/modprobe.d/nfkit.conf)")"
+    for f in $written; do
+        check "$f names $ANS_PARAM" grep -q "$ANS_PARAM" "$f"
+    done
     check "nfkit verify agrees (desired = running = next boot)" "$NFKIT" verify
     record verify <<<"$CHECK_OUTPUT"
 }
@@ -356,10 +383,9 @@ boot_reboot() {
     ansible_ready || return 0
     write_reboot_playbook
     run_playbook reboot || return 0
-    check_eq "the persisted $ANS_PARAM was loaded at boot" 1 "$(in_list "$ANS_PARAM" "$(snap boot modules)")"
+    check_eq "systemd loaded the persisted $ANS_PARAM at boot" 1 "$(in_list "$ANS_PARAM" "$(snap boot modules)")"
     check_eq "... with ports=$ANS_PORTS (/sys/module)" "$ANS_PORTS" "$(snap boot ports)"
-    check_eq "$ANS_LOAD (unloaded, never persisted) is not loaded" 0 "$(in_list "$ANS_LOAD" "$(snap boot modules)")"
-    check_eq "the files are those written before the reboot" "$(cat "$PREV/main/files-converged")" "$(snap boot files)"
+    check_eq "the files are those written before the reboot" "$(cat "$PREV/persist/files-persisted")" "$(snap boot files)"
     check_eq "persist again after the reboot: not changed" false "$(get 'persist again/changed')"
 
     check_eq "drop (absent, persistent absent), check mode: changed" true "$(get 'drop, check mode/changed')"
@@ -369,10 +395,6 @@ boot_reboot() {
     check_eq "... $ANS_PARAM is gone from /proc/modules" 0 "$(in_list "$ANS_PARAM" "$(snap dropped modules)")"
     check_fails "... and from modules-load.d and modprobe.d" grep -q "$ANS_PARAM" \
         <(snap_file dropped /etc/modules-load.d/nfkit.conf; snap_file dropped /etc/modprobe.d/nfkit.conf)
-    check_eq "drop again: not changed" false "$(get 'drop again/changed')"
-    facts_match_oracle facts dropped
-    check_eq "the guest's /proc/modules agrees with the last snapshot" "$(snap dropped modules)" \
-        "$(cut -d' ' -f1 /proc/modules | sort)"
     check "nfkit verify agrees after the drop" "$NFKIT" verify
     record verify <<<"$CHECK_OUTPUT"
 }
