@@ -33,7 +33,7 @@
 SCENARIO_DESC="Ansible collection: ansible-playbook in the guest drives nfkit.netfilter.kmod/facts on the real kernel"
 SCENARIO_BOOTS="main persist@systemd +reboot@systemd"
 SCENARIO_KERNELS="6.1 6.12"
-SCENARIO_KERNELS_WHY="ansible-core 2.17 needs python >= 3.10 on the controller, bullseye has 3.9; the kmod module's Rust side runs in every other scenario on 5.10"
+SCENARIO_KERNELS_WHY="the guest is the Ansible controller: ansible-core 2.17 needs python >= 3.10 there, bullseye has 3.9; the modules run the same nfkit load/unload/apply code that seed-modules, options, unload and persist-systemd cover on 5.10"
 
 ANS_LOAD=xt_multiport     # loaded, then unloaded (no parameters)
 ANS_PARAM=nf_conntrack_ftp # loaded with a parameter, persisted
