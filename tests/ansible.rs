@@ -1,11 +1,12 @@
 //! The collection `nfkit.netfilter` driven by a real `ansible-playbook`
 //! (issue 13). ansible-core comes from PyPI into a cached venv
-//! (/var/cache/nfkit/ansible-venv); the collection is built by its own
-//! `build` script (from this test's binary, stripped) and installed from the
-//! tarball, as a user would. Three "machines" on this one: each a root
-//! directory (the modules' `root`, an offline image of a host kind) plus its
-//! own network namespace (`ip netns exec` as `ansible_shell_executable`);
-//! every play starts with a guard that refuses the controller's namespace.
+//! (/var/cache/nfkit/ansible-venv, made by `tests/support/ansible-venv`);
+//! the collection is built by its own `build` script (from this test's
+//! binary, stripped) and installed from the tarball, as a user would. Three
+//! "machines" on this one: each a root directory (the modules' `root`, an
+//! offline image of a host kind) plus its own network namespace (`ip netns
+//! exec` as `ansible_shell_executable`); every play starts with a guard that
+//! refuses the controller's namespace.
 //! Needs root, `ip`, python3 with venv, and PyPI (first run only): fails
 //! loudly otherwise.
 
@@ -16,8 +17,6 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const ANSIBLE_CORE: &str = "ansible-core==2.17.14";
-const VENV: &str = "/var/cache/nfkit/ansible-venv";
 const MODULES: [&str; 5] = ["apply", "verify", "facts", "import", "kmod"];
 
 fn repo() -> PathBuf {
@@ -41,20 +40,17 @@ fn ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The cached venv with ansible-core, created once; the stamp file is
-/// written last, so a half-made venv is made again.
+/// The cached venv with ansible-core, made by `tests/support/ansible-venv`
+/// (shared with the vm-tests scenario `ansible`, which ships its packages
+/// into the guest).
 fn venv() -> PathBuf {
-    let venv = PathBuf::from(VENV);
-    let stamp = venv.join("nfkit-ansible-core");
-    if fs::read_to_string(&stamp).ok().as_deref() == Some(ANSIBLE_CORE) {
-        return venv;
-    }
-    let _ = fs::remove_dir_all(&venv);
-    fs::create_dir_all(venv.parent().unwrap()).unwrap();
-    ok(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-    ok(Command::new(venv.join("bin/pip")).args(["install", "--quiet", ANSIBLE_CORE]));
-    fs::write(&stamp, ANSIBLE_CORE).unwrap();
-    venv
+    let out = ok(&mut Command::new(repo().join("tests/support/ansible-venv")));
+    PathBuf::from(
+        out.lines()
+            .last()
+            .expect("ansible-venv prints its path")
+            .trim(),
+    )
 }
 
 /// A network namespace, deleted on drop.
