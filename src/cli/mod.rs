@@ -246,13 +246,19 @@ fn host_for(root: &Option<PathBuf>) -> Result<Host, crate::system::RootError> {
 /// Restricts this process's writes to what `cli`'s command may change
 /// (Landlock; see [`crate::confine`]).
 fn confine(cli: &Cli, host: &Host) -> Result<(), crate::confine::ConfineError> {
+    crate::confine::restrict_writes(command_grants(cli, host))
+}
+
+/// The Landlock grants of `cli`'s command: its persistent and runtime
+/// writes, and the directory of an output file it was given.
+pub(crate) fn command_grants(cli: &Cli, host: &Host) -> Vec<policy::Grant> {
     let mut grants = policy::grants(cli.command.writes(), host, &cli.config);
     grants.extend(
         cli.command
             .output_dir()
             .and_then(|d| policy::output_grant(&d)),
     );
-    crate::confine::restrict_writes(grants)
+    policy::merge(grants)
 }
 
 fn run(cli: Cli, output: Output) -> anyhow::Result<u8> {
