@@ -25,7 +25,6 @@ use clap::{Args, Parser as _, Subcommand};
 use serde::Serialize;
 
 use super::{Cli, EXIT_ERROR, EXIT_OK, Output};
-use crate::confine::policy;
 use crate::persist::files::FileError;
 
 /// `nfkit __confinement-test`.
