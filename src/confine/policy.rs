@@ -263,6 +263,18 @@ mod tests {
     }
 
     #[test]
+    fn an_output_directory_is_granted_only_when_it_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        let g = output_grant(&dir.path().join(".")).unwrap();
+        assert_eq!(g.path, real);
+        assert_eq!(g.rights, Rights::FilesIn);
+        assert_eq!(output_grant(&dir.path().join("missing")), None);
+        std::fs::write(dir.path().join("f"), "").unwrap();
+        assert_eq!(output_grant(&dir.path().join("f")), None, "a file is no directory");
+    }
+
+    #[test]
     fn every_target_writes_in_etc() {
         for t in [
             Target::ModulesLoadD,
