@@ -271,7 +271,11 @@ mod tests {
         assert_eq!(g.rights, Rights::FilesIn);
         assert_eq!(output_grant(&dir.path().join("missing")), None);
         std::fs::write(dir.path().join("f"), "").unwrap();
-        assert_eq!(output_grant(&dir.path().join("f")), None, "a file is no directory");
+        assert_eq!(
+            output_grant(&dir.path().join("f")),
+            None,
+            "a file is no directory"
+        );
     }
 
     #[test]
