@@ -35,6 +35,7 @@ fn hint_here(e: &(dyn StdError + 'static)) -> Option<Cow<'static, str>> {
         crate::conntrack::set::SetError,
         crate::conntrack::limits::LimitError,
         crate::tables::ShowError,
+        crate::metrics::textfile::TextfileError,
         crate::tables::xtables::ReadError,
         crate::netlink::Error,
         crate::modules::error::ModuleError,

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | [`conntrack`] | pure codec + I/O | ctnetlink `IPCTNL_MSG_CT_GET_STATS(_CPU)`, `/proc/sys/net/netfilter`, `/proc/net/stat/nf_conntrack` |
 //! | [`tables`] | pure codec + I/O | `/proc/net/*_tables_names`, `IPT_SO_GET_INFO`/`GET_ENTRIES`, nftables `NFT_MSG_GETTABLE`/`GETCHAIN` |
+//! | [`metrics`] | pure renderer + I/O | Prometheus text format; `setns` per namespace (`--all-netns`) |
 //! | [`netlink`] | I/O | one `NETLINK_NETFILTER` socket layer (netlink-sys) |
 //! | [`sysctl`] | I/O over a root | `/proc/sys` reads and writes |
 //! | [`read`] | I/O over a root | every read of a file nfkit did not write: regular files only, size caps, confinement |
@@ -24,6 +25,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod kmod;
 pub mod lossless;
+pub mod metrics;
 pub mod modules;
 pub mod netlink;
 pub mod persist;

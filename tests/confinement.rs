@@ -191,6 +191,7 @@ const READ_ONLY: &[&[&str]] = &[
     &["modules", "load", "--dry-run", "xt_state"],
     &["modules", "load", "--dry-run", "--persist", "xt_state"],
     &["modules", "unload", "--dry-run", "xt_state"],
+    &["metrics"],
 ];
 
 /// Places a write could be tried (inside the root, and the lock directory).
@@ -296,6 +297,34 @@ fn apply_may_write_only_in_its_target_directories() {
     let path = r.join("etc/nfkit/x");
     let out = write_as(r, &path, &cmd);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// `metrics --textfile PATH` may write in PATH's directory and nowhere
+/// else (not in the root's target directories either).
+#[test]
+fn metrics_textfile_may_write_only_in_its_directory() {
+    let root = systemd_root();
+    let r = root.path();
+    let out_dir = tempfile::tempdir().unwrap();
+    let textfile = out_dir.path().join("nfkit.prom");
+    let cmd = ["metrics", "--textfile", textfile.to_str().unwrap()];
+    let beside = out_dir.path().join("other");
+    let out = write_as(r, &beside, &cmd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for place in ["etc/modprobe.d/x.conf", "etc/sysctl.d/x.conf", "x"] {
+        let path = r.join(place);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        assert_refused(&write_as(r, &path, &cmd), &path, &cmd);
+    }
+    // A subdirectory of the textfile's directory is not writable either way
+    // (FilesIn: files beneath; no MakeDir).
+    let out = run(nfkit().arg("--root").arg(r).args(cmd));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = fs::read_to_string(&textfile).unwrap();
+    assert!(
+        text.contains("# TYPE nfkit_desired_state_present gauge\n"),
+        "{text}"
+    );
 }
 
 #[test]

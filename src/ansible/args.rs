@@ -234,7 +234,7 @@ impl crate::error::Hint for ArgError {
             ArgError::Desired { .. } => Some(
                 "the inline arguments are checked like nfkit.toml: modules = [names], \
                  module_options = {module: {param: value}}, conntrack = {max, buckets, \
-                 allow_unlimited}, sysctl = {net.netfilter.KEY: value}"
+                 allow_unlimited, never_lower}, sysctl = {net.netfilter.KEY: value}"
                     .to_string(),
             ),
             _ => None,
@@ -611,7 +611,7 @@ fn inline_desired(r: &Reader<'_>) -> Result<Desired, ArgError> {
         };
         let unknown: Vec<String> = map
             .keys()
-            .filter(|k| !["max", "buckets", "allow_unlimited"].contains(&k.as_str()))
+            .filter(|k| !["max", "buckets", "allow_unlimited", "never_lower"].contains(&k.as_str()))
             .map(|k| format!("conntrack.{k}"))
             .collect();
         if !unknown.is_empty() {
@@ -622,6 +622,7 @@ fn inline_desired(r: &Reader<'_>) -> Result<Desired, ArgError> {
                     "conntrack.allow_unlimited",
                     "conntrack.buckets",
                     "conntrack.max",
+                    "conntrack.never_lower",
                 ],
             });
         }
@@ -649,10 +650,8 @@ fn inline_desired(r: &Reader<'_>) -> Result<Desired, ArgError> {
                 Some(v) => Err(r.type_error(&format!("conntrack.{name}"), "an integer", v)),
             }
         };
-        desired.conntrack = ConntrackSection {
-            max: number("max")?,
-            buckets: number("buckets")?,
-            allow_unlimited: sub.bool("allow_unlimited", false).map_err(|e| match e {
+        let flag = |name: &str| -> Result<bool, ArgError> {
+            sub.bool(name, false).map_err(|e| match e {
                 ArgError::Type {
                     module,
                     expected,
@@ -660,12 +659,18 @@ fn inline_desired(r: &Reader<'_>) -> Result<Desired, ArgError> {
                     ..
                 } => ArgError::Type {
                     module,
-                    name: "conntrack.allow_unlimited".into(),
+                    name: format!("conntrack.{name}"),
                     expected,
                     got,
                 },
                 other => other,
-            })?,
+            })
+        };
+        desired.conntrack = ConntrackSection {
+            max: number("max")?,
+            buckets: number("buckets")?,
+            allow_unlimited: flag("allow_unlimited")?,
+            never_lower: flag("never_lower")?,
         };
     }
     if let Some(sysctl) = r.get("sysctl") {

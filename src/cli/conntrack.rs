@@ -27,7 +27,7 @@ impl ConntrackArgs {
     pub(super) fn writes(&self) -> crate::confine::policy::Writes {
         use crate::confine::policy::Writes;
         match &self.action {
-            None => Writes::NONE,
+            None | Some(ConntrackAction::Plan(_)) => Writes::NONE,
             Some(ConntrackAction::Set(a)) if a.dry_run => Writes::NONE,
             Some(ConntrackAction::Set(a)) if a.persist => Writes::PERSIST,
             Some(ConntrackAction::Set(_)) => Writes::RUNTIME,
@@ -43,6 +43,18 @@ enum ConntrackAction {
     /// the legacy net.nf_conntrack_max (same kernel variable as
     /// net.netfilter.nf_conntrack_max).
     Set(SetArgs),
+    /// What a maximum costs before setting it: memory (slab entry size +
+    /// 8 bytes per bucket), the buckets that keep this kernel's default
+    /// ratio, whether buckets can change at run time here, kube-proxy's
+    /// formula. Writes nothing.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    /// The maximum number of entries to plan for (1..=2147483647).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    max: String,
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +69,10 @@ struct SetArgs {
     /// Allow --max 0 (no limit at all).
     #[arg(long)]
     allow_unlimited: bool,
+    /// Raise only: a limit already higher than asked is kept (as kube-proxy
+    /// does); with --persist also recorded as [conntrack] never_lower.
+    #[arg(long)]
+    never_lower: bool,
     /// Show what would change; write nothing.
     #[arg(long, short = 'n')]
     dry_run: bool,
@@ -89,6 +105,12 @@ pub(super) fn run(
             Ok(EXIT_OK)
         }
         Some(ConntrackAction::Set(set_args)) => run_set(host, config, set_args, output),
+        Some(ConntrackAction::Plan(plan_args)) => {
+            let max = limits::parse_max(&plan_args.max, false)?;
+            let plan = ct::plan::plan(max.into(), &ct::plan::gather(host));
+            output.emit(&plan, |out| render_plan(out, &plan))?;
+            Ok(EXIT_OK)
+        }
     }
 }
 
@@ -123,6 +145,7 @@ fn build_request(args: &SetArgs) -> anyhow::Result<SetRequest> {
             .map(|v| limits::parse_max(v, args.allow_unlimited))
             .transpose()?,
         buckets: buckets.as_deref().map(limits::parse_buckets).transpose()?,
+        never_lower: args.never_lower,
     })
 }
 
@@ -165,5 +188,80 @@ fn persist_edits(request: SetRequest) -> Vec<crate::persist::edit::Edit> {
     if let Some(buckets) = request.buckets {
         edits.push(Edit::ConntrackBuckets(buckets));
     }
+    if request.never_lower {
+        edits.push(Edit::ConntrackNeverLower);
+    }
     edits
+}
+
+fn bytes(n: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    format!("{:.1} MiB", n as f64 / MIB)
+}
+
+/// Text of `conntrack plan`.
+fn render_plan(out: &mut String, plan: &ct::plan::Plan) {
+    use ct::plan::BucketsChange;
+    use std::fmt::Write as _;
+    let size = &plan.entry_size;
+    let _ = writeln!(out, "plan for max {}", plan.requested_max);
+    let _ = writeln!(
+        out,
+        "  entry size          {} bytes ({})",
+        size.value,
+        size.source.label()
+    );
+    let row = |out: &mut String, label: &str, s: &ct::plan::Sizing| {
+        let _ = writeln!(
+            out,
+            "  {label:<19} max {:>10}  buckets {:>10}  {:>5.2} per bucket  {}",
+            s.max,
+            s.buckets,
+            s.ratio,
+            bytes(s.memory_bytes)
+        );
+    };
+    if let Some(c) = &plan.current {
+        row(out, "now", c);
+    }
+    if let Some(c) = &plan.at_current_buckets {
+        row(out, "on current buckets", c);
+    }
+    row(out, "suggested", &plan.suggested);
+    if let Some(d) = &plan.kernel_default {
+        let era = match d.era {
+            ct::plan::SizingEra::Since5_15 => "since 5.15",
+            ct::plan::SizingEra::Before5_15 => "before 5.15",
+        };
+        let _ = writeln!(
+            out,
+            "  kernel default      max {} on {} buckets ({} per bucket, {era}; 8 when hashsize= is given at load)",
+            d.max, d.buckets, d.ratio
+        );
+    }
+    match &plan.buckets_change {
+        BucketsChange::RunTime { via } => {
+            let _ = writeln!(out, "  buckets change      now, through {via}");
+        }
+        BucketsChange::NextLoad { why, how } => {
+            let _ = writeln!(out, "  buckets change      not now: {why}; {how}");
+        }
+        BucketsChange::Unknown { why } => {
+            let _ = writeln!(out, "  buckets change      unknown: {why}");
+        }
+    }
+    if let Some(k) = &plan.kube_proxy {
+        let _ = writeln!(
+            out,
+            "  kube-proxy          max({} x {} CPUs, {}) = {}{}",
+            ct::plan::KUBE_PROXY_MAX_PER_CORE,
+            k.cpus,
+            ct::plan::KUBE_PROXY_MIN,
+            k.max,
+            if k.matches { " (matches)" } else { "" }
+        );
+    }
+    for note in &plan.notes {
+        let _ = writeln!(out, "  note: {note}");
+    }
 }

@@ -13,6 +13,7 @@
 
 mod conntrack;
 mod fast_args;
+mod metrics;
 mod modules;
 mod render;
 mod selftest;
@@ -79,6 +80,9 @@ pub enum Command {
     Conntrack(conntrack::ConntrackArgs),
     /// Netfilter table names per family; `show TABLE` lists its chains.
     Tables(tables::TablesArgs),
+    /// Conntrack, module and drift figures in the Prometheus text format
+    /// (node_exporter-compatible names plus nfkit's own).
+    Metrics(metrics::MetricsArgs),
     /// Kernel modules through libkmod: list, resolve, load, unload
     /// (modprobe semantics; never runs modprobe or any command).
     Modules(modules::ModulesArgs),
@@ -102,15 +106,26 @@ impl Command {
     /// What this command may change (its Landlock policy's input).
     pub(crate) fn writes(&self) -> Writes {
         match self {
-            Command::Status | Command::Tables(_) | Command::Verify | Command::Import(_) => {
-                Writes::NONE
-            }
+            Command::Status
+            | Command::Tables(_)
+            | Command::Verify
+            | Command::Import(_)
+            | Command::Metrics(_) => Writes::NONE,
             Command::Conntrack(args) => args.writes(),
             Command::Modules(args) => args.writes(),
             Command::Apply(args) => args.writes(),
             Command::Boot => Writes::RUNTIME,
             // Enforces the policy of the command it is given itself.
             Command::ConfinementTest(_) => Writes::NONE,
+        }
+    }
+
+    /// A directory this command writes a file in that is not one of
+    /// nfkit's persistent targets (`metrics --textfile`).
+    pub(crate) fn output_dir(&self) -> Option<PathBuf> {
+        match self {
+            Command::Metrics(args) => args.textfile_dir(),
+            _ => None,
         }
     }
 }
@@ -237,7 +252,19 @@ fn host_for(root: &Option<PathBuf>) -> Result<Host, crate::system::RootError> {
 /// Restricts this process's writes to what `cli`'s command may change
 /// (Landlock; see [`crate::confine`]).
 fn confine(cli: &Cli, host: &Host) -> Result<(), crate::confine::ConfineError> {
-    crate::confine::restrict_writes(policy::grants(cli.command.writes(), host, &cli.config))
+    crate::confine::restrict_writes(command_grants(cli, host))
+}
+
+/// The Landlock grants of `cli`'s command: its persistent and runtime
+/// writes, and the directory of an output file it was given.
+pub(crate) fn command_grants(cli: &Cli, host: &Host) -> Vec<policy::Grant> {
+    let mut grants = policy::grants(cli.command.writes(), host, &cli.config);
+    grants.extend(
+        cli.command
+            .output_dir()
+            .and_then(|d| policy::output_grant(&d)),
+    );
+    policy::merge(grants)
 }
 
 fn run(cli: Cli, output: Output) -> anyhow::Result<u8> {
@@ -253,6 +280,7 @@ fn run(cli: Cli, output: Output) -> anyhow::Result<u8> {
         Command::Status => status::run(&host, output),
         Command::Conntrack(args) => conntrack::run(&host, &cli.config, args, output),
         Command::Tables(args) => tables::run(&host, args, output),
+        Command::Metrics(args) => metrics::run(&host, &cli.config, args, output),
         Command::Modules(args) => modules::run(&host, &cli.config, args, output),
         Command::Apply(args) => state::run_apply(&host, &cli.config, args, output),
         Command::Verify => state::run_verify(&host, &cli.config, output),

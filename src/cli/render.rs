@@ -159,6 +159,70 @@ pub fn tables(out: &mut String, report: &TablesReport) {
             let _ = writeln!(out, "  (failed: {})", shown(error));
         }
     }
+    backends(out, &report.backends);
+}
+
+/// The backend lines of `tables` and `status`.
+fn backends(out: &mut String, b: &crate::tables::backend::BackendReport) {
+    use crate::tables::backend::{Backend, IpTablesState, TableUse};
+    let name = |b: Backend| match b {
+        Backend::Legacy => "legacy (x_tables)",
+        Backend::Nft => "nft (iptables-nft)",
+    };
+    let list = |tables: &[TableUse]| {
+        if tables.is_empty() {
+            "(none)".to_string()
+        } else {
+            tables
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{} {} ({} rules{})",
+                        t.family,
+                        t.table,
+                        t.rules,
+                        if t.populated { "" } else { ", empty" }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let _ = writeln!(out, "iptables backends");
+    let in_use = if b.in_use.is_empty() {
+        "none (no rules in either)".to_string()
+    } else {
+        b.in_use
+            .iter()
+            .map(|&u| name(u))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
+    let _ = writeln!(out, "  in use          {in_use}");
+    let _ = writeln!(out, "  legacy tables   {}", list(&b.legacy_tables));
+    let _ = writeln!(out, "  iptables-nft    {}", list(&b.iptables_nft_tables));
+    let _ = writeln!(out, "  native nft      {}", list(&b.native_nft_tables));
+    let ip_tables = match b.ip_tables {
+        IpTablesState::Loaded => "loaded",
+        IpTablesState::Builtin => "built in",
+        IpTablesState::Absent => "absent",
+    };
+    let _ = writeln!(out, "  ip_tables       {ip_tables}");
+    for k in &b.kubernetes {
+        let _ = writeln!(
+            out,
+            "  kubernetes      {} in {} ({})",
+            k.chain,
+            k.table,
+            name(k.backend)
+        );
+    }
+    if let Some(c) = &b.conflict {
+        let _ = writeln!(out, "  CONFLICT        {c}");
+    }
+    for n in &b.notes {
+        let _ = writeln!(out, "  note: {n}");
+    }
 }
 
 /// An error inside a report: its message, and its hint in parentheses.

@@ -25,7 +25,6 @@ use clap::{Args, Parser as _, Subcommand};
 use serde::Serialize;
 
 use super::{Cli, EXIT_ERROR, EXIT_OK, Output};
-use crate::confine::policy;
 use crate::persist::files::FileError;
 
 /// `nfkit __confinement-test`.
@@ -263,7 +262,7 @@ fn parse_as(command: &[String]) -> anyhow::Result<(Cli, crate::system::Host)> {
 
 /// Enforces the policy of a parsed command; returns the number of grants.
 fn enforce(cli: &Cli, host: &crate::system::Host) -> anyhow::Result<usize> {
-    let grants = policy::grants(cli.command.writes(), host, &cli.config);
+    let grants = super::command_grants(cli, host);
     let n = grants.len();
     crate::confine::restrict_writes(grants)?;
     Ok(n)

@@ -8,6 +8,7 @@
 //! | a target directory that does not exist yet | its nearest existing ancestor | [`Rights::FilesAndDirsIn`] |
 //! | the run lock | `/run/lock/nfkit.lock` if it exists, else its directory | [`Rights::LockFile`] / [`Rights::LockDir`] |
 //! | runtime values | `/proc/sys/net/netfilter` (live host only) | [`Rights::KernelValues`] |
+//! | an output file (`metrics --textfile PATH`) | PATH's directory, which must exist (never under the root: it is the host's path) | [`Rights::FilesIn`] |
 //!
 //! Nothing else is writable; nothing at all is executable. nfkit never
 //! writes `/sys` (the conntrack hash size is converged through the
@@ -165,6 +166,18 @@ fn lock_grant() -> Grant {
     }
 }
 
+/// The grant for a directory a command writes its output file in
+/// (`metrics --textfile`): the directory itself, made absolute and with its
+/// links followed; none when it does not exist (the write then fails with
+/// ENOENT, which names the directory, instead of a Landlock refusal).
+pub fn output_grant(dir: &Path) -> Option<Grant> {
+    let real = std::fs::canonicalize(dir).ok()?;
+    real.is_dir().then_some(Grant {
+        path: real,
+        rights: Rights::FilesIn,
+    })
+}
+
 /// Every grant of a command that may change `writes`.
 pub fn grants(writes: Writes, host: &Host, config: &Option<PathBuf>) -> Vec<Grant> {
     let mut out = Vec::new();
@@ -246,6 +259,22 @@ mod tests {
                 g("/etc", Rights::FilesAndDirsIn),
                 g("/run/lock", Rights::LockDir)
             ]
+        );
+    }
+
+    #[test]
+    fn an_output_directory_is_granted_only_when_it_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        let g = output_grant(&dir.path().join(".")).unwrap();
+        assert_eq!(g.path, real);
+        assert_eq!(g.rights, Rights::FilesIn);
+        assert_eq!(output_grant(&dir.path().join("missing")), None);
+        std::fs::write(dir.path().join("f"), "").unwrap();
+        assert_eq!(
+            output_grant(&dir.path().join("f")),
+            None,
+            "a file is no directory"
         );
     }
 

@@ -12,6 +12,7 @@
 
 pub mod fixtures;
 pub mod limits;
+pub mod plan;
 pub mod procstat;
 pub mod set;
 pub mod stats;
@@ -318,7 +319,7 @@ fn read_proc_counters(host: &Host, status: &mut ConntrackStatus) {
 }
 
 /// The size of one conntrack entry, from the slab allocator when readable.
-fn entry_size(host: &Host) -> Sourced<u32> {
+pub(crate) fn entry_size(host: &Host) -> Sourced<u32> {
     let from_sysfs = host
         .read_io(
             &host.sys("kernel/slab/nf_conntrack/slab_size"),

@@ -25,6 +25,9 @@ pub struct SetRequest {
     pub max: Option<u32>,
     /// New bucket count (validated).
     pub buckets: Option<u32>,
+    /// Raise only: a limit already higher than requested is kept (as
+    /// kube-proxy does, so the two never fight over the value).
+    pub never_lower: bool,
 }
 
 /// One limit's planned or performed change.
@@ -44,6 +47,9 @@ pub struct LimitChange {
     pub after: Option<u64>,
     /// Whether a write is (or was) needed.
     pub changed: bool,
+    /// The running value is higher than requested and `never_lower` kept it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub kept_higher: bool,
 }
 
 /// Result of a set (or dry run).
@@ -190,7 +196,8 @@ pub fn set_limits(host: &Host, request: SetRequest, dry_run: bool) -> Result<Set
             .map_err(SetError::Read)?
             .ok_or(SetError::NotPresent)?;
         let expected = expected_value(step.limit, step.requested);
-        let changed = before != expected;
+        let kept_higher = request.never_lower && before > expected;
+        let changed = before != expected && !kept_higher;
         if changed && sysctl.is_read_only(step.key).map_err(SetError::Read)? == Some(true) {
             return Err(SetError::NotInitialNamespace { limit: step.limit });
         }
@@ -202,6 +209,7 @@ pub fn set_limits(host: &Host, request: SetRequest, dry_run: bool) -> Result<Set
             expected,
             after: None,
             changed,
+            kept_higher,
         });
     }
     if dry_run {
@@ -274,6 +282,7 @@ mod tests {
             SetRequest {
                 max: Some(1000),
                 buckets: Some(1000),
+                never_lower: false,
             },
             false,
         )
@@ -290,6 +299,7 @@ mod tests {
             SetRequest {
                 max: Some(5000),
                 buckets: None,
+                never_lower: false,
             },
             true,
         )
@@ -312,6 +322,7 @@ mod tests {
             SetRequest {
                 max: Some(5),
                 buckets: None,
+                never_lower: false,
             },
             false,
         )
@@ -321,6 +332,57 @@ mod tests {
             SetError::NotInitialNamespace { limit: Limit::Max }
         ));
         assert!(err.to_string().contains("global"), "{err}");
+    }
+
+    #[test]
+    fn never_lower_keeps_a_higher_value_and_still_raises() {
+        let (dir, host) = fake_host("5000\n", "1024\n");
+        let file = dir.path().join("proc/sys/net/netfilter/nf_conntrack_max");
+        let report = set_limits(
+            &host,
+            SetRequest {
+                max: Some(1000),
+                buckets: Some(4096),
+                never_lower: true,
+            },
+            false,
+        )
+        .unwrap();
+        let max = report.changes.iter().find(|c| c.limit == "max").unwrap();
+        assert!(max.kept_higher && !max.changed);
+        assert_eq!(max.after, Some(5000));
+        assert_eq!(fs::read_to_string(&file).unwrap(), "5000\n");
+        let buckets = report
+            .changes
+            .iter()
+            .find(|c| c.limit == "buckets")
+            .unwrap();
+        assert!(buckets.changed && !buckets.kept_higher);
+        // Without never_lower the same request lowers max.
+        let report = set_limits(
+            &host,
+            SetRequest {
+                max: Some(1000),
+                buckets: None,
+                never_lower: false,
+            },
+            false,
+        )
+        .unwrap();
+        assert!(report.changes[0].changed);
+        assert_eq!(fs::read_to_string(&file).unwrap().trim(), "1000");
+        // Equal is not "higher": nothing to do either way.
+        let report = set_limits(
+            &host,
+            SetRequest {
+                max: Some(1000),
+                buckets: None,
+                never_lower: true,
+            },
+            true,
+        )
+        .unwrap();
+        assert!(!report.changes[0].changed && !report.changes[0].kept_higher);
     }
 
     #[test]
@@ -335,6 +397,7 @@ mod tests {
                 expected: 2048,
                 after: Some(2048),
                 changed: true,
+                kept_higher: false,
             },
             LimitChange {
                 limit: "max",
@@ -344,6 +407,7 @@ mod tests {
                 expected: 1000,
                 after: Some(1000),
                 changed: false,
+                kept_higher: false,
             },
         ];
         let (restored, failed) = roll_back(&host.sysctl(), &changes);
@@ -371,6 +435,7 @@ mod tests {
             SetRequest {
                 max: Some(5),
                 buckets: None,
+                never_lower: false,
             },
             false,
         )
@@ -387,6 +452,7 @@ mod tests {
             SetRequest {
                 max: Some(5),
                 buckets: None,
+                never_lower: false,
             },
             false,
         )

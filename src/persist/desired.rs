@@ -10,6 +10,7 @@
 //! [conntrack]
 //! max = 500000          # net.netfilter.nf_conntrack_max
 //! buckets = 131072      # hashsize: persisted as `options nf_conntrack hashsize=`
+//! never_lower = true    # raise only: keep a higher running value (kube-proxy)
 //!
 //! [sysctl]              # other net.netfilter.* keys
 //! "net.netfilter.nf_conntrack_tcp_timeout_established" = 86400
@@ -54,6 +55,10 @@ pub struct ConntrackSection {
     /// Allow `max = 0` (no limit).
     #[serde(default)]
     pub allow_unlimited: bool,
+    /// Raise only: a running max or bucket count already higher than
+    /// desired is kept (as kube-proxy does), by `apply` and `verify`.
+    #[serde(default)]
+    pub never_lower: bool,
 }
 
 /// A persistence target nfkit can manage.
@@ -430,6 +435,9 @@ impl Desired {
             if self.conntrack.allow_unlimited {
                 let _ = writeln!(out, "allow_unlimited = true");
             }
+            if self.conntrack.never_lower {
+                let _ = writeln!(out, "never_lower = true");
+            }
             out.push('\n');
         }
         if !self.sysctl.is_empty() {
@@ -723,6 +731,26 @@ targets = ["modules-load.d", "modprobe.d", "sysctl.d"]
                 vec!["ip_conntrack_disable_ve0=0".to_string()]
             )]
         );
+    }
+
+    proptest::proptest! {
+        /// `[conntrack]` (never_lower included) survives render → parse.
+        #[test]
+        fn conntrack_section_round_trips(
+            max in proptest::option::of(1u32..=i32::MAX as u32),
+            buckets in proptest::option::of(1u32..=limits::MAX_BUCKETS),
+            allow_unlimited in proptest::bool::ANY,
+            never_lower in proptest::bool::ANY,
+        ) {
+            let d = Desired {
+                conntrack: ConntrackSection { max, buckets, allow_unlimited, never_lower },
+                ..Desired::default()
+            };
+            let text = d.render(&[]);
+            let back = Desired::parse("nfkit.toml", &text).unwrap();
+            proptest::prop_assert_eq!(&back.conntrack, &d.conntrack, "{}", text);
+            proptest::prop_assert_eq!(text.contains("never_lower = true"), never_lower);
+        }
     }
 
     #[test]

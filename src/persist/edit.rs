@@ -17,6 +17,8 @@ pub enum Edit {
     ConntrackMax(u32),
     /// `[conntrack] buckets = N`.
     ConntrackBuckets(u32),
+    /// `[conntrack] never_lower = true` (`conntrack set --never-lower --persist`).
+    ConntrackNeverLower,
     /// Add a module to `[modules] load` (if absent) with options.
     LoadModule {
         module: ModuleName,
@@ -51,6 +53,9 @@ pub fn apply_edits(path: &str, text: &str, edits: &[Edit]) -> Result<String, Des
             }
             Edit::ConntrackBuckets(n) => {
                 table(&mut doc, "conntrack")["buckets"] = value(i64::from(*n));
+            }
+            Edit::ConntrackNeverLower => {
+                table(&mut doc, "conntrack")["never_lower"] = value(true);
             }
             Edit::LoadModule { module, options } => {
                 let modules = table(&mut doc, "modules");
@@ -192,12 +197,14 @@ mod tests {
                     options: vec![("expect_hashsize".parse().unwrap(), "2048".parse().unwrap())],
                 },
                 Edit::ConntrackBuckets(4096),
+                Edit::ConntrackNeverLower,
             ],
         )
         .unwrap();
         assert!(out.starts_with(NEW_FILE_HEADER));
         let d = Desired::parse("f", &out).unwrap();
         assert_eq!(d.conntrack.buckets, Some(4096));
+        assert!(d.conntrack.never_lower);
         let words: Vec<String> = d.module_options()[0]
             .1
             .iter()

@@ -302,7 +302,10 @@ pub fn diff_running(desired: &Desired, running: &Running) -> Vec<RuntimeChange> 
     }
     for (key, value) in wanted {
         let current = running.sysctls.get(&key).cloned().flatten();
-        if current.as_deref() != Some(value.as_str()) {
+        let kept_higher = desired.conntrack.never_lower
+            && (key == buckets_key || key == KEY_MAX)
+            && super::verify::higher(current.as_deref(), &value);
+        if current.as_deref() != Some(value.as_str()) && !kept_higher {
             changes.push(RuntimeChange {
                 item: RuntimeItem::Sysctl(key.clone()),
                 before: show(&current),
@@ -593,6 +596,7 @@ pub fn converge(host: &Host, desired: &Desired, options_from: OptionsFrom) -> Co
                 SetRequest {
                     max: None,
                     buckets: desired.conntrack.buckets,
+                    never_lower: desired.conntrack.never_lower,
                 },
             )
         } else if key == KEY_MAX {
@@ -601,6 +605,7 @@ pub fn converge(host: &Host, desired: &Desired, options_from: OptionsFrom) -> Co
                 SetRequest {
                     max: desired.conntrack.max,
                     buckets: None,
+                    never_lower: desired.conntrack.never_lower,
                 },
             )
         } else {

@@ -382,13 +382,24 @@ pub fn compare(
             ));
             boot_ok = false;
         }
+        let kept_higher = desired.conntrack.never_lower
+            && (is_buckets || key == crate::conntrack::KEY_MAX)
+            && higher(current.as_deref(), &value);
+        if kept_higher {
+            notes.push(format!(
+                "running {} is higher than desired {value}: kept (never_lower)",
+                current.as_deref().unwrap_or_default()
+            ));
+        }
         rows.push(VerifyRow {
             item: key.clone(),
             desired: value.clone(),
             running: running.map(|_| current.clone().unwrap_or_else(|| "(absent)".into())),
             boot: boot_text,
             boot_source,
-            ok: boot_ok && running.is_none_or(|_| current.as_deref() == Some(value.as_str())),
+            ok: boot_ok
+                && running
+                    .is_none_or(|_| current.as_deref() == Some(value.as_str()) || kept_higher),
             notes,
         });
     }
@@ -402,12 +413,52 @@ pub fn compare(
     }
 }
 
+/// Whether `running` is a number above `desired`.
+pub(crate) fn higher(running: Option<&str>, desired: &str) -> bool {
+    match (running.map(str::parse::<u64>), desired.parse::<u64>()) {
+        (Some(Ok(r)), Ok(d)) => r > d,
+        _ => false,
+    }
+}
+
+/// Names values of the conntrack max row that equal kube-proxy's default
+/// formula for `cpus` CPUs (pure).
+pub fn note_kube_proxy(report: &mut VerifyReport, cpus: u64) {
+    use crate::conntrack::plan::{KUBE_PROXY_MAX_PER_CORE, KUBE_PROXY_MIN, kube_proxy_max};
+    let formula = kube_proxy_max(cpus);
+    let formula_text = format!(
+        "kube-proxy's default max({KUBE_PROXY_MAX_PER_CORE} x {cpus} CPUs, {KUBE_PROXY_MIN}) = {formula}"
+    );
+    for row in report
+        .rows
+        .iter_mut()
+        .filter(|r| r.item == crate::conntrack::KEY_MAX)
+    {
+        let is = |v: &str| v.parse::<u64>().ok() == Some(formula);
+        if is(&row.desired) {
+            row.notes
+                .push(format!("the desired value is {formula_text}"));
+        }
+        if row.running.as_deref().is_some_and(is) && !is(&row.desired) {
+            row.notes.push(format!(
+                "the running value is {formula_text}: kube-proxy probably set it (it raises only;                  [conntrack] never_lower = true keeps nfkit from lowering it)"
+            ));
+        }
+    }
+}
+
 /// Reads all three views and compares them.
 pub fn verify(host: &Host, desired: &Desired) -> Result<VerifyReport, super::files::FileError> {
     let layout = plan::detect(&host.root);
     let boot = NextBoot::read(&host.root, &layout)?;
     let running = (!host.offline).then(|| runtime::read_running(host, desired));
-    Ok(compare(desired, running.as_ref(), &boot, &layout))
+    let mut report = compare(desired, running.as_ref(), &boot, &layout);
+    if !host.offline
+        && let Ok(cpus) = std::thread::available_parallelism()
+    {
+        note_kube_proxy(&mut report, cpus.get() as u64);
+    }
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -555,6 +606,106 @@ mod tests {
             .find(|r| r.item == "module nf_conntrack")
             .unwrap();
         assert!(nf.ok, "built in counts as loaded now and at boot: {nf:?}");
+    }
+
+    /// `never_lower`: a higher running max or bucket count is accepted (and
+    /// named), a lower one is not; without the flag both differ. `apply`
+    /// plans no change for the kept value (same rule, runtime::diff_running).
+    #[test]
+    fn never_lower_accepts_a_higher_running_value() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        write(
+            r,
+            "etc/sysctl.d/90-nfkit.conf",
+            "net.netfilter.nf_conntrack_max = 500000\n",
+        );
+        write(
+            r,
+            "etc/modprobe.d/nfkit.conf",
+            "options nf_conntrack hashsize=65536\n",
+        );
+        let boot = NextBoot::read(r, &systemd_layout()).unwrap();
+        let row_for = |never_lower: bool, max: &str, buckets: &str| {
+            let mut d = desired();
+            d.conntrack.never_lower = never_lower;
+            let mut running = Running::default();
+            running.modules.insert(
+                "nf_conntrack".into(),
+                ("nf_conntrack".into(), ModuleState::Builtin),
+            );
+            running
+                .sysctls
+                .insert(crate::conntrack::KEY_MAX.into(), Some(max.into()));
+            running
+                .sysctls
+                .insert(crate::conntrack::KEY_BUCKETS.into(), Some(buckets.into()));
+            let report = compare(&d, Some(&running), &boot, &systemd_layout());
+            let planned = runtime::diff_running(&d, &running);
+            let get = |key: &str| {
+                let row = report.rows.iter().find(|r| r.item == key).unwrap().clone();
+                let plans = planned
+                    .iter()
+                    .any(|c| c.item == runtime::RuntimeItem::Sysctl(key.into()));
+                (row, plans)
+            };
+            (
+                get(crate::conntrack::KEY_MAX),
+                get(crate::conntrack::KEY_BUCKETS),
+            )
+        };
+        let ((max, plan_max), (buckets, plan_buckets)) = row_for(true, "1048576", "131072");
+        assert!(max.ok && buckets.ok, "{max:?} {buckets:?}");
+        assert!(!plan_max && !plan_buckets);
+        assert!(max.notes.iter().any(|n| n.contains("kept (never_lower)")));
+        let ((max, plan_max), _) = row_for(true, "100", "65536");
+        assert!(!max.ok && plan_max, "lower is raised: {max:?}");
+        let ((max, plan_max), (buckets, plan_buckets)) = row_for(false, "1048576", "131072");
+        assert!(!max.ok && !buckets.ok && plan_max && plan_buckets);
+        let ((max, _), _) = row_for(true, "500000", "65536");
+        assert!(max.ok && max.notes.iter().all(|n| !n.contains("never_lower")));
+    }
+
+    #[test]
+    fn kube_proxy_values_are_named() {
+        let root = tempfile::tempdir().unwrap();
+        let boot = NextBoot::read(root.path(), &systemd_layout()).unwrap();
+        let mut running = Running::default();
+        running
+            .sysctls
+            .insert(crate::conntrack::KEY_MAX.into(), Some("262144".into()));
+        let mut report = compare(&desired(), Some(&running), &boot, &systemd_layout());
+        note_kube_proxy(&mut report, 8);
+        let row = |report: &VerifyReport| {
+            report
+                .rows
+                .iter()
+                .find(|r| r.item == crate::conntrack::KEY_MAX)
+                .unwrap()
+                .notes
+                .clone()
+        };
+        let notes = row(&report);
+        assert!(
+            notes.iter().any(|n| n.contains(
+                "running value is kube-proxy's default max(32768 x 8 CPUs, 131072) = 262144"
+            )),
+            "{notes:?}"
+        );
+        // 4 CPUs: the formula gives 131072, matching neither value.
+        let mut report = compare(&desired(), Some(&running), &boot, &systemd_layout());
+        note_kube_proxy(&mut report, 4);
+        assert!(row(&report).iter().all(|n| !n.contains("kube-proxy")));
+        // A desired value equal to the formula is named as such.
+        let mut d = desired();
+        d.conntrack.max = Some(131_072);
+        let mut report = compare(&d, Some(&running), &boot, &systemd_layout());
+        note_kube_proxy(&mut report, 2);
+        assert!(
+            row(&report)
+                .iter()
+                .any(|n| n.contains("desired value is kube-proxy's default"))
+        );
     }
 
     #[test]

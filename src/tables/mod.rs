@@ -2,6 +2,7 @@
 //! chains. Reading never creates a table: legacy tables are queried only
 //! when the kernel's names file already lists them.
 
+pub mod backend;
 pub mod names;
 pub mod nft;
 pub mod xtables;
@@ -21,6 +22,8 @@ pub struct TablesReport {
     pub legacy: Vec<LegacyFamily>,
     /// nftables tables, or why they are unknown.
     pub nftables: NftState,
+    /// Which iptables backend is in use, Kubernetes marker chains, conflicts.
+    pub backends: backend::BackendReport,
 }
 
 /// One legacy family's names.
@@ -45,8 +48,23 @@ pub enum NftState {
     Failed { error: crate::error::ErrorObject },
 }
 
-/// Reads table names of every family.
+/// Reads table names of every family and classifies the backends.
 pub fn read_tables(host: &Host) -> TablesReport {
+    let (legacy, nftables) = read_names(host);
+    let mut report = TablesReport {
+        legacy,
+        nftables,
+        backends: backend::classify(
+            &backend::Observed::default(),
+            backend::IpTablesState::Absent,
+        ),
+    };
+    report.backends = backend::read(host, &report);
+    report
+}
+
+/// Table names of every family (legacy names files, nft table dump).
+fn read_names(host: &Host) -> (Vec<LegacyFamily>, NftState) {
     let legacy = XtFamily::ALL
         .iter()
         .map(|&family| LegacyFamily {
@@ -70,7 +88,7 @@ pub fn read_tables(host: &Host) -> TablesReport {
             },
         }
     };
-    TablesReport { legacy, nftables }
+    (legacy, nftables)
 }
 
 /// Which kind of table `show` found.
@@ -183,10 +201,10 @@ pub fn show_table(
     if host.offline {
         return Err(ShowError::Offline(table.to_string()));
     }
-    let report = read_tables(host);
+    let (legacy, nftables) = read_names(host);
     let mut candidates: Vec<(String, FamilyFilter)> = Vec::new();
     let mut existing = Vec::new();
-    for legacy in &report.legacy {
+    for legacy in &legacy {
         if let Names::Listed { tables } = &legacy.names {
             for t in tables {
                 existing.push(format!("{} {t}", legacy.family.name()));
@@ -199,7 +217,7 @@ pub fn show_table(
             }
         }
     }
-    if let NftState::Listed { tables } = &report.nftables {
+    if let NftState::Listed { tables } = &nftables {
         for t in tables {
             existing.push(format!("{} {}", t.family, t.name));
             let number = nft::family_number(&t.family).unwrap_or(0);
