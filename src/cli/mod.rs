@@ -12,6 +12,7 @@
 //! | 3 | the state differs from what was asked (`--check`, `verify`) |
 
 mod conntrack;
+mod explain;
 mod modules;
 mod render;
 mod selftest;
@@ -81,6 +82,9 @@ pub enum Command {
     /// Kernel modules through libkmod: list, resolve, load, unload
     /// (modprobe semantics; never runs modprobe or any command).
     Modules(modules::ModulesArgs),
+    /// Why each module will or will not load: what it resolves to, every
+    /// reason with its evidence; exit 0 when it is there or would load.
+    Explain(explain::ExplainArgs),
     /// Converge the running kernel and the persistent files to nfkit.toml.
     Apply(state::ApplyArgs),
     /// Desired vs running kernel vs next boot; exit 3 when they differ.
@@ -101,9 +105,11 @@ impl Command {
     /// What this command may change (its Landlock policy's input).
     pub(crate) fn writes(&self) -> Writes {
         match self {
-            Command::Status | Command::Tables(_) | Command::Verify | Command::Import(_) => {
-                Writes::NONE
-            }
+            Command::Status
+            | Command::Tables(_)
+            | Command::Verify
+            | Command::Import(_)
+            | Command::Explain(_) => Writes::NONE,
             Command::Conntrack(args) => args.writes(),
             Command::Modules(args) => args.writes(),
             Command::Apply(args) => args.writes(),
@@ -248,6 +254,7 @@ fn run(cli: Cli, output: Output) -> anyhow::Result<u8> {
         Command::Conntrack(args) => conntrack::run(&host, &cli.config, args, output),
         Command::Tables(args) => tables::run(&host, args, output),
         Command::Modules(args) => modules::run(&host, &cli.config, args, output),
+        Command::Explain(args) => explain::run(&host, args, output),
         Command::Apply(args) => state::run_apply(&host, &cli.config, args, output),
         Command::Verify => state::run_verify(&host, &cli.config, output),
         Command::Import(args) => state::run_import(&host, args, output),

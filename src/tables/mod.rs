@@ -4,6 +4,7 @@
 
 pub mod names;
 pub mod nft;
+pub mod nft_helpers;
 pub mod xtables;
 
 use serde::Serialize;
