@@ -823,7 +823,10 @@ mod tests {
                 value: "m".into()
             }]
         );
-        let hits = config_lookup("# CONFIG_XT_FOOBAR is not set\n", &config_candidates("xt_foo"));
+        let hits = config_lookup(
+            "# CONFIG_XT_FOOBAR is not set\n",
+            &config_candidates("xt_foo"),
+        );
         assert_eq!(hits.len(), 0, "only the derived names");
         let hits = config_lookup(
             "# CONFIG_NETFILTER_XT_MATCH_FOO is not set\n",

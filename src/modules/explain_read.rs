@@ -41,6 +41,12 @@ pub struct ExplainedModule {
     /// Module file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Whether the module file is signed (none: no file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<rules::Signature>,
+    /// modinfo `vermagic`'s release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vermagic: Option<String>,
     /// This module's outcome.
     pub outcome: Outcome,
     /// Every reason that applies.
@@ -338,6 +344,8 @@ pub fn explain(
                 module: facts.module,
                 via_alias: facts.via_alias,
                 path: facts.path,
+                signature: facts.signature,
+                vermagic: facts.vermagic,
                 outcome,
             });
         }

@@ -1,0 +1,189 @@
+//! `nfkit explain` on the real kernel, each test in a fresh network
+//! namespace: conntrack helper assignment (issue 14 §2) against rules made
+//! by the real `nft`, `iptables-legacy` and `iptables-nft`, and the
+//! outcomes of built-in and absent modules on this machine (netfilter built
+//! in, no loadable module support).
+
+mod support;
+
+use serde_json::Value;
+use support::*;
+
+/// This machine's kernel has the FTP helper built in; check it rather than
+/// assume it.
+fn ftp_helper_is_built_in() {
+    assert!(
+        std::path::Path::new("/sys/module/nf_conntrack_ftp").is_dir(),
+        "these tests need nf_conntrack_ftp in the kernel (/sys/module/nf_conntrack_ftp missing)"
+    );
+}
+
+fn explain(name: &str) -> Value {
+    let out = run(nfkit().args(["--json", "explain", name]));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "explain {name}: invalid JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn helper(report: &Value) -> &Value {
+    &report["results"][0]["helper"]
+}
+
+#[test]
+fn helper_without_assignment_warns_and_a_used_nft_ct_helper_clears_it() {
+    ftp_helper_is_built_in();
+    in_fresh_netns(|| {
+        let before = explain("nf_conntrack_ftp");
+        assert_eq!(before["results"][0]["ok"], true, "{before:#}");
+        assert_eq!(helper(&before)["assigned"], false, "{before:#}");
+        let w = helper(&before)["warning"].as_str().unwrap();
+        assert!(w.contains("does nothing"), "{w}");
+        assert!(
+            helper(&before)["fix"]
+                .as_str()
+                .unwrap()
+                .contains("ct helper set")
+        );
+
+        ok(&mut tool("nft", ["add table inet t"]));
+        ok(&mut tool(
+            "nft",
+            ["add ct helper inet t ftp-std { type \"ftp\" protocol tcp; }"],
+        ));
+        let unused = explain("nf_conntrack_ftp");
+        assert_eq!(
+            helper(&unused)["assigned"],
+            false,
+            "an object alone assigns nothing"
+        );
+        assert!(
+            helper(&unused)["unused_objects"][0]
+                .as_str()
+                .unwrap()
+                .contains("ftp-std"),
+            "{unused:#}"
+        );
+
+        ok(&mut tool(
+            "nft",
+            ["add chain inet t pre { type filter hook prerouting priority filter; }"],
+        ));
+        ok(&mut tool(
+            "nft",
+            ["add rule inet t pre tcp dport 21 ct helper set \"ftp-std\""],
+        ));
+        let after = explain("nf_conntrack_ftp");
+        assert_eq!(helper(&after)["assigned"], true, "{after:#}");
+        assert!(helper(&after).get("warning").is_none(), "{after:#}");
+        assert!(
+            helper(&after)["assigned_by"][0]
+                .as_str()
+                .unwrap()
+                .contains("ftp-std"),
+            "{after:#}"
+        );
+        // Another helper is still unassigned.
+        let irc = explain("nf_conntrack_irc");
+        assert_eq!(helper(&irc)["assigned"], false, "{irc:#}");
+        // The legacy name is the same helper.
+        let legacy = explain("ip_conntrack_ftp");
+        assert_eq!(helper(&legacy)["assigned"], true, "{legacy:#}");
+    });
+}
+
+#[test]
+fn legacy_raw_ct_rule_assigns_the_helper() {
+    ftp_helper_is_built_in();
+    in_fresh_netns(|| {
+        ok(&mut tool(
+            "iptables-legacy",
+            [
+                "-t",
+                "raw",
+                "-A",
+                "PREROUTING",
+                "-p",
+                "tcp",
+                "--dport",
+                "21",
+                "-j",
+                "CT",
+                "--helper",
+                "ftp",
+            ],
+        ));
+        let r = explain("nf_conntrack_ftp");
+        assert_eq!(helper(&r)["assigned"], true, "{r:#}");
+        assert!(
+            helper(&r)["assigned_by"][0]
+                .as_str()
+                .unwrap()
+                .contains("legacy x_tables")
+        );
+        assert_eq!(helper(&explain("nf_conntrack_sip"))["assigned"], false);
+    });
+}
+
+#[test]
+fn iptables_nft_ct_rule_assigns_the_helper() {
+    ftp_helper_is_built_in();
+    in_fresh_netns(|| {
+        ok(&mut tool(
+            "iptables-nft",
+            [
+                "-t",
+                "raw",
+                "-A",
+                "PREROUTING",
+                "-p",
+                "tcp",
+                "--dport",
+                "21",
+                "-j",
+                "CT",
+                "--helper",
+                "ftp",
+            ],
+        ));
+        let r = explain("nf_conntrack_ftp");
+        assert_eq!(helper(&r)["assigned"], true, "{r:#}");
+        assert!(
+            helper(&r)["assigned_by"][0]
+                .as_str()
+                .unwrap()
+                .contains("iptables-nft"),
+            "{r:#}"
+        );
+    });
+}
+
+#[test]
+fn built_in_and_absent_modules_on_this_kernel() {
+    ftp_helper_is_built_in();
+    let r = explain("nf_conntrack");
+    assert_eq!(r["results"][0]["outcome"], "already_satisfied", "{r:#}");
+    assert_eq!(
+        r["results"][0]["modules"][0]["reasons"][0]["kind"],
+        "built_in"
+    );
+    let out = run(nfkit().args(["--json", "explain", "nfkit_no_such_module"]));
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["results"][0]["outcome"], "unavailable", "{v:#}");
+    assert_eq!(v["results"][0]["reasons"][0]["kind"], "not_in_tree");
+    // Without /proc/modules the kernel cannot load anything: both reasons.
+    let no_support = v["results"][0]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["kind"] == "no_module_support");
+    assert_eq!(
+        no_support,
+        !std::path::Path::new("/proc/modules").exists(),
+        "{v:#}"
+    );
+}
