@@ -187,3 +187,57 @@ fn built_in_and_absent_modules_on_this_kernel() {
         "{v:#}"
     );
 }
+
+/// `verify` names a desired helper module that nothing assigns, and stops
+/// once an nft rule uses a ct helper object of it. The warning does not
+/// change verify's exit code (apply cannot fix it).
+#[test]
+fn verify_warns_about_a_desired_helper_nothing_assigns() {
+    ftp_helper_is_built_in();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nfkit.toml");
+    std::fs::write(&config, "[modules]\nload = [\"ip_conntrack_ftp\"]\n").unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    in_fresh_netns(move || {
+        let verify = || {
+            let out = run(nfkit().args(["--json", "--config", &config, "verify"]));
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+                panic!(
+                    "verify: invalid JSON ({e}): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+            (out.status.code(), v)
+        };
+        let (code, before) = verify();
+        let h = &before["helpers"][0];
+        assert_eq!(h["module"], "ip_conntrack_ftp", "{before:#}");
+        assert_eq!(h["assigned"], false);
+        assert!(h["warning"].as_str().unwrap().contains("does nothing"));
+        let text = ok_or_differs(&config);
+        assert!(
+            text.contains("warning: ip_conntrack_ftp does nothing"),
+            "{text}"
+        );
+        ok(&mut tool(
+            "nft",
+            [
+                "add table inet t; add ct helper inet t f { type \"ftp\" protocol tcp; }; \
+              add chain inet t pre { type filter hook prerouting priority filter; }; \
+              add rule inet t pre tcp dport 21 ct helper set \"f\"",
+            ],
+        ));
+        let (code_after, after) = verify();
+        assert_eq!(after["helpers"][0]["assigned"], true, "{after:#}");
+        assert_eq!(
+            code, code_after,
+            "the helper check does not change the exit code"
+        );
+    });
+}
+
+fn ok_or_differs(config: &str) -> String {
+    let out = run(nfkit().args(["--config", config, "verify"]));
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}

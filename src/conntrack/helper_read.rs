@@ -2,7 +2,7 @@
 //! [`super::helpers`]): nftables objects and rules, the legacy raw tables,
 //! `net.netfilter.nf_conntrack_helper`. Offline nothing is read.
 
-use super::helpers::{Assignments, AutoAssign, CtRule};
+use super::helpers::{self, Assignments, AutoAssign, CtRule, HelperAssessment};
 use crate::read::Kind;
 use crate::system::Host;
 use crate::tables::names::{Names, XtFamily, read_names};
@@ -62,4 +62,36 @@ pub fn read_assignments(host: &Host) -> Assignments {
         }
     }
     a
+}
+
+/// The helper modules `verify` looks at: the desired ones (`wanted`) and,
+/// on the running kernel, those loaded as modules (built-in helpers are
+/// there on every such kernel and are reported only when desired); each
+/// with its assessment. Assignments are read only when there is one.
+pub fn helper_modules(host: &Host, wanted: &[String]) -> Vec<HelperAssessment> {
+    let mut modules: Vec<String> = wanted
+        .iter()
+        .filter(|m| helpers::helper_names(m).is_some())
+        .cloned()
+        .collect();
+    if !host.offline {
+        if let Ok(loaded) = crate::modules::sysfs::read_sys_modules(&host.sys_root) {
+            for m in loaded {
+                if m.initstate.is_some_and(|s| s.is_loaded())
+                    && helpers::helper_names(&m.name).is_some()
+                    && !modules.contains(&m.name)
+                {
+                    modules.push(m.name);
+                }
+            }
+        }
+    }
+    if modules.is_empty() {
+        return Vec::new();
+    }
+    let assignments = read_assignments(host);
+    modules
+        .iter()
+        .filter_map(|m| helpers::assess(m, &assignments))
+        .collect()
 }

@@ -42,6 +42,10 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
     /// Where `nfkit boot` runs at boot, if it does.
     pub boot_hook: Option<String>,
+    /// Conntrack helper modules (desired or loaded) and what assigns them
+    /// (warnings only: they do not make `ok` false).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub helpers: Vec<crate::conntrack::helpers::HelperAssessment>,
     /// Whether everything agrees.
     pub ok: bool,
 }
@@ -398,6 +402,7 @@ pub fn compare(
         rows,
         problems: boot.problems.clone(),
         boot_hook: boot.boot_hook.clone(),
+        helpers: Vec::new(),
         ok,
     }
 }
@@ -407,7 +412,14 @@ pub fn verify(host: &Host, desired: &Desired) -> Result<VerifyReport, super::fil
     let layout = plan::detect(&host.root);
     let boot = NextBoot::read(&host.root, &layout)?;
     let running = (!host.offline).then(|| runtime::read_running(host, desired));
-    Ok(compare(desired, running.as_ref(), &boot, &layout))
+    let mut report = compare(desired, running.as_ref(), &boot, &layout);
+    let wanted: Vec<String> = desired
+        .load_list()
+        .into_iter()
+        .map(crate::modules::name::ModuleName::into_string)
+        .collect();
+    report.helpers = crate::conntrack::helper_read::helper_modules(host, &wanted);
+    Ok(report)
 }
 
 #[cfg(test)]
