@@ -241,3 +241,25 @@ fn ok_or_differs(config: &str) -> String {
     assert!(matches!(out.status.code(), Some(0 | 3)), "{out:?}");
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// §6: in a non-initial network namespace `status` says the conntrack
+/// limits must be set on the host; in the initial one, here.
+#[test]
+fn status_says_limits_are_for_the_host_in_a_namespace() {
+    let outcome = |v: &Value| {
+        v["containment"]["capabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["operation"] == "conntrack limits")
+            .unwrap()["outcome"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let inside = in_fresh_netns(|| nfkit_json(&["status"]));
+    assert_eq!(outcome(&inside), "must_be_done_on_host", "{inside:#}");
+    let text = in_fresh_netns(|| ok(nfkit().arg("status")));
+    assert!(text.contains("on the host  conntrack limits"), "{text}");
+    assert_eq!(outcome(&nfkit_json(&["status"])), "here");
+}

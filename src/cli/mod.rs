@@ -12,6 +12,7 @@
 //! | 3 | the state differs from what was asked (`--check`, `verify`) |
 
 mod conntrack;
+mod containment;
 mod explain;
 mod modules;
 mod render;
