@@ -147,3 +147,84 @@ pub fn read() -> Result<Found, netlink::Error> {
     }
     Ok(Found { objects, ct_rules })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One netlink attribute (host-endian header, 4-byte padded).
+    fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+        b.extend_from_slice(&kind.to_ne_bytes());
+        b.extend_from_slice(value);
+        while b.len() % 4 != 0 {
+            b.push(0);
+        }
+        b
+    }
+
+    fn object(kind: u32, helper: &str, uses: u32) -> Vec<u8> {
+        let mut p = vec![1, 0, 0, 0]; // nfgenmsg: inet
+        p.extend(nla(NFTA_OBJ_TABLE, b"t\0"));
+        p.extend(nla(NFTA_OBJ_NAME, b"ftp-std\0"));
+        p.extend(nla(NFTA_OBJ_TYPE, &kind.to_be_bytes()));
+        p.extend(nla(
+            NFTA_OBJ_DATA | 0x8000,
+            &nla(NFTA_CT_HELPER_NAME, format!("{helper}\0").as_bytes()),
+        ));
+        p.extend(nla(NFTA_OBJ_USE, &uses.to_be_bytes()));
+        p
+    }
+
+    #[test]
+    fn ct_helper_objects_decode_and_others_are_skipped() {
+        let o = helper_object(&object(OBJECT_CT_HELPER, "ftp", 2)).unwrap();
+        assert_eq!(
+            (
+                o.family.as_str(),
+                o.table.as_str(),
+                o.name.as_str(),
+                o.helper.as_str(),
+                o.uses
+            ),
+            ("inet", "t", "ftp-std", "ftp", 2)
+        );
+        assert!(
+            helper_object(&object(1, "ftp", 2)).is_none(),
+            "a counter object"
+        );
+    }
+
+    #[test]
+    fn iptables_nft_ct_target_decodes() {
+        let mut info = vec![0u8; 12];
+        info.extend_from_slice(b"ftp\0\0\0\0\0\0\0\0\0\0\0\0\0");
+        info.extend_from_slice(&[0u8; 40]);
+        let data = [
+            nla(NFTA_TARGET_NAME, b"CT\0"),
+            nla(2, &1u32.to_be_bytes()),
+            nla(NFTA_TARGET_INFO, &info),
+        ]
+        .concat();
+        let expr = [nla(NFTA_EXPR_NAME, b"target\0"), nla(NFTA_EXPR_DATA, &data)].concat();
+        let mut p = vec![2, 0, 0, 0];
+        p.extend(nla(NFTA_RULE_TABLE, b"raw\0"));
+        p.extend(nla(NFTA_RULE_CHAIN, b"PREROUTING\0"));
+        p.extend(nla(NFTA_RULE_EXPRESSIONS, &nla(NFTA_LIST_ELEM, &expr)));
+        let (table, chain, helpers) = rule_ct_helpers(&p);
+        assert_eq!((table.as_str(), chain.as_str()), ("raw", "PREROUTING"));
+        assert_eq!(helpers, ["ftp"]);
+    }
+
+    proptest! {
+        /// Kernel bytes never make the decoders panic.
+        #[test]
+        fn decoders_take_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = helper_object(&bytes);
+            let _ = rule_ct_helpers(&bytes);
+            let _ = crate::tables::xtables::ct_helpers(crate::tables::names::XtFamily::Ipv4, &bytes);
+        }
+    }
+}
