@@ -237,9 +237,16 @@ fn module_facts(t: &Target, m: &Module<'_>, given: &str, lines: &[Located]) -> M
         .map(at)
         .collect();
     let install = m.install_commands().map(|command| {
+        // libkmod takes the first `install` line whose pattern matches;
+        // patterns are rare: the exact name, else the same command.
         let line = lines
             .iter()
             .find(|l| matches!(&l.directive, Directive::Install { module: i, .. } if *i == module))
+            .or_else(|| {
+                lines.iter().find(|l| {
+                    matches!(&l.directive, Directive::Install { command: c, .. } if *c == command)
+                })
+            })
             .map(at);
         (command, line)
     });

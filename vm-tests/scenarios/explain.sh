@@ -56,10 +56,12 @@ CONF
     check_eq "explain xt_multiport exits 0" 0 "$(rc loadable)"
     check_eq "explain xt_multiport: would load" would_load "$(jx loadable '.results[0].outcome')"
     check_eq "explain: not offline" false "$(jx loadable '.offline')"
-    want=N
-    [[ $(cat /sys/module/module/parameters/sig_enforce 2>/dev/null) == Y ]] && want=Y
-    check_eq "explain: sig_enforce as the kernel says" \
-        "$([[ $want == Y ]] && echo true || echo false)" "$(jx loadable '.kernel.sig_enforce')"
+    case $(cat /sys/module/module/parameters/sig_enforce 2>/dev/null) in
+        Y) want=true ;;
+        N) want=false ;;
+        *) want=null ;;
+    esac
+    check_eq "explain: sig_enforce as the kernel says" "$want" "$(jx loadable '.kernel.sig_enforce')"
     if [[ -r /sys/kernel/security/lockdown ]]; then
         check_eq "explain: lockdown mode as the kernel says" \
             "$(sed -E 's/.*\[([a-z]+)\].*/\1/' /sys/kernel/security/lockdown)" \
