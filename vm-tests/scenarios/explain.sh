@@ -23,20 +23,25 @@
 SCENARIO_DESC="explain: reasons agree with modprobe (loadable, blacklist alias/name, install /bin/false, built in, missing, modules_disabled) and helper assignment"
 SCENARIO_BOOTS="explain disabled"
 
-# jx NAME FILTER: a jq filter over $OUT/NAME.json.
-jx() { jq -r "$2" "$OUT/$1.json"; }
+# Outputs live outside $OUT: `record NAME FILE` must not be given a file
+# inside $OUT (it would truncate it).
+WORK=/run/nfkit-vm-explain
 
-# ex NAME MODULE...: runs explain --json into $OUT/NAME.json, its exit
-# status into $OUT/NAME.rc.
+# jx NAME FILTER: a jq filter over NAME's JSON.
+jx() { jq -r "$2" "$WORK/$1.json"; }
+
+# ex NAME MODULE...: runs explain --json into $WORK/NAME.json (recorded as
+# NAME.json), its exit status into $WORK/NAME.rc.
 ex() {
     local name=$1
     shift
-    "$NFKIT" --json explain "$@" >"$OUT/$name.json" 2>"$OUT/$name.err"
-    echo $? >"$OUT/$name.rc"
-    record "$name.json" "$OUT/$name.json"
+    mkdir -p "$WORK"
+    "$NFKIT" --json explain "$@" >"$WORK/$name.json" 2>"$WORK/$name.err"
+    echo $? >"$WORK/$name.rc"
+    record "$name.json" "$WORK/$name.json"
 }
 
-rc() { cat "$OUT/$1.rc"; }
+rc() { cat "$WORK/$1.rc"; }
 
 loaded() { grep -q "^$1 " /proc/modules; }
 
