@@ -11,6 +11,7 @@
 //! | [`sysctl`] | I/O over a root | `/proc/sys` reads and writes |
 //! | [`read`] | I/O over a root | every read of a file nfkit did not write: regular files only, size caps, confinement |
 //! | [`system`] | I/O over a root | kernel release, module support, network namespace |
+//! | [`containment`] | pure + I/O | containers, OpenVZ, what must be done on the host |
 //! | [`confine`] | I/O | seccomp filter (no exec, no new process) and Landlock ruleset (writes confined) |
 //! | [`cli`] | CLI | clap definitions, rendering, exit codes |
 //!
@@ -20,6 +21,7 @@ pub mod ansible;
 pub mod cli;
 pub mod confine;
 pub mod conntrack;
+pub mod containment;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

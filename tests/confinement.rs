@@ -192,6 +192,7 @@ const READ_ONLY: &[&[&str]] = &[
     &["modules", "load", "--dry-run", "--persist", "xt_state"],
     &["modules", "unload", "--dry-run", "xt_state"],
     &["metrics"],
+    &["explain", "xt_state"],
 ];
 
 /// Places a write could be tried (inside the root, and the lock directory).

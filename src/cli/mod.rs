@@ -12,6 +12,8 @@
 //! | 3 | the state differs from what was asked (`--check`, `verify`) |
 
 mod conntrack;
+mod containment;
+mod explain;
 mod fast_args;
 mod metrics;
 mod modules;
@@ -86,6 +88,9 @@ pub enum Command {
     /// Kernel modules through libkmod: list, resolve, load, unload
     /// (modprobe semantics; never runs modprobe or any command).
     Modules(modules::ModulesArgs),
+    /// Why each module will or will not load: what it resolves to, every
+    /// reason with its evidence; exit 0 when it is there or would load.
+    Explain(explain::ExplainArgs),
     /// Converge the running kernel and the persistent files to nfkit.toml.
     Apply(state::ApplyArgs),
     /// Desired vs running kernel vs next boot; exit 3 when they differ.
@@ -110,7 +115,8 @@ impl Command {
             | Command::Tables(_)
             | Command::Verify
             | Command::Import(_)
-            | Command::Metrics(_) => Writes::NONE,
+            | Command::Metrics(_)
+            | Command::Explain(_) => Writes::NONE,
             Command::Conntrack(args) => args.writes(),
             Command::Modules(args) => args.writes(),
             Command::Apply(args) => args.writes(),
@@ -282,6 +288,7 @@ fn run(cli: Cli, output: Output) -> anyhow::Result<u8> {
         Command::Tables(args) => tables::run(&host, args, output),
         Command::Metrics(args) => metrics::run(&host, &cli.config, args, output),
         Command::Modules(args) => modules::run(&host, &cli.config, args, output),
+        Command::Explain(args) => explain::run(&host, args, output),
         Command::Apply(args) => state::run_apply(&host, &cli.config, args, output),
         Command::Verify => state::run_verify(&host, &cli.config, output),
         Command::Import(args) => state::run_import(&host, args, output),

@@ -326,6 +326,7 @@ pub fn status(out: &mut String, report: &StatusReport, verbose: u8) {
         None => "network namespace unknown",
     };
     let _ = writeln!(out, "netns        {netns}");
+    super::containment::render(out, &report.containment);
     confinement(out, &report.confinement, verbose);
     let _ = writeln!(out, "-- conntrack");
     conntrack(out, &report.conntrack, false, verbose);

@@ -232,6 +232,12 @@ fn render_verify(out: &mut String, report: &VerifyReport) {
     if let Some(hook) = &report.boot_hook {
         let _ = writeln!(out, "boot hook: `nfkit boot` runs from {hook}");
     }
+    for h in &report.helpers {
+        if let Some(w) = &h.warning {
+            let _ = writeln!(out, "warning: {w}");
+            let _ = writeln!(out, "  fix: {}", h.fix);
+        }
+    }
     let _ = writeln!(
         out,
         "{}",

@@ -18,6 +18,8 @@ pub struct StatusReport {
     pub libkmod: Libkmod,
     /// The network namespace nfkit runs in.
     pub network_namespace: NetnsInfo,
+    /// Container / restricted host: where each operation can be done.
+    pub containment: crate::containment::Containment,
     /// Conntrack figures.
     pub conntrack: ConntrackStatus,
     /// Table names.
@@ -55,6 +57,7 @@ pub(super) fn run(host: &Host, output: Output) -> anyhow::Result<u8> {
         module_support: host.has_module_support(),
         libkmod,
         network_namespace: host.network_namespace(),
+        containment: crate::containment::read(host),
         conntrack: conntrack::read_status(host, ReadOptions::default()),
         tables: tables::read_tables(host),
         confinement: crate::confine::report(),

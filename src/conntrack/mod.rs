@@ -11,6 +11,8 @@
 //! Every figure in a [`ConntrackStatus`] carries its [`Source`].
 
 pub mod fixtures;
+pub mod helper_read;
+pub mod helpers;
 pub mod limits;
 pub mod plan;
 pub mod procstat;

@@ -23,6 +23,8 @@ pub enum Op {
     Resolve,
     /// `nfkit modules list`.
     List,
+    /// `nfkit explain`.
+    Explain,
 }
 
 impl fmt::Display for Op {
@@ -32,6 +34,7 @@ impl fmt::Display for Op {
             Op::Unload => "unload",
             Op::Resolve => "resolve",
             Op::List => "list",
+            Op::Explain => "explain",
         })
     }
 }

@@ -13,8 +13,11 @@
 //! | [`load`] | `modules load` (the named steps of a load) |
 //! | [`unload`] | `modules unload`, over the pure planner in [`removal`] |
 //! | [`list`] | `modules list` |
+//! | [`explain`] / [`explain_read`] | `explain`: pure reasons / reading the facts |
 //! | [`index`] | checks the binary indexes before libkmod maps them |
 pub mod error;
+pub mod explain;
+pub(crate) mod explain_read;
 pub(crate) mod index;
 pub(crate) mod legacy;
 pub(crate) mod list;
@@ -30,6 +33,9 @@ pub(crate) mod target;
 pub(crate) mod unload;
 
 // The API: the operations, their flags and their reports.
+pub use explain_read::{
+    ConfigSource, ExplainReport, Explained, ExplainedModule, ReasonReport, explain,
+};
 pub use list::{ListReport, ListedModule, list};
 pub use load::{
     LoadFlags, LoadOutcome, LoadReport, LoadRequest, LoadResult, LoadedModule, SeqAction, SeqStep,

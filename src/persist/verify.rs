@@ -42,6 +42,10 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
     /// Where `nfkit boot` runs at boot, if it does.
     pub boot_hook: Option<String>,
+    /// Conntrack helper modules (desired or loaded) and what assigns them
+    /// (warnings only: they do not make `ok` false).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub helpers: Vec<crate::conntrack::helpers::HelperAssessment>,
     /// Whether everything agrees.
     pub ok: bool,
 }
@@ -409,6 +413,7 @@ pub fn compare(
         rows,
         problems: boot.problems.clone(),
         boot_hook: boot.boot_hook.clone(),
+        helpers: Vec::new(),
         ok,
     }
 }
@@ -458,6 +463,12 @@ pub fn verify(host: &Host, desired: &Desired) -> Result<VerifyReport, super::fil
     {
         note_kube_proxy(&mut report, cpus.get() as u64);
     }
+    let wanted: Vec<String> = desired
+        .load_list()
+        .into_iter()
+        .map(crate::modules::name::ModuleName::into_string)
+        .collect();
+    report.helpers = crate::conntrack::helper_read::helper_modules(host, &wanted);
     Ok(report)
 }
 

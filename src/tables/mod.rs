@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod names;
 pub mod nft;
+pub mod nft_helpers;
 pub mod xtables;
 
 use serde::Serialize;

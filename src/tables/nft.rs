@@ -142,7 +142,7 @@ pub fn table_from_message(message: &NetfilterMessage) -> Option<NftTable> {
     Some(out)
 }
 
-fn nft_request(family: u8, inner: NfTablesMessage) -> NetfilterMessage {
+pub(crate) fn nft_request(family: u8, inner: NfTablesMessage) -> NetfilterMessage {
     NetfilterMessage::new(
         NetfilterHeader::new(NetfilterProtoFamily::from(family), 0, 0),
         inner,
@@ -157,12 +157,12 @@ pub fn get_tables_request() -> NetfilterMessage {
     )
 }
 
-fn string_value(value: &[u8]) -> String {
+pub(crate) fn string_value(value: &[u8]) -> String {
     let end = value.iter().position(|&b| b == 0).unwrap_or(value.len());
     String::from_utf8_lossy(&value[..end]).into_owned()
 }
 
-fn be_u32(value: &[u8]) -> Option<u32> {
+pub(crate) fn be_u32(value: &[u8]) -> Option<u32> {
     value
         .get(..4)
         .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
@@ -170,12 +170,12 @@ fn be_u32(value: &[u8]) -> Option<u32> {
 
 /// The attributes after the 4-byte nfgenmsg, as `(type, value)`; parsing
 /// stops at the first malformed attribute.
-fn attributes(payload: &[u8]) -> Vec<(u16, &[u8])> {
+pub(crate) fn attributes(payload: &[u8]) -> Vec<(u16, &[u8])> {
     nested(payload.get(4..).unwrap_or(&[]))
 }
 
 /// Attributes of a buffer as `(type, value)` pairs.
-fn nested(buf: &[u8]) -> Vec<(u16, &[u8])> {
+pub(crate) fn nested(buf: &[u8]) -> Vec<(u16, &[u8])> {
     let mut out = Vec::new();
     let mut rest = buf;
     while rest.len() >= 4 {
@@ -277,7 +277,7 @@ pub fn table_from_reply(
     Ok(table_from_message(&netlink::decode(op, reply)?))
 }
 
-fn family_of(reply: &Reply) -> u8 {
+pub(crate) fn family_of(reply: &Reply) -> u8 {
     reply.payload.first().copied().unwrap_or(0)
 }
 

@@ -192,6 +192,8 @@ struct Entry {
     verdict: Option<i32>,
     /// ERROR target's chain name.
     error_name: Option<String>,
+    /// `CT` target's helper (`xt_ct_target_info*.helper`, all revisions).
+    ct_helper: Option<String>,
 }
 
 fn verdict_name(verdict: i32) -> String {
@@ -238,15 +240,32 @@ fn split_entries(family: XtFamily, entries: &[u8]) -> Result<Vec<Entry>, CodecEr
             "ERROR" => (None, Some(c_string(&data[..data.len().min(30)]))),
             _ => (None, None),
         };
+        let ct_helper = (name == "CT")
+            .then(|| data.get(CT_HELPER_AT..CT_HELPER_AT + 16).map(c_string))
+            .flatten()
+            .filter(|h| !h.is_empty());
         out.push(Entry {
             offset,
             target: name,
             verdict,
             error_name,
+            ct_helper,
         });
         offset += next_offset;
     }
     Ok(out)
+}
+
+/// Offset of `helper[16]` in every `xt_ct_target_info` revision (after
+/// `u16 flags, u16 zone, u32 ct_events, u32 exp_events`).
+pub(crate) const CT_HELPER_AT: usize = 12;
+
+/// The helpers of a table's `CT --helper NAME` rules, from its entry blob.
+pub fn ct_helpers(family: XtFamily, entries: &[u8]) -> Result<Vec<String>, CodecError> {
+    Ok(split_entries(family, entries)?
+        .into_iter()
+        .filter_map(|e| e.ct_helper)
+        .collect())
 }
 
 /// Lists the chains of a table from its info and entry blob.
@@ -421,6 +440,23 @@ fn raw_socket(domain: libc::c_int) -> io::Result<OwnedFd> {
 /// Reads the chains of an **existing** table. Callers must have seen `table`
 /// in the family's names file: asking for an unlisted table creates it.
 pub fn read_chains(family: XtFamily, table: &str) -> Result<Vec<XtChain>, ReadError> {
+    read_table(family, table, parse_chains)
+}
+
+/// The helpers of the `CT --helper` rules of an **existing** table (see
+/// [`read_chains`]).
+pub fn read_ct_helpers(family: XtFamily, table: &str) -> Result<Vec<String>, ReadError> {
+    read_table(family, table, |family, _, entries| {
+        ct_helpers(family, entries)
+    })
+}
+
+/// Reads a table's info and entries and decodes them with `decode`.
+fn read_table<T>(
+    family: XtFamily,
+    table: &str,
+    decode: impl Fn(XtFamily, &TableInfo, &[u8]) -> Result<T, CodecError>,
+) -> Result<T, ReadError> {
     let l = layout(family);
     let (level, get_info, get_entries, domain) = l.sockopt;
     let fam = family.name();
@@ -453,7 +489,7 @@ pub fn read_chains(family: XtFamily, table: &str) -> Result<Vec<XtChain>, ReadEr
         entries_buf[TABLE_NAME_LEN..TABLE_NAME_LEN + 4].copy_from_slice(&info.size.to_ne_bytes());
         match getsockopt_into(&socket, level, get_entries, &mut entries_buf) {
             Ok(_) => {
-                return parse_chains(family, &info, &entries_buf[GET_ENTRIES_HEADER..]).map_err(
+                return decode(family, &info, &entries_buf[GET_ENTRIES_HEADER..]).map_err(
                     |source| ReadError::Codec {
                         family: fam,
                         table: table.to_string(),
