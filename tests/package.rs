@@ -126,6 +126,15 @@ fn assert_lintian_clean(deb: &Path) {
         + &String::from_utf8_lossy(&output.stderr);
     let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("E: ")).collect();
     assert!(errors.is_empty(), "lintian errors:\n{text}");
+    // Every warning left is one the README explains (its "Install" table).
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    for line in text.lines().filter(|l| l.starts_with("W: ")) {
+        let tag = line.split_whitespace().nth(2).unwrap_or(line);
+        assert!(
+            readme.contains(&format!("| `{tag}` |")),
+            "lintian warning {tag} is not explained in README.md's Install section:\n{text}"
+        );
+    }
     assert!(
         output.status.success(),
         "lintian failed ({}):\n{text}",

@@ -42,10 +42,12 @@ boot_install() {
     check_match "booted with systemd" '^systemd$' "$(cat /proc/1/comm)"
     check_fails "clean guest: no nfkit package" dpkg -s nfkit
     check_fails "clean guest: no /usr/sbin/nfkit" test -e /usr/sbin/nfkit
-    package_tree_names | record tree-before
+    # Kept on the guest's disk (outside /etc and /usr), not recorded: the
+    # serial console would carry ~16000 lines.
+    package_tree_names >/var/tmp/nfkit-tree-before
     check "dpkg -i the package" dpkg -i "$(package_deb)"
     record dpkg-i <<<"$CHECK_OUTPUT"
-    check_match "dpkg says it is installed" '^Status: install ok installed$' "$(dpkg -s nfkit)"
+    check_match "dpkg says it is installed" 'Status: install ok installed' "$(dpkg -s nfkit)"
     check "nfkit --version runs" /usr/sbin/nfkit --version
     check_match "... and names its version" '^nfkit [0-9]+\.[0-9]+\.[0-9]+$' "$CHECK_OUTPUT"
     check "man nfkit renders" env MANWIDTH=80 man nfkit
@@ -102,20 +104,21 @@ boot_boot() {
     check_fails "remove: the man page is gone" test -e /usr/share/man/man8/nfkit.8.gz
     check "remove: /etc/nfkit/nfkit.toml kept" test -f /etc/nfkit/nfkit.toml
     check "remove: the conffile /etc/init.d/nfkit kept" test -f /etc/init.d/nfkit
-    check_match "dpkg: config-files state" '^Status: deinstall ok config-files$' "$(dpkg -s nfkit 2>&1)"
+    check_match "dpkg: config-files state" 'Status: deinstall ok config-files' "$(dpkg -s nfkit 2>&1)"
 
     check "dpkg -P nfkit" dpkg -P nfkit
     record dpkg-P <<<"$CHECK_OUTPUT"
     check_fails "purge: the conffile is gone" test -e /etc/init.d/nfkit
     check_fails "purge: dpkg no longer knows nfkit" dpkg -s nfkit
     check "purge: /etc/nfkit/nfkit.toml (not the package's) kept" test -f /etc/nfkit/nfkit.toml
-    package_tree_names | record tree-after
+    package_tree_names >/var/tmp/nfkit-tree-after
+    LC_ALL=C comm -3 /var/tmp/nfkit-tree-before /var/tmp/nfkit-tree-after | record tree-diff
     # Against the listing taken before the install: nothing of the system's
     # removed, nothing of the package's left. What remains is the admin's:
     # nfkit.toml (so also its directory) and the enablement link.
     check_eq "purge removed nothing that was there before" "" \
-        "$(LC_ALL=C comm -23 "$PREV/install/tree-before" "$OUT/tree-after")"
+        "$(LC_ALL=C comm -23 /var/tmp/nfkit-tree-before /var/tmp/nfkit-tree-after)"
     check_eq "purge left only the admin's files" \
         "$(printf '%s\n' /etc/nfkit /etc/nfkit/nfkit.toml /etc/systemd/system/sysinit.target.wants/nfkit-boot.service)" \
-        "$(LC_ALL=C comm -13 "$PREV/install/tree-before" "$OUT/tree-after" | grep -v '^/etc/systemd/system/sysinit.target.wants$')"
+        "$(LC_ALL=C comm -13 /var/tmp/nfkit-tree-before /var/tmp/nfkit-tree-after | grep -v '^/etc/systemd/system/sysinit.target.wants$')"
 }
