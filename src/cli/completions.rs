@@ -32,7 +32,8 @@ pub(crate) fn script(shell: Shell) -> String {
 /// too; `--help` still completes).
 fn visible_command() -> clap::Command {
     let full = Cli::command();
-    let mut cmd = clap::Command::new("nfkit")
+    let mut cmd = clap::Command::default()
+        .name("nfkit")
         .version(env!("CARGO_PKG_VERSION"))
         .disable_help_subcommand(true);
     if let Some(about) = full.get_about() {
