@@ -50,6 +50,7 @@ fn hint_here(e: &(dyn StdError + 'static)) -> Option<Cow<'static, str>> {
         crate::read::ReadError,
         crate::confine::ConfineError,
         crate::cli::SelftestError,
+        crate::cli::GenError,
     );
     None
 }

@@ -11,12 +11,15 @@
 //! | 2 | usage error (bad flags or arguments) |
 //! | 3 | the state differs from what was asked (`--check`, `verify`) |
 
+mod completions;
 mod conntrack;
 mod containment;
 mod explain;
 mod fast_args;
+mod manpages;
 mod metrics;
 mod modules;
+mod packaging;
 mod render;
 mod selftest;
 mod state;
@@ -35,6 +38,9 @@ use serde::Serialize;
 use crate::confine::policy::{self, Writes};
 use crate::system::Host;
 
+#[cfg(test)]
+pub(crate) use manpages::NFKIT_TOML_5;
+pub use packaging::GenError;
 pub use selftest::SelftestError;
 
 /// Exit code: success.
@@ -105,6 +111,14 @@ pub enum Command {
     /// through the binary, see `cli::selftest`). Not a user command.
     #[command(name = "__confinement-test", hide = true)]
     ConfinementTest(selftest::SelftestArgs),
+    /// Man pages and completion scripts on stdout, for packagers (hidden;
+    /// see `cli::packaging`). Not a user command.
+    #[command(name = "__gen", hide = true)]
+    Gen(packaging::GenArgs),
+    /// Module names of the running kernel's tree starting with PREFIX, for
+    /// the completion scripts (hidden). Not a user command.
+    #[command(name = "__complete-modules", hide = true)]
+    CompleteModules(packaging::CompleteModulesArgs),
 }
 
 impl Command {
@@ -116,7 +130,9 @@ impl Command {
             | Command::Verify
             | Command::Import(_)
             | Command::Metrics(_)
-            | Command::Explain(_) => Writes::NONE,
+            | Command::Explain(_)
+            | Command::Gen(_)
+            | Command::CompleteModules(_) => Writes::NONE,
             Command::Conntrack(args) => args.writes(),
             Command::Modules(args) => args.writes(),
             Command::Apply(args) => args.writes(),
@@ -293,6 +309,8 @@ fn run(cli: Cli, output: Output) -> anyhow::Result<u8> {
         Command::Verify => state::run_verify(&host, &cli.config, output),
         Command::Import(args) => state::run_import(&host, args, output),
         Command::Boot => state::run_boot(&host, &cli.config, output),
+        Command::Gen(args) => packaging::run_gen(args),
+        Command::CompleteModules(args) => packaging::run_complete_modules(&host, args),
         Command::ConfinementTest(_) => unreachable!("handled above"),
     }
 }

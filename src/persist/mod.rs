@@ -4,6 +4,8 @@
 pub mod apply;
 pub mod boot_gaps;
 pub mod desired;
+#[cfg(test)]
+mod desired_keys;
 pub mod diff;
 pub mod edit;
 pub mod el_boot;
