@@ -59,7 +59,7 @@ pub fn directory_of(path: &Path) -> PathBuf {
 /// The temporary file's path: hidden, same directory, not `*.prom`.
 pub fn temp_path(path: &Path) -> Option<PathBuf> {
     let name = path.file_name()?.to_string_lossy().into_owned();
-    Some(directory_of(path).join(format!(".{name}.nfkit-{}.tmp", std::process::id())))
+    Some(directory_of(path).join(format!(".{name}.nfkit-{}.tmp", nix::unistd::getpid())))
 }
 
 /// Replaces `path` with `text` atomically (mode 0644).
