@@ -95,12 +95,13 @@ fn helper_without_assignment_warns_and_a_used_nft_ct_helper_clears_it() {
     });
 }
 
-#[test]
-fn legacy_raw_ct_rule_assigns_the_helper() {
+/// A raw-table `-j CT --helper ftp` rule added by `creator` assigns the FTP
+/// helper (named by `evidence`) and no other.
+fn ct_rule_assigns_ftp(creator: &'static str, evidence: &'static str) {
     ftp_helper_is_built_in();
-    in_fresh_netns(|| {
+    in_fresh_netns(move || {
         ok(&mut tool(
-            "iptables-legacy",
+            creator,
             [
                 "-t",
                 "raw",
@@ -122,43 +123,21 @@ fn legacy_raw_ct_rule_assigns_the_helper() {
             helper(&r)["assigned_by"][0]
                 .as_str()
                 .unwrap()
-                .contains("legacy x_tables")
+                .contains(evidence),
+            "{r:#}"
         );
         assert_eq!(helper(&explain("nf_conntrack_sip"))["assigned"], false);
     });
 }
 
 #[test]
+fn legacy_raw_ct_rule_assigns_the_helper() {
+    ct_rule_assigns_ftp("iptables-legacy", "legacy x_tables");
+}
+
+#[test]
 fn iptables_nft_ct_rule_assigns_the_helper() {
-    ftp_helper_is_built_in();
-    in_fresh_netns(|| {
-        ok(&mut tool(
-            "iptables-nft",
-            [
-                "-t",
-                "raw",
-                "-A",
-                "PREROUTING",
-                "-p",
-                "tcp",
-                "--dport",
-                "21",
-                "-j",
-                "CT",
-                "--helper",
-                "ftp",
-            ],
-        ));
-        let r = explain("nf_conntrack_ftp");
-        assert_eq!(helper(&r)["assigned"], true, "{r:#}");
-        assert!(
-            helper(&r)["assigned_by"][0]
-                .as_str()
-                .unwrap()
-                .contains("iptables-nft"),
-            "{r:#}"
-        );
-    });
+    ct_rule_assigns_ftp("iptables-nft", "iptables-nft");
 }
 
 #[test]
