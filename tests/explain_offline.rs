@@ -13,21 +13,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-struct Root {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
-
-/// The fixture's lib/ under a new root with its own etc/modprobe.d file.
-fn root_with(conf: &str) -> Root {
-    let t = tree::kernel_tree();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    t.install_into(&root);
-    std::fs::create_dir_all(root.join("etc/modprobe.d")).unwrap();
-    std::fs::write(root.join("etc/modprobe.d/test.conf"), conf).unwrap();
-    Root { _dir: dir, root }
-}
+use tree::overlay;
 
 fn explain(root: &Path, extra: &[&str], name: &str) -> (i32, Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_nfkit"))
@@ -97,7 +83,7 @@ fn reason<'a>(v: &'a Value, kind: &str) -> &'a Value {
 #[test]
 fn loadable_module_would_load_and_is_signed() {
     let t = tree::kernel_tree();
-    let r = root_with("");
+    let r = overlay("");
     let oracle = modprobe(&r.root, &t.release, "xt_state").unwrap();
     assert!(
         oracle
@@ -124,7 +110,7 @@ fn loadable_module_would_load_and_is_signed() {
 #[test]
 fn blacklist_stops_the_alias_not_the_name() {
     let t = tree::kernel_tree();
-    let r = root_with("# test\n\nblacklist xt_state\n");
+    let r = overlay("# test\n\nblacklist xt_state\n");
     // Oracle: the alias shows nothing, the name loads.
     assert_eq!(
         modprobe(&r.root, &t.release, "ipt_state").unwrap(),
@@ -152,7 +138,7 @@ fn blacklist_stops_the_alias_not_the_name() {
 #[test]
 fn install_true_is_disabled_by_policy_with_its_line() {
     let t = tree::kernel_tree();
-    let r = root_with("install xt_state /bin/true\n");
+    let r = overlay("install xt_state /bin/true\n");
     let oracle = modprobe(&r.root, &t.release, "xt_state").unwrap();
     assert_eq!(
         oracle.last().map(String::as_str),
@@ -179,7 +165,7 @@ fn install_true_is_disabled_by_policy_with_its_line() {
 #[test]
 fn built_in_module_is_already_satisfied() {
     let t = tree::kernel_tree();
-    let r = root_with("");
+    let r = overlay("");
     let builtin = std::fs::read_to_string(t.moddir().join("modules.builtin")).unwrap();
     let path = builtin.lines().next().unwrap();
     let name = Path::new(path)
@@ -204,7 +190,7 @@ fn built_in_module_is_already_satisfied() {
 #[test]
 fn unknown_name_and_missing_tree_are_unavailable() {
     let t = tree::kernel_tree();
-    let r = root_with("");
+    let r = overlay("");
     assert!(modprobe(&r.root, &t.release, "xt_nfkit_none").is_none());
     let (code, v) = explain(&r.root, &[], "xt_nfkit_none");
     assert_eq!(code, 1);
@@ -224,7 +210,7 @@ fn unknown_name_and_missing_tree_are_unavailable() {
 #[test]
 fn another_release_name_is_a_vermagic_mismatch() {
     let t = tree::kernel_tree();
-    let r = root_with("");
+    let r = overlay("");
     let other = "6.1.0-99-amd64";
     std::fs::rename(
         r.root.join("lib/modules").join(&t.release),
@@ -250,7 +236,7 @@ fn strip_signature(data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn unsigned_module_file_is_reported() {
-    let r = root_with("");
+    let r = overlay("");
     let (_, v) = explain(&r.root, &[], "xt_state");
     let path = PathBuf::from(v["results"][0]["modules"][0]["path"].as_str().unwrap());
     let data = std::fs::read(&path).unwrap();
@@ -267,7 +253,7 @@ fn unsigned_module_file_is_reported() {
 #[test]
 fn kernel_config_is_read_from_boot() {
     let t = tree::kernel_tree();
-    let r = root_with("");
+    let r = overlay("");
     let (_, v) = explain(&r.root, &[], "xt_state");
     assert!(
         v["kernel_config"]["note"]
@@ -299,7 +285,7 @@ fn kernel_config_is_read_from_boot() {
 
 #[test]
 fn text_output_says_offline_and_names_each_reason() {
-    let r = root_with("blacklist xt_state\n");
+    let r = overlay("blacklist xt_state\n");
     let out = Command::new(env!("CARGO_BIN_EXE_nfkit"))
         .arg("--root")
         .arg(&r.root)

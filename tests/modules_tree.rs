@@ -12,7 +12,7 @@
 #[path = "support/tree.rs"]
 mod tree;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -285,21 +285,7 @@ fn offline_tree_refuses_real_changes() {
     assert!(err["message"].as_str().unwrap().contains("--dry-run"));
 }
 
-/// A root that shares the fixture's lib/ but has its own etc/modprobe.d.
-struct Overlay {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
-
-fn overlay(conf: &str) -> Overlay {
-    let t = tree::kernel_tree();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    t.install_into(&root);
-    std::fs::create_dir_all(root.join("etc/modprobe.d")).unwrap();
-    std::fs::write(root.join("etc/modprobe.d/test.conf"), conf).unwrap();
-    Overlay { _dir: dir, root }
-}
+use tree::overlay;
 
 #[test]
 fn blacklist_applies_to_aliases_only_by_default() {

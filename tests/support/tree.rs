@@ -77,3 +77,21 @@ impl KernelTree {
         );
     }
 }
+
+/// A root that shares the fixture's lib/ but has its own
+/// etc/modprobe.d/test.conf.
+pub struct Overlay {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+/// The fixture's lib/ under a new root with `conf` as its only modprobe.d
+/// file.
+pub fn overlay(conf: &str) -> Overlay {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    kernel_tree().install_into(&root);
+    std::fs::create_dir_all(root.join("etc/modprobe.d")).unwrap();
+    std::fs::write(root.join("etc/modprobe.d/test.conf"), conf).unwrap();
+    Overlay { _dir: dir, root }
+}
