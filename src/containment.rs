@@ -256,6 +256,12 @@ pub fn decide(f: &Facts) -> Containment {
 /// Reads the facts (offline: the files under the root's proc/; the mount
 /// flags of /sys are then unknown).
 pub fn read(host: &Host) -> Containment {
+    read_in(host, host.network_namespace())
+}
+
+/// [`read`] for a caller that already knows the network namespace
+/// (`status` reports it too: read once).
+pub fn read_in(host: &Host, netns: crate::system::NetnsInfo) -> Containment {
     let read = |p: &Path| host.read(p, Kind::KernelValue).ok().flatten();
     let proc_vz = host.proc("vz").exists();
     let container = read(&host.root.join("run/systemd/container"))
@@ -296,7 +302,7 @@ pub fn read(host: &Host) -> Containment {
             None
         },
         container,
-        initial_netns: host.network_namespace().initial,
+        initial_netns: netns.initial,
         initial_userns: read(&host.proc("self/uid_map"))
             .map(|m| crate::modules::explain::is_initial_uid_map(&m)),
         cap_sys_module: cap.map(|c| c & (1 << 16) != 0),

@@ -32,6 +32,12 @@ const NLMSG_DONE: u16 = 3;
 const NLMSG_NOOP: u16 = 1;
 /// How long one exchange may wait for the kernel before failing.
 const RECEIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The receive buffer: the kernel fills a dump datagram up to the largest
+/// buffer a reader offered, capped at 32 KiB (`netlink_recvmsg`,
+/// `netlink_dump`), and our other replies are small, so one `recv` with
+/// this much room takes any datagram whole (no peek first). A larger one is
+/// reported as malformed, never cut silently.
+const RECEIVE_BUFFER: usize = 64 * 1024;
 
 /// Errors of the netlink socket layer. Each names the operation it served.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +135,8 @@ pub struct Reply {
 pub struct NfnlSocket {
     socket: Socket,
     next_sequence: u32,
+    /// Reused for every datagram ([`RECEIVE_BUFFER`] bytes).
+    buffer: Vec<u8>,
 }
 
 impl NfnlSocket {
@@ -147,6 +155,7 @@ impl NfnlSocket {
         Ok(Self {
             socket,
             next_sequence: 1,
+            buffer: Vec::with_capacity(RECEIVE_BUFFER),
         })
     }
 
@@ -187,12 +196,22 @@ impl NfnlSocket {
 
         let mut collected = Vec::new();
         loop {
-            let (datagram, _) = self
+            self.buffer.clear();
+            // MSG_TRUNC: the datagram's real length even if it did not fit.
+            let length = self
                 .socket
-                .recv_from_full()
+                .recv(&mut self.buffer, libc::MSG_TRUNC)
                 .map_err(|source| Error::Receive { op, source })?;
+            if length > self.buffer.len() {
+                return Err(Error::Malformed {
+                    op,
+                    detail: format!(
+                        "a reply datagram of {length} bytes exceeds the {RECEIVE_BUFFER}-byte receive buffer"
+                    ),
+                });
+            }
             for frame in
-                split_frames(&datagram).map_err(|detail| Error::Malformed { op, detail })?
+                split_frames(&self.buffer).map_err(|detail| Error::Malformed { op, detail })?
             {
                 if frame.header.sequence_number != sequence {
                     continue; // a late reply to an earlier request

@@ -9,6 +9,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::Serialize;
 
@@ -26,6 +27,19 @@ pub struct Host {
     pub sys_root: PathBuf,
     /// `true` with `--root`: files only, no netlink, no writes to /proc.
     pub offline: bool,
+    /// Facts that cannot change while nfkit runs, read once.
+    once: Once,
+}
+
+/// Facts of a [`Host`] read on first use and kept: the kernel release and
+/// whether it has module support do not change while a process runs, and
+/// several readers of one command ask (`status` asked for `/proc/modules`
+/// four times and read `osrelease` twice). The network namespace is not
+/// here: a thread may `setns` (`metrics --all-netns`).
+#[derive(Debug, Clone, Default)]
+struct Once {
+    release: OnceLock<Option<String>>,
+    module_support: OnceLock<bool>,
 }
 
 impl Host {
@@ -36,6 +50,7 @@ impl Host {
             proc_root: PathBuf::from("/proc"),
             sys_root: PathBuf::from("/sys"),
             offline: false,
+            once: Once::default(),
         }
     }
 
@@ -47,6 +62,7 @@ impl Host {
             sys_root: root.join("sys"),
             root,
             offline: true,
+            once: Once::default(),
         }
     }
 
@@ -105,17 +121,24 @@ impl Host {
     }
 
     /// `uname -r`, from `/proc/sys/kernel/osrelease`; `Ok(None)` when
-    /// absent.
+    /// absent. Read once (a read error is not kept: it is returned again).
     pub fn kernel_release(&self) -> Result<Option<String>, ReadError> {
-        Ok(self
+        if let Some(release) = self.once.release.get() {
+            return Ok(release.clone());
+        }
+        let release = self
             .read(&self.proc("sys/kernel/osrelease"), Kind::KernelValue)?
-            .map(|s| s.trim().to_string()))
+            .map(|s| s.trim().to_string());
+        Ok(self.once.release.get_or_init(|| release).clone())
     }
 
     /// Whether the kernel supports loadable modules (`/proc/modules` exists
-    /// only with `CONFIG_MODULES`).
+    /// only with `CONFIG_MODULES`). Looked up once.
     pub fn has_module_support(&self) -> bool {
-        self.proc("modules").exists()
+        *self
+            .once
+            .module_support
+            .get_or_init(|| self.proc("modules").exists())
     }
 
     /// Whether a kernel component is present without needing to be loaded:

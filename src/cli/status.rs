@@ -52,12 +52,13 @@ pub(super) fn run(host: &Host, output: Output) -> anyhow::Result<u8> {
             error: Some(crate::error::ErrorObject::text(e)),
         },
     };
+    let netns = host.network_namespace();
     let report = StatusReport {
         kernel_release: host.kernel_release()?,
         module_support: host.has_module_support(),
         libkmod,
-        network_namespace: host.network_namespace(),
-        containment: crate::containment::read(host),
+        network_namespace: netns,
+        containment: crate::containment::read_in(host, netns),
         conntrack: conntrack::read_status(host, ReadOptions::default()),
         tables: tables::read_tables(host),
         confinement: crate::confine::report(),
