@@ -143,8 +143,11 @@ impl NfnlSocket {
     /// Opens and binds a socket; `op` names the operation for errors.
     pub fn open(op: &'static str) -> Result<Self, Error> {
         let open_err = |source| Error::Open { op, source };
-        let mut socket = Socket::new(NETLINK_NETFILTER).map_err(open_err)?;
-        socket.bind_auto().map_err(open_err)?;
+        let socket = Socket::new(NETLINK_NETFILTER).map_err(open_err)?;
+        // No bind: the kernel binds the socket to a free port id on the
+        // first send (netlink_autobind), and replies are matched by
+        // sequence number, not port. Connected to the kernel (port 0), it
+        // receives from the kernel only.
         socket.connect(&SocketAddr::new(0, 0)).map_err(open_err)?;
         nix::sys::socket::setsockopt(
             &socket.as_fd(),
