@@ -41,8 +41,8 @@ pub use explain_read::{
 };
 pub use list::{ListReport, ListedModule, list};
 pub use load::{
-    LoadFlags, LoadOutcome, LoadReport, LoadRequest, LoadResult, LoadedModule, SeqAction, SeqStep,
-    load, parse_load_args,
+    Jobs, LoadFlags, LoadOutcome, LoadReport, LoadRequest, LoadResult, LoadedModule, SeqAction,
+    SeqStep, load, parse_load_args,
 };
 pub use removal::{Role, Step, StepResult};
 pub use resolve::{Param, ResolveReport, Resolved, ResolvedModule, Softdeps, resolve};

@@ -138,6 +138,7 @@ impl Graph {
     }
 
     /// What node `i` waits for.
+    #[cfg(test)]
     pub(crate) fn prereqs(&self, i: usize) -> &[(usize, Edge)] {
         &self.prereqs[i]
     }
@@ -173,6 +174,7 @@ pub(crate) enum NodeState {
 }
 
 impl NodeState {
+    #[cfg(test)]
     fn is_final(self) -> bool {
         matches!(
             self,
@@ -269,6 +271,7 @@ impl<'g> Schedule<'g> {
     }
 
     /// Every node's state.
+    #[cfg(test)]
     pub(crate) fn states(&self) -> &[NodeState] {
         &self.state
     }
