@@ -375,12 +375,12 @@ pub fn load(
     let mut log = KmodLog::default();
     log.take(&ctx);
     // Phase 1a: every name looked up.
-    let looked: Vec<Result<Vec<Module<'_>>, ErrorInfo>> = requests
+    let looked: Vec<Result<Vec<Module<'_>>, Box<ErrorInfo>>> = requests
         .iter()
         .map(|req| {
             let found = lookup(&ctx, &t, op, &req.name);
             let lines = log.take(&ctx);
-            found.map_err(|e| ErrorInfo::from(&e).with_libkmod(lines))
+            found.map_err(|e| Box::new(ErrorInfo::from(&e).with_libkmod(lines)))
         })
         .collect();
     // Phase 1b: each module's checks and load sequence.
@@ -403,18 +403,23 @@ pub fn load(
             Prepared::Finished(_) => None,
         })
         .collect();
-    let sequences: Vec<Vec<String>> = pending
+    let sequences: Vec<Vec<(String, String)>> = pending
         .iter()
-        .map(|p| p.sequence.iter().map(|s| s.module.clone()).collect())
+        .map(|p| {
+            p.sequence
+                .iter()
+                .map(|s| (s.module.clone(), s.options.clone()))
+                .collect()
+        })
         .collect();
     let graph = Graph::build(&sequences, |name| relations(&ctx, name));
     let steps: Vec<SeqStep> = (0..graph.len())
         .map(|i| {
             let unit = pending[graph.owner(i)];
-            let name = graph.name(i);
+            let (name, opts) = (graph.name(i), graph.options(i));
             unit.sequence
                 .iter()
-                .find(|s| s.module == name)
+                .find(|s| s.module == name && s.options == opts)
                 .cloned()
                 .expect("a node comes from its owner's sequence")
         })
@@ -462,7 +467,7 @@ pub fn load(
     {
         let legacy = legacy::lookup(&req.name);
         let (modules, error, legacy) = match l {
-            Err(error) => (Vec::new(), Some(error), legacy.map(|l| l.note(&[]))),
+            Err(error) => (Vec::new(), Some(*error), legacy.map(|l| l.note(&[]))),
             Ok(mods) => {
                 let names: Vec<String> = mods.iter().map(Module::name).collect();
                 if !notes.is_empty() {
@@ -511,7 +516,10 @@ pub(crate) fn insert_files(
     paths: &[String],
     jobs: Jobs,
 ) -> (usize, Vec<Result<bool, kmod::Error>>) {
-    let sequences: Vec<Vec<String>> = paths.iter().map(|p| vec![p.clone()]).collect();
+    let sequences: Vec<Vec<(String, String)>> = paths
+        .iter()
+        .map(|p| vec![(p.clone(), String::new())])
+        .collect();
     let graph = Graph::build(&sequences, |_| Relations::default());
     let steps: Vec<SeqStep> = (0..graph.len())
         .map(|i| SeqStep {
@@ -721,8 +729,11 @@ impl Inserted<'_, '_> {
         if let Some(e) = error {
             return failed(job, e);
         }
-        let target = self.graph.node(&job.module);
-        let inserted_here = target.is_none_or(|i| self.graph.owner(i) == u);
+        let target = self.graph.node_in(u, &job.module);
+        let inserted_here = target.is_none_or(|i| {
+            self.graph.owner(i) == u
+                && matches!(&self.run.outcomes[i], NodeOutcome::Done(d) if !d.already)
+        });
         let (outcome, checked) = if inserted_here {
             (LoadOutcome::Loaded, job.check_options_applied())
         } else {
@@ -742,7 +753,8 @@ impl Inserted<'_, '_> {
                 .unit(u)
                 .iter()
                 .filter(|&&i| {
-                    self.graph.owner(i) == u && matches!(self.run.outcomes[i], NodeOutcome::Done(_))
+                    self.graph.owner(i) == u
+                        && matches!(&self.run.outcomes[i], NodeOutcome::Done(d) if !d.already)
                 })
                 .map(|&i| self.steps[i].clone())
                 .collect()
@@ -769,14 +781,14 @@ impl Inserted<'_, '_> {
         failed: &[bool],
     ) -> Vec<Vec<String>> {
         let units_of = |n: usize| concluded[n].iter().filter_map(|(_, u)| *u);
-        let mut keep: BTreeSet<usize> = BTreeSet::new();
+        let mut keep: BTreeSet<&str> = BTreeSet::new();
         let mut name_of_unit =
             vec![0; concluded.iter().flatten().filter(|x| x.1.is_some()).count()];
-        for n in 0..concluded.len() {
+        for (n, &name_failed) in failed.iter().enumerate() {
             for u in units_of(n) {
                 name_of_unit[u] = n;
-                if !failed[n] {
-                    keep.extend(self.graph.unit(u));
+                if !name_failed {
+                    keep.extend(self.graph.unit(u).iter().map(|&i| self.graph.name(i)));
                 }
             }
         }
@@ -790,7 +802,7 @@ impl Inserted<'_, '_> {
                 continue;
             }
             let name = self.graph.name(i);
-            if keep.contains(&i) {
+            if keep.contains(name) {
                 notes[n].push(format!("kept {name}: another name of this load needs it"));
                 continue;
             }

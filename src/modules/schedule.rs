@@ -45,6 +45,8 @@ pub(crate) struct Relations {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Graph {
     names: Vec<String>,
+    /// The options each node is inserted with (its key with the name).
+    options: Vec<String>,
     prereqs: Vec<Vec<(usize, Edge)>>,
     dependents: Vec<Vec<(usize, Edge)>>,
     /// The unit (sequence) where each node occurs first.
@@ -54,44 +56,67 @@ pub(crate) struct Graph {
 }
 
 impl Graph {
-    /// Builds the graph of `sequences` (one per unit, in request order),
-    /// with each module's relations from `relations`.
+    /// Builds the graph of `sequences` (one per unit, in request order;
+    /// each entry a module and the options it is inserted with), with each
+    /// module's relations from `relations`.
+    ///
+    /// A node is a module *with its options*: a module that one name loads
+    /// with given options and another needs with none is two nodes, the
+    /// later one ordered after the earlier. If the earlier insert fails
+    /// (a bad given option), the later one is still attempted with its own
+    /// options, as the one-after-another loader would; if it succeeds, the
+    /// later one finds the module loaded (`EEXIST`, done).
     pub(crate) fn build(
-        sequences: &[Vec<String>],
+        sequences: &[Vec<(String, String)>],
         mut relations: impl FnMut(&str) -> Relations,
     ) -> Graph {
-        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut index: HashMap<(&str, &str), usize> = HashMap::new();
         let mut g = Graph::default();
         for (u, seq) in sequences.iter().enumerate() {
             let mut nodes = Vec::new();
-            for name in seq {
-                let i = *index.entry(name.as_str()).or_insert_with(|| {
-                    g.names.push(name.clone());
-                    g.owner.push(u);
-                    g.names.len() - 1
-                });
+            for (name, options) in seq {
+                let i = *index
+                    .entry((name.as_str(), options.as_str()))
+                    .or_insert_with(|| {
+                        g.names.push(name.clone());
+                        g.options.push(options.clone());
+                        g.owner.push(u);
+                        g.names.len() - 1
+                    });
                 if !nodes.contains(&i) {
                     nodes.push(i);
                 }
             }
             g.units.push(nodes);
         }
-        let mut edges = Vec::new();
-        for (v, name) in g.names.iter().enumerate() {
-            let r = relations(name);
-            let pos = |n: &String| index.get(n.as_str()).copied();
-            for d in r.deps.iter().filter_map(pos) {
-                edges.push((d, v, Edge::Hard));
-            }
-            for d in r.pre.iter().filter_map(pos) {
-                edges.push((d, v, Edge::Soft));
-            }
-            for d in r.post.iter().filter_map(pos) {
-                edges.push((v, d, Edge::Soft));
-            }
-        }
         g.prereqs = vec![Vec::new(); g.names.len()];
         g.dependents = vec![Vec::new(); g.names.len()];
+        let mut known: HashMap<String, Relations> = HashMap::new();
+        let mut edges = Vec::new();
+        for nodes in &g.units {
+            // Within one sequence a module occurs once: its node there.
+            let here = |n: &String| nodes.iter().copied().find(|&i| g.names[i] == *n);
+            for &v in nodes {
+                let r = known
+                    .entry(g.names[v].clone())
+                    .or_insert_with(|| relations(&g.names[v]));
+                for d in r.deps.iter().filter_map(here) {
+                    edges.push((d, v, Edge::Hard));
+                }
+                for d in r.pre.iter().filter_map(here) {
+                    edges.push((d, v, Edge::Soft));
+                }
+                for d in r.post.iter().filter_map(here) {
+                    edges.push((v, d, Edge::Soft));
+                }
+            }
+        }
+        // Variants of one module: one after the other, in order.
+        for v in 0..g.names.len() {
+            if let Some(w) = (v + 1..g.names.len()).find(|&w| g.names[w] == g.names[v]) {
+                edges.push((v, w, Edge::Soft));
+            }
+        }
         for (from, to, kind) in edges {
             g.add_edge(from, to, kind);
         }
@@ -132,9 +157,22 @@ impl Graph {
         &self.names[i]
     }
 
-    /// The node of a module, if the load has it.
+    /// The first node of a module, if the load has it.
     pub(crate) fn node(&self, name: &str) -> Option<usize> {
         self.names.iter().position(|n| n == name)
+    }
+
+    /// Unit `u`'s node of a module, if its sequence has it.
+    pub(crate) fn node_in(&self, u: usize, name: &str) -> Option<usize> {
+        self.units[u]
+            .iter()
+            .copied()
+            .find(|&i| self.names[i] == name)
+    }
+
+    /// The options node `i` is inserted with.
+    pub(crate) fn options(&self, i: usize) -> &str {
+        &self.options[i]
     }
 
     /// What node `i` waits for.
@@ -403,8 +441,23 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn graph_of(u: &Universe, requests: &[usize]) -> Graph {
-        let seqs: Vec<Vec<String>> = requests.iter().map(|&r| u.sequence(r)).collect();
+        let seqs: Vec<Vec<(String, String)>> = requests
+            .iter()
+            .map(|&r| {
+                u.sequence(r)
+                    .into_iter()
+                    .map(|m| (m, String::new()))
+                    .collect()
+            })
+            .collect();
         Graph::build(&seqs, |n| u.relations(n))
+    }
+
+    fn plain(names: &[&str]) -> Vec<(String, String)> {
+        names
+            .iter()
+            .map(|n| (n.to_string(), String::new()))
+            .collect()
     }
 
     /// Nodes that need a failed node through hard edges (transitively),
@@ -561,10 +614,7 @@ pub(crate) mod tests {
     #[test]
     fn softdep_cycles_and_post_softdeps() {
         // a pre b, b pre a (a cycle), c post d: d after c.
-        let seqs = vec![
-            vec!["b".to_string(), "a".to_string()],
-            vec!["c".to_string(), "d".to_string()],
-        ];
+        let seqs = vec![plain(&["b", "a"]), plain(&["c", "d"])];
         let g = Graph::build(&seqs, |n| match n {
             "a" => Relations {
                 pre: vec!["b".into()],
@@ -600,7 +650,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_failure_blocks_the_chain_with_its_cause() {
-        let seqs = vec![vec!["x".to_string(), "y".to_string(), "z".to_string()]];
+        let seqs = vec![plain(&["x", "y", "z"])];
         let g = Graph::build(&seqs, |n| match n {
             "y" => Relations {
                 deps: vec!["x".into()],
@@ -619,5 +669,51 @@ pub(crate) mod tests {
         assert!(s.finished());
         assert_eq!(s.state(1), NodeState::Blocked { cause: 0 });
         assert_eq!(s.state(2), NodeState::Blocked { cause: 0 });
+    }
+
+    /// `nf_conntrack hashsize=abc xt_state`: the first name's node has the
+    /// bad option and fails; xt_state needs its own sequence's
+    /// nf_conntrack (no options), which is still attempted.
+    #[test]
+    fn a_failed_option_variant_does_not_block_another_names_variant() {
+        let seqs = vec![
+            vec![
+                ("crc".to_string(), String::new()),
+                ("ct".to_string(), "hashsize=abc".to_string()),
+            ],
+            vec![
+                ("crc".to_string(), String::new()),
+                ("ct".to_string(), String::new()),
+                ("state".to_string(), String::new()),
+            ],
+        ];
+        let g = Graph::build(&seqs, |n| match n {
+            "ct" => Relations {
+                deps: vec!["crc".into()],
+                ..Relations::default()
+            },
+            "state" => Relations {
+                deps: vec!["ct".into(), "crc".into()],
+                ..Relations::default()
+            },
+            _ => Relations::default(),
+        });
+        assert_eq!(g.len(), 4);
+        assert_eq!((g.name(1), g.options(1)), ("ct", "hashsize=abc"));
+        assert_eq!((g.name(2), g.options(2)), ("ct", ""));
+        assert_eq!(g.node_in(1, "ct"), Some(2));
+        assert_eq!(g.prereqs(2), &[(0, Edge::Hard), (1, Edge::Soft)]);
+        assert_eq!(g.prereqs(3), &[(2, Edge::Hard), (0, Edge::Hard)]);
+        let mut s = Schedule::new(&g);
+        assert_eq!(s.next(), Some(0));
+        s.finish(0, true);
+        assert_eq!(s.next(), Some(1));
+        assert_eq!(s.next(), None, "the second variant waits for the first");
+        s.finish(1, false);
+        assert_eq!(s.next(), Some(2));
+        s.finish(2, true);
+        assert_eq!(s.next(), Some(3));
+        s.finish(3, true);
+        assert!(s.finished());
     }
 }
