@@ -119,6 +119,46 @@ fn every_way_to_start_a_process_is_refused_and_threads_still_work() {
     );
 }
 
+/// The parallel loader's workers (issue 16) under the seccomp filter and
+/// the read-only Landlock ruleset: the threads start, each opens its own
+/// libkmod context and reaches the kernel's insert. This machine has no
+/// loadable module support, so every real file gets ENOSYS from
+/// finit_module; a missing file gets libkmod's ENOENT.
+#[test]
+fn parallel_load_workers_run_under_the_confinement() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = [
+        "--json",
+        "__confinement-test",
+        "load-threads",
+        "--jobs",
+        "3",
+    ]
+    .map(String::from)
+    .to_vec();
+    for i in 0..5 {
+        let p = dir.path().join(format!("m{i}.ko"));
+        fs::write(&p, vec![0x7fu8; 4096]).unwrap();
+        args.push(p.display().to_string());
+    }
+    args.push(dir.path().join("missing.ko").display().to_string());
+    let out = run(nfkit().args(&args));
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["threads"], 3, "{report}");
+    let results: Vec<&str> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        results,
+        ["ENOSYS", "ENOSYS", "ENOSYS", "ENOSYS", "ENOSYS", "ENOENT"],
+        "expected the kernel's ENOSYS (no module support here) for every file"
+    );
+}
+
 #[test]
 fn a_running_nfkit_is_in_seccomp_filter_mode() {
     let mut child = nfkit()

@@ -229,7 +229,7 @@ fn run_apply(
     }
     let lock = files::lock_runs()?;
     let desired = load(host, from)?;
-    let report = apply::apply_locked(host, &desired, &lock)?;
+    let report = apply::apply_locked(host, &desired, &lock, crate::modules::Jobs::auto())?;
     let config = if write_config {
         let file = record::config_file(host, None);
         let (report, text) = config_report(host, &desired)?;
@@ -330,7 +330,12 @@ fn run_kmod(
                     let running = runtime::read_running(host, &desired);
                     (runtime::diff_running(&desired, &running), vec![], vec![])
                 } else {
-                    let converged = runtime::converge(host, &desired, OptionsFrom::Desired);
+                    let converged = runtime::converge(
+                        host,
+                        &desired,
+                        OptionsFrom::Desired,
+                        crate::modules::Jobs::auto(),
+                    );
                     let failures = converged.failures();
                     let remaining = runtime::remaining(host, &desired, &failures);
                     (converged.changed(), failures, remaining)

@@ -47,7 +47,7 @@ where
                 command = Some(match arg.as_str() {
                     "status" => Command::Status,
                     "verify" => Command::Verify,
-                    _ => Command::Boot,
+                    _ => Command::Boot(Default::default()),
                 });
             }
             _ => {

@@ -106,7 +106,7 @@ pub enum Command {
     Import(state::ImportArgs),
     /// Apply the persisted state at boot (hosts without systemd): modules
     /// with options first, then the conntrack sysctls.
-    Boot,
+    Boot(state::BootArgs),
     /// Test-only entry points of the confinement (hidden; used by the tests
     /// through the binary, see `cli::selftest`). Not a user command.
     #[command(name = "__confinement-test", hide = true)]
@@ -136,7 +136,7 @@ impl Command {
             Command::Conntrack(args) => args.writes(),
             Command::Modules(args) => args.writes(),
             Command::Apply(args) => args.writes(),
-            Command::Boot => Writes::RUNTIME,
+            Command::Boot(_) => Writes::RUNTIME,
             // Enforces the policy of the command it is given itself.
             Command::ConfinementTest(_) => Writes::NONE,
         }
@@ -308,7 +308,7 @@ fn run(cli: Cli, output: Output) -> anyhow::Result<u8> {
         Command::Apply(args) => state::run_apply(&host, &cli.config, args, output),
         Command::Verify => state::run_verify(&host, &cli.config, output),
         Command::Import(args) => state::run_import(&host, args, output),
-        Command::Boot => state::run_boot(&host, &cli.config, output),
+        Command::Boot(args) => state::run_boot(&host, &cli.config, args, output),
         Command::Gen(args) => packaging::run_gen(args),
         Command::CompleteModules(args) => packaging::run_complete_modules(&host, args),
         Command::ConfinementTest(_) => unreachable!("handled above"),

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::num::NonZeroUsize;
 
 use clap::{Args, Subcommand};
 
@@ -9,7 +10,7 @@ use super::{EXIT_ERROR, EXIT_OK, Output};
 use crate::modules::error::ErrorInfo;
 use crate::modules::options::{EffectiveOption, OptionSource};
 use crate::modules::removal::{Role, StepResult};
-use crate::modules::{self, LoadFlags, LoadOutcome, SeqAction, SeqStep, UnloadFlags};
+use crate::modules::{self, Jobs, LoadFlags, LoadOutcome, SeqAction, SeqStep, UnloadFlags};
 use crate::system::Host;
 use anyhow::Context as _;
 
@@ -44,6 +45,31 @@ struct ReleaseArg {
     /// the running kernel's (or, with --root, the only release there).
     #[arg(long, value_name = "R")]
     kernel_release: Option<String>,
+}
+
+/// `--jobs N`: how many modules a load inserts at once (`modules load`,
+/// `apply`, `boot`).
+#[derive(Debug, Args, Default)]
+pub(super) struct JobsArg {
+    /// Insert up to N modules at once, each as soon as what it needs is in
+    /// (default: online CPUs, at most 4; 1 = one after another, in
+    /// modprobe's order).
+    #[arg(long, short = 'j', value_name = "N", value_parser = parse_jobs)]
+    jobs: Option<NonZeroUsize>,
+}
+
+impl JobsArg {
+    /// The loader's setting.
+    pub(super) fn jobs(&self) -> Jobs {
+        self.jobs.map_or(Jobs::auto(), Jobs::exactly)
+    }
+}
+
+fn parse_jobs(s: &str) -> Result<NonZeroUsize, String> {
+    s.parse::<NonZeroUsize>()
+        .ok()
+        .filter(|n| n.get() <= Jobs::MAX)
+        .ok_or_else(|| format!("expected a number from 1 to {}", Jobs::MAX))
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +107,8 @@ enum ModulesAction {
         /// module itself (modprobe -i).
         #[arg(long, short = 'i')]
         ignore_install: bool,
+        #[command(flatten)]
+        jobs: JobsArg,
         /// Also record the modules (and their options) in nfkit.toml and write
         /// the persistent files, so they load at every boot.
         #[arg(long)]
@@ -130,6 +158,7 @@ pub(super) fn run(
             dry_run,
             apply_blacklist,
             ignore_install,
+            jobs,
             persist,
             args,
         } => {
@@ -154,6 +183,7 @@ pub(super) fn run(
                 dry_run,
                 apply_blacklist,
                 ignore_install,
+                jobs: jobs.jobs(),
             };
             let r = modules::load(host, release.kernel_release.as_deref(), &requests, flags)?;
             report_errors(

@@ -60,6 +60,17 @@ enum Action {
         /// The module (its real name).
         name: String,
     },
+    /// Insert the `.ko` files PATH... on N worker threads of the parallel
+    /// loader (one libkmod context each), under the read-only ruleset;
+    /// prints the threads used and each file's errno.
+    LoadThreads {
+        /// Worker threads.
+        #[arg(long, default_value = "2")]
+        jobs: std::num::NonZeroUsize,
+        /// `.ko` files (independent of each other).
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
     /// Time the seccomp filter's installation and COMMAND's ruleset.
     Timing {
         /// An nfkit command line (without `nfkit`).
@@ -329,6 +340,53 @@ fn kmod_install(name: &str, ignore_install: bool, output: Output) -> anyhow::Res
 }
 
 #[derive(Serialize)]
+struct LoadThreads {
+    threads: usize,
+    /// Per file: `inserted`, `already_loaded`, or the errno's name.
+    results: Vec<String>,
+}
+
+fn load_threads(
+    jobs: std::num::NonZeroUsize,
+    paths: &[String],
+    output: Output,
+) -> anyhow::Result<u8> {
+    crate::confine::restrict_writes(Vec::new())?;
+    let dir = paths_dir(paths);
+    let (threads, results) =
+        crate::modules::load::insert_files(&dir, paths, crate::modules::Jobs::exactly(jobs));
+    let report = LoadThreads {
+        threads,
+        results: results
+            .iter()
+            .map(|r| match r {
+                Ok(false) => "inserted".to_owned(),
+                Ok(true) => "already_loaded".to_owned(),
+                Err(e) => e
+                    .errno()
+                    .map_or_else(|| crate::error::message(e), |n| format!("{n:?}")),
+            })
+            .collect(),
+    };
+    output.emit(&report, |out| {
+        out.push_str(&format!("threads: {}\n", report.threads));
+        for (p, r) in paths.iter().zip(&report.results) {
+            out.push_str(&format!("{p}: {r}\n"));
+        }
+    })?;
+    Ok(EXIT_OK)
+}
+
+/// The module directory for the worker contexts: the first file's
+/// directory (they read nothing from it when inserting by path).
+fn paths_dir(paths: &[String]) -> PathBuf {
+    paths
+        .first()
+        .and_then(|p| std::path::Path::new(p).parent())
+        .map_or_else(|| PathBuf::from("/"), std::path::Path::to_path_buf)
+}
+
+#[derive(Serialize)]
 struct Timing {
     /// Assembling and installing the seccomp filter (a second copy).
     seccomp_us: f64,
@@ -372,5 +430,6 @@ pub(super) fn run(args: SelftestArgs, output: Output) -> anyhow::Result<u8> {
             ignore_install,
         } => kmod_install(&name, ignore_install, output),
         Action::Timing { command } => timing(&command, output),
+        Action::LoadThreads { jobs, paths } => load_threads(jobs, &paths, output),
     }
 }

@@ -29,6 +29,15 @@ pub struct ApplyArgs {
     /// Show unified diffs of the files and a before/after table of runtime values.
     #[arg(long)]
     diff: bool,
+    #[command(flatten)]
+    jobs: super::modules::JobsArg,
+}
+
+/// `nfkit boot`.
+#[derive(Debug, Args, Default)]
+pub struct BootArgs {
+    #[command(flatten)]
+    pub(super) jobs: super::modules::JobsArg,
 }
 
 impl ApplyArgs {
@@ -191,7 +200,7 @@ pub(super) fn run_apply(
         // nfkit.toml is read under the lock: a concurrent `--persist` has
         // either written both nfkit.toml and the files, or not started.
         let lock = files::lock_runs()?;
-        apply::apply_locked(host, &load_desired(host, config)?, &lock)?
+        apply::apply_locked(host, &load_desired(host, config)?, &lock, args.jobs.jobs())?
     };
     output.failures(&report.failures);
     output.emit(&report, |out| render_apply(out, &report, args.diff))?;
@@ -336,6 +345,7 @@ pub(super) fn run_import(host: &Host, args: ImportArgs, output: Output) -> anyho
 pub(super) fn run_boot(
     host: &Host,
     config: &Option<PathBuf>,
+    args: BootArgs,
     output: Output,
 ) -> anyhow::Result<u8> {
     anyhow::ensure!(
@@ -343,7 +353,7 @@ pub(super) fn run_boot(
         "boot: applies the state to the running kernel, which --root does not use"
     );
     let desired = load_desired(host, config)?;
-    let converged = runtime::converge(host, &desired, OptionsFrom::Desired);
+    let converged = runtime::converge(host, &desired, OptionsFrom::Desired, args.jobs.jobs());
     let changes = converged.changed();
     let failures = converged.failures();
     let remaining = runtime::remaining(host, &desired, &failures);

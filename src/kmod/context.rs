@@ -253,6 +253,28 @@ impl Context {
         })
     }
 
+    /// `kmod_module_new_from_path`: a module handle for one `.ko` file
+    /// (compressed or not), named after the file. Used by the parallel
+    /// loader's workers, whose contexts read no configuration: the path and
+    /// the options come from the resolving context's plan.
+    pub fn module_from_path(&self, path: &Path) -> Result<Module<'_>, Error> {
+        const CALL: &str = "kmod_module_new_from_path";
+        let c = cstring(CALL, path.as_os_str().as_bytes())?;
+        let mut m: *mut kmod_module = std::ptr::null_mut();
+        // SAFETY: live context, valid C string, valid out pointer; libkmod
+        // copies the path.
+        let ret =
+            unsafe { (self.api.kmod_module_new_from_path)(self.ptr.as_ptr(), c.as_ptr(), &mut m) };
+        let arg = path.display().to_string();
+        check(CALL, &arg, ret)?;
+        // SAFETY: on success libkmod stored a module reference we now own.
+        unsafe { Module::from_raw(self.api, m) }.ok_or(Error::Call {
+            call: CALL,
+            arg,
+            errno: Errno::ENOENT,
+        })
+    }
+
     /// The module names blacklisted by the configuration
     /// (`kmod_config_get_blacklists`), including `modprobe.blacklist=` from
     /// the kernel command line.

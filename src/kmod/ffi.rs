@@ -163,6 +163,7 @@ kmod_api! {
     kmod_config_iter_free_iter: fn(*mut kmod_config_iter);
     kmod_module_new_from_name: fn(*mut kmod_ctx, *const c_char, *mut *mut kmod_module) -> c_int;
     kmod_module_new_from_lookup: fn(*mut kmod_ctx, *const c_char, *mut *mut kmod_list) -> c_int;
+    kmod_module_new_from_path: fn(*mut kmod_ctx, *const c_char, *mut *mut kmod_module) -> c_int;
     kmod_module_unref: fn(*mut kmod_module) -> *mut kmod_module;
     kmod_module_unref_list: fn(*mut kmod_list) -> c_int;
     kmod_module_get_module: fn(*const kmod_list) -> *mut kmod_module;
@@ -189,6 +190,7 @@ kmod_api! {
         Option<PrintActionFn>,
     ) -> c_int;
     kmod_module_remove_module: fn(*mut kmod_module, c_uint) -> c_int;
+    kmod_module_insert_module: fn(*mut kmod_module, c_uint, *const c_char) -> c_int;
 }
 
 static API: OnceLock<Result<Api, Error>> = OnceLock::new();

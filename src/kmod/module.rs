@@ -229,6 +229,24 @@ impl<'ctx> Module<'ctx> {
         check("kmod_module_remove_module", &self.name(), ret).map(drop)
     }
 
+    /// `kmod_module_insert_module`: inserts this one module (no
+    /// dependencies, no configuration, no commands) with exactly `options`
+    /// (`finit_module` on the file, or `init_module` on its decompressed
+    /// image where the kernel cannot decompress it). Already loaded is
+    /// `EEXIST`.
+    pub fn insert(&self, options: &str) -> Result<(), Error> {
+        const CALL: &str = "kmod_module_insert_module";
+        let opts = CString::new(options).map_err(|_| Error::Nul {
+            call: CALL,
+            arg: options.to_owned(),
+        })?;
+        // SAFETY: live module; `opts` is a valid C string that outlives the
+        // call (libkmod copies what it passes to the kernel); flags 0 (no
+        // forcing).
+        let ret = unsafe { (self.api.kmod_module_insert_module)(self.raw(), 0, opts.as_ptr()) };
+        check(CALL, &self.name(), ret).map(drop)
+    }
+
     /// `kmod_module_probe_insert_module`: modprobe's insert, with
     /// dependencies, softdeps, options and blacklist handling (see
     /// [`super::probe_flags`]).

@@ -1,8 +1,36 @@
 //! `nfkit modules load`: modprobe's insert through libkmod, with the
 //! options checked against the module's real parameters, install commands
-//! never run, and a failed load rolled back.
-
+//! never run, a failed name rolled back, and independent modules inserted
+//! in parallel.
+//!
+//! A load runs in four phases:
+//! 1. **Resolve** (this thread, one libkmod context): each name is looked
+//!    up, and each module it resolves to goes through the checks of
+//!    [`LoadJob`] up to a dry-run probe, whose print_action list is the
+//!    module's *load sequence* (softdeps, dependencies, the module, with
+//!    the options libkmod would pass: modprobe.d + given). Blacklist,
+//!    install-command policy and option checks happen here, before
+//!    anything is inserted. A dry run ends here (unchanged by the rest).
+//! 2. **Plan** ([`super::schedule`], pure): the sequences of all names
+//!    become one DAG (hard dependencies and pre-softdeps before a module,
+//!    post-softdeps after), each module once, in the sequential order.
+//! 3. **Insert** ([`super::pool`]): up to `--jobs` worker threads insert
+//!    the modules whose prerequisites are in. libkmod contexts are not
+//!    thread-safe, so each worker opens its *own* context (no
+//!    configuration, no indexes: [`KmodInserter`]) and inserts by path
+//!    (`kmod_module_new_from_path` + `kmod_module_insert_module`), with
+//!    the options the resolving context computed; libkmod still handles
+//!    `.ko.xz`/`.ko.zst` (kernel decompression through `finit_module`, or
+//!    its own). A failed module's dependents are not attempted. With
+//!    `--jobs 1` the insert order is the sequential loader's order.
+//! 4. **Conclude** (this thread): per name, in the order given: the
+//!    result, the parameter check after loading, and the rollback of what
+//!    this run inserted for a name that failed (a module another,
+//!    successful name needs is kept).
+use std::collections::BTreeSet;
 use std::fmt;
+use std::num::NonZeroUsize;
+use std::path::Path;
 
 use nix::errno::Errno;
 use serde::Serialize;
@@ -10,10 +38,12 @@ use serde::Serialize;
 use super::error::{CommandKind, ErrorInfo, ModuleError, Op};
 use super::name::{self, ModuleName};
 use super::options::{self, EffectiveOption, ModOption};
+use super::pool::{self, Inserter, NodeOutcome, PoolRun};
 use super::resolve::params_from_modinfo;
+use super::schedule::{Graph, Relations};
 use super::target::{KmodLog, Target, lookup, sysfs_builtin};
 use super::{legacy, removal, sysfs};
-use crate::kmod::{self, Context, InitState, Module, ProbeAction, probe_flags};
+use crate::kmod::{self, Context, InitState, LogLine, Module, ProbeAction, probe_flags};
 use crate::system::Host;
 
 /// How libkmod handles one module of a load.
@@ -157,6 +187,50 @@ pub fn parse_load_args(args: &[String]) -> Result<Vec<LoadRequest>, ModuleError>
     Ok(out)
 }
 
+/// How many modules a load inserts at once (`--jobs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Jobs(Option<NonZeroUsize>);
+
+impl Jobs {
+    /// The default's cap: more workers than this buy nothing for the few
+    /// dozen modules of a netfilter set (the longest dependency chain
+    /// bounds the gain).
+    pub const DEFAULT_CAP: usize = 4;
+    /// The largest `--jobs` accepted.
+    pub const MAX: usize = 64;
+
+    /// Exactly `n` workers (`--jobs N`).
+    pub fn exactly(n: NonZeroUsize) -> Jobs {
+        Jobs(Some(n))
+    }
+
+    /// The default: online CPUs, at most [`Self::DEFAULT_CAP`].
+    pub fn auto() -> Jobs {
+        Jobs(None)
+    }
+
+    /// The number of workers this stands for.
+    pub fn count(self) -> usize {
+        match self.0 {
+            Some(n) => n.get(),
+            None => default_jobs(online_cpus()),
+        }
+    }
+}
+
+/// The default worker count for `cpus` online CPUs.
+fn default_jobs(cpus: Option<usize>) -> usize {
+    cpus.unwrap_or(1).clamp(1, Jobs::DEFAULT_CAP)
+}
+
+/// `sysconf(_SC_NPROCESSORS_ONLN)` (glibc reads
+/// /sys/devices/system/cpu/online).
+fn online_cpus() -> Option<usize> {
+    // SAFETY: sysconf has no preconditions; it returns -1 on error.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).ok().filter(|&n| n > 0)
+}
+
 /// Flags of `nfkit modules load`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LoadFlags {
@@ -166,6 +240,8 @@ pub struct LoadFlags {
     pub apply_blacklist: bool,
     /// Ignore the target's install command and softdeps (`modprobe -i`).
     pub ignore_install: bool,
+    /// Modules inserted at once.
+    pub jobs: Jobs,
 }
 
 /// The outcome for one module of a load.
@@ -213,6 +289,8 @@ pub struct LoadReport {
     pub target: Target,
     /// Dry run?
     pub dry_run: bool,
+    /// Worker threads that inserted modules (0: nothing was inserted).
+    pub jobs: usize,
     /// One entry per name, in order.
     pub results: Vec<LoadResult>,
     /// Everything libkmod logged (shown under `-v`; failures carry their
@@ -231,7 +309,7 @@ impl LoadReport {
 /// Maps a failed insert to the error the user sees.
 fn insert_error(
     t: &Target,
-    m: &Module<'_>,
+    ctx: &Context,
     failed: &str,
     errno: Errno,
     opts: &str,
@@ -246,13 +324,11 @@ fn insert_error(
             module,
         },
         Errno::ENOEXEC => ModuleError::WrongKernel {
-            vermagic: if failed == m.name() {
-                m.info()
-                    .ok()
-                    .and_then(|i| i.into_iter().find(|(k, _)| k == "vermagic").map(|(_, v)| v))
-            } else {
-                None
-            },
+            vermagic: ctx
+                .module(failed)
+                .and_then(|m| m.info())
+                .ok()
+                .and_then(|i| i.into_iter().find(|(k, _)| k == "vermagic").map(|(_, v)| v)),
             running: t.running_release.clone(),
             op,
             module,
@@ -286,7 +362,7 @@ fn insert_error(
 }
 
 /// `nfkit modules load`. Continues past a failed name; see
-/// [`LoadReport::ok`].
+/// [`LoadReport::ok`]. The phases are in the module documentation.
 pub fn load(
     host: &Host,
     release: Option<&str>,
@@ -298,53 +374,475 @@ pub fn load(
     let ctx = t.context(op)?;
     let mut log = KmodLog::default();
     log.take(&ctx);
+    // Phase 1a: every name looked up.
+    let looked: Vec<Result<Vec<Module<'_>>, Box<ErrorInfo>>> = requests
+        .iter()
+        .map(|req| {
+            let found = lookup(&ctx, &t, op, &req.name);
+            let lines = log.take(&ctx);
+            found.map_err(|e| Box::new(ErrorInfo::from(&e).with_libkmod(lines)))
+        })
+        .collect();
+    // Phase 1b: each module's checks and load sequence.
+    let mut names: Vec<Vec<Prepared<'_, '_>>> = Vec::new();
+    for (req, mods) in requests.iter().zip(&looked) {
+        let mut units = Vec::new();
+        for m in mods.iter().flatten() {
+            let prepared = prepare(&t, &ctx, m, req, flags);
+            let lines = log.take(&ctx);
+            units.push(prepared.unwrap_or_else(|f| Prepared::Finished(failed_module(*f, lines))));
+        }
+        names.push(units);
+    }
+    // Phases 2 and 3: one DAG over every sequence, inserted by the pool.
+    let pending: Vec<&Pending<'_, '_>> = names
+        .iter()
+        .flatten()
+        .filter_map(|p| match p {
+            Prepared::Insert(p) => Some(p),
+            Prepared::Finished(_) => None,
+        })
+        .collect();
+    let sequences: Vec<Vec<(String, String)>> = pending
+        .iter()
+        .map(|p| {
+            p.sequence
+                .iter()
+                .map(|s| (s.module.clone(), s.options.clone()))
+                .collect()
+        })
+        .collect();
+    let graph = Graph::build(&sequences, |name| relations(&ctx, name));
+    let steps: Vec<SeqStep> = (0..graph.len())
+        .map(|i| {
+            let unit = pending[graph.owner(i)];
+            let (name, opts) = (graph.name(i), graph.options(i));
+            unit.sequence
+                .iter()
+                .find(|s| s.module == name && s.options == opts)
+                .cloned()
+                .expect("a node comes from its owner's sequence")
+        })
+        .collect();
+    let run = pool::run(&graph, &steps, flags.jobs.count(), || {
+        KmodInserter::new(&t.module_dir)
+    });
+    for o in &run.outcomes {
+        if let NodeOutcome::Done(d) | NodeOutcome::Failed(d) = o {
+            log.extend(&d.lines);
+        }
+    }
+    // Phase 4: per name, in order.
+    let facts = Inserted {
+        graph: &graph,
+        steps: &steps,
+        run: &run,
+        ctx: &ctx,
+    };
     let mut results = Vec::new();
-    for req in requests {
+    let mut unit = 0;
+    let mut concluded: Vec<Vec<(LoadedModule, Option<usize>)>> = Vec::new();
+    for units in names {
+        let mut modules = Vec::new();
+        for p in units {
+            modules.push(match p {
+                Prepared::Finished(m) => (m, None),
+                Prepared::Insert(p) => {
+                    let u = unit;
+                    unit += 1;
+                    (facts.conclude(p, u), Some(u))
+                }
+            });
+        }
+        concluded.push(modules);
+    }
+    let failed_names: Vec<bool> = concluded
+        .iter()
+        .zip(&looked)
+        .map(|(ms, l)| l.is_err() || ms.iter().any(|(m, _)| m.outcome == LoadOutcome::Failed))
+        .collect();
+    let notes = facts.roll_back(&concluded, &failed_names);
+    for (((req, l), mut modules), mut notes) in
+        requests.iter().zip(looked).zip(concluded).zip(notes)
+    {
         let legacy = legacy::lookup(&req.name);
-        let mods = match lookup(&ctx, &t, op, &req.name) {
-            Ok(m) => m,
-            Err(e) => {
-                results.push(LoadResult {
-                    name: req.name.clone(),
-                    options: req.options.clone(),
-                    ok: false,
-                    modules: Vec::new(),
-                    legacy: legacy.map(|l| l.note(&[])),
-                    error: Some(ErrorInfo::from(&e).with_libkmod(log.take(&ctx))),
-                });
-                continue;
+        let (modules, error, legacy) = match l {
+            Err(error) => (Vec::new(), Some(*error), legacy.map(|l| l.note(&[]))),
+            Ok(mods) => {
+                let names: Vec<String> = mods.iter().map(Module::name).collect();
+                if !notes.is_empty() {
+                    let at = modules
+                        .iter()
+                        .position(|(m, _)| m.outcome == LoadOutcome::Failed)
+                        .unwrap_or(0);
+                    if let Some((m, _)) = modules.get_mut(at) {
+                        m.notes.append(&mut notes);
+                    }
+                }
+                (
+                    modules.into_iter().map(|(m, _)| m).collect(),
+                    None,
+                    legacy.map(|l| l.note(&names)),
+                )
             }
         };
-        log.take(&ctx);
-        let names: Vec<String> = mods.iter().map(Module::name).collect();
-        let mut modules: Vec<LoadedModule> = Vec::new();
-        for m in &mods {
-            let result = load_module(&t, &ctx, m, req, flags);
-            let lines = log.take(&ctx);
-            modules.push(result.unwrap_or_else(|f| LoadedModule {
-                error: Some(ErrorInfo::from(&f.error).with_libkmod(lines)),
-                module: f.module,
-                outcome: LoadOutcome::Failed,
-                sequence: Vec::new(),
-                options: Vec::new(),
-                notes: f.notes,
-            }));
-        }
+        let modules: Vec<LoadedModule> = modules;
         results.push(LoadResult {
             name: req.name.clone(),
             options: req.options.clone(),
-            ok: modules.iter().all(|m| m.outcome != LoadOutcome::Failed),
+            ok: error.is_none() && modules.iter().all(|m| m.outcome != LoadOutcome::Failed),
             modules,
-            legacy: legacy.map(|l| l.note(&names)),
-            error: None,
+            legacy,
+            error,
         });
     }
     Ok(LoadReport {
         libkmod_log: log.finish(&ctx),
+        jobs: run.threads,
         target: t,
         dry_run: flags.dry_run,
         results,
     })
+}
+
+/// Inserts the `.ko` files `paths` (independent of each other) with the
+/// real inserter on `jobs` worker threads: the worker path of a load
+/// without a kernel that can load modules (`nfkit __confinement-test
+/// load-threads`: threads and per-worker libkmod contexts under the
+/// seccomp filter and the Landlock ruleset). Returns the threads used and
+/// each file's result.
+pub(crate) fn insert_files(
+    module_dir: &Path,
+    paths: &[String],
+    jobs: Jobs,
+) -> (usize, Vec<Result<bool, kmod::Error>>) {
+    let sequences: Vec<Vec<(String, String)>> = paths
+        .iter()
+        .map(|p| vec![(p.clone(), String::new())])
+        .collect();
+    let graph = Graph::build(&sequences, |_| Relations::default());
+    let steps: Vec<SeqStep> = (0..graph.len())
+        .map(|i| SeqStep {
+            module: graph.name(i).to_owned(),
+            action: SeqAction::Insmod,
+            path: Some(graph.name(i).to_owned()),
+            options: String::new(),
+            install_command: None,
+        })
+        .collect();
+    let run = pool::run(&graph, &steps, jobs.count(), || {
+        KmodInserter::new(module_dir)
+    });
+    let results = paths
+        .iter()
+        .map(|p| match graph.node(p).map(|i| &run.outcomes[i]) {
+            Some(NodeOutcome::Done(d)) => Ok(d.already),
+            Some(NodeOutcome::Failed(d)) => Err(d.error.clone().expect("a failure has an error")),
+            _ => unreachable!("independent files are never blocked"),
+        })
+        .collect();
+    (run.threads, results)
+}
+
+/// A module's relations for the DAG, from the resolving context.
+fn relations(ctx: &Context, name: &str) -> Relations {
+    let Ok(m) = ctx.module(name) else {
+        return Relations::default();
+    };
+    let (pre, post) = m
+        .softdeps()
+        .map(|(pre, post)| (pre.names(), post.names()))
+        .unwrap_or_default();
+    Relations {
+        deps: m.dependencies().names(),
+        pre,
+        post,
+    }
+}
+
+/// What a worker reports for one module.
+#[derive(Debug)]
+struct InsertDone {
+    /// The error, for a failed insert.
+    error: Option<kmod::Error>,
+    /// True when the kernel already had it (`EEXIST`: loaded by someone
+    /// else meanwhile): not this run's to roll back.
+    already: bool,
+    /// What the worker's context logged for it.
+    lines: Vec<LogLine>,
+}
+
+/// The real inserter: one per worker thread, with its own libkmod context
+/// (made on that thread, on first use). The context reads no modprobe.d
+/// configuration: path and options come from the resolving context's
+/// plan, so both contexts agree by construction.
+struct KmodInserter<'a> {
+    module_dir: &'a Path,
+    ctx: Option<Result<Context, kmod::Error>>,
+}
+
+impl<'a> KmodInserter<'a> {
+    fn new(module_dir: &'a Path) -> Self {
+        KmodInserter {
+            module_dir,
+            ctx: None,
+        }
+    }
+}
+
+impl Inserter for KmodInserter<'_> {
+    type Step = SeqStep;
+    type Done = InsertDone;
+
+    fn insert(&mut self, step: &SeqStep) -> Result<InsertDone, InsertDone> {
+        let done = |error: Option<kmod::Error>, already, lines| {
+            let d = InsertDone {
+                error,
+                already,
+                lines,
+            };
+            if d.error.is_some() { Err(d) } else { Ok(d) }
+        };
+        let call_error = |call, arg: &str, errno| kmod::Error::Call {
+            call,
+            arg: arg.to_owned(),
+            errno,
+        };
+        match step.action {
+            SeqAction::Builtin => done(None, true, Vec::new()),
+            // Only the policy commands judge_commands accepted get here:
+            // `true` succeeds without running anything, `false` fails as
+            // the command would (libkmod's run_install callback did the same).
+            SeqAction::Install => {
+                let cmd = step.install_command.clone().unwrap_or_default();
+                let failed = cmd.trim().ends_with("false");
+                done(
+                    failed.then(|| call_error("install", &cmd, Errno::EPERM)),
+                    false,
+                    Vec::new(),
+                )
+            }
+            SeqAction::Insmod => {
+                let Some(path) = &step.path else {
+                    return done(
+                        Some(call_error(
+                            "kmod_module_insert_module",
+                            &step.module,
+                            Errno::ENOENT,
+                        )),
+                        false,
+                        Vec::new(),
+                    );
+                };
+                let dir = self.module_dir;
+                // No configuration: an empty, NULL-terminated path list.
+                let ctx = self
+                    .ctx
+                    .get_or_insert_with(|| Context::new(Some(dir), Some(&[])));
+                let ctx = match ctx {
+                    Ok(c) => c,
+                    Err(e) => return done(Some(e.clone()), false, Vec::new()),
+                };
+                let result = ctx
+                    .module_from_path(Path::new(path))
+                    .and_then(|m| m.insert(&step.options));
+                let lines = ctx.take_log();
+                match result {
+                    Ok(()) => done(None, false, lines),
+                    Err(e) if e.errno() == Some(Errno::EEXIST) => done(None, true, lines),
+                    Err(e) => done(Some(e), false, lines),
+                }
+            }
+        }
+    }
+}
+
+/// What phase 3 did, for concluding each name.
+struct Inserted<'a, 'c> {
+    graph: &'a Graph,
+    steps: &'a [SeqStep],
+    run: &'a PoolRun<InsertDone>,
+    ctx: &'c Context,
+}
+
+impl Inserted<'_, '_> {
+    /// The error of failed node `i` (ours and libkmod's lines).
+    fn node_error(&self, t: &Target, i: usize, extra: &str) -> ErrorInfo {
+        let (e, lines) = match &self.run.outcomes[i] {
+            NodeOutcome::Failed(d) => (d.error.clone(), d.lines.clone()),
+            _ => (None, Vec::new()),
+        };
+        let e = e.unwrap_or_else(|| kmod::Error::Call {
+            call: "kmod_module_insert_module",
+            arg: self.graph.name(i).to_owned(),
+            errno: Errno::EINVAL,
+        });
+        let errno = e.errno().unwrap_or(Errno::EINVAL);
+        let error = insert_error(t, self.ctx, self.graph.name(i), errno, extra, e);
+        ErrorInfo::from(&error).with_libkmod(lines.into_iter().map(|l| l.message).collect())
+    }
+
+    /// Unit `u`'s result (a module of a name whose sequence was inserted).
+    fn conclude(&self, p: Pending<'_, '_>, u: usize) -> LoadedModule {
+        let Pending {
+            mut job,
+            sequence: _,
+            effective,
+        } = p;
+        let t = job.t;
+        let required: BTreeSet<String> = std::iter::once(job.module.clone())
+            .chain(job.m.dependencies().names())
+            .collect();
+        let mut error = None;
+        for &i in self.graph.unit(u) {
+            let name = self.graph.name(i);
+            let root = match self.run.outcomes[i] {
+                NodeOutcome::Done(_) => continue,
+                NodeOutcome::Failed(_) => i,
+                NodeOutcome::Blocked { cause } => cause,
+            };
+            let cause = self.graph.name(root);
+            if root != i && name == job.module {
+                job.notes.push(format!(
+                    "{name} not attempted: {cause}, which it needs, failed"
+                ));
+            }
+            if required.contains(name) {
+                if error.is_none() {
+                    error = Some(self.node_error(t, root, &job.extra));
+                }
+            } else if root == i {
+                job.notes.push(format!(
+                    "softdep {name} not inserted: {} (ignored, as modprobe does)",
+                    self.node_error(t, i, "").error.message
+                ));
+            }
+        }
+        let failed = |job: LoadJob<'_, '_>, error| LoadedModule {
+            module: job.module,
+            outcome: LoadOutcome::Failed,
+            sequence: Vec::new(),
+            options: Vec::new(),
+            notes: job.notes,
+            error: Some(error),
+        };
+        if let Some(e) = error {
+            return failed(job, e);
+        }
+        let target = self.graph.node_in(u, &job.module);
+        let inserted_here = target.is_none_or(|i| {
+            self.graph.owner(i) == u
+                && matches!(&self.run.outcomes[i], NodeOutcome::Done(d) if !d.already)
+        });
+        let (outcome, checked) = if inserted_here {
+            (LoadOutcome::Loaded, job.check_options_applied())
+        } else {
+            // An earlier name inserted it (with that name's options): as if
+            // it had been loaded before this one, which it was.
+            (
+                LoadOutcome::AlreadyLoaded,
+                job.check_given_options(Some(InKernel::Loaded)),
+            )
+        };
+        if let Err(f) = checked {
+            let error = ErrorInfo::from(&f.error);
+            return failed(job, error);
+        }
+        let sequence = if inserted_here {
+            self.graph
+                .unit(u)
+                .iter()
+                .filter(|&&i| {
+                    self.graph.owner(i) == u
+                        && matches!(&self.run.outcomes[i], NodeOutcome::Done(d) if !d.already)
+                })
+                .map(|&i| self.steps[i].clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        LoadedModule {
+            module: job.module,
+            outcome,
+            sequence,
+            options: effective,
+            notes: job.notes,
+            error: None,
+        }
+    }
+
+    /// Removes, dependents first, what this run inserted for the names that
+    /// failed, so that a failed name leaves the kernel as it found it
+    /// (modprobe leaves dependencies loaded). A module a successful name's
+    /// sequence has is kept. Returns each name's notes.
+    fn roll_back(
+        &self,
+        concluded: &[Vec<(LoadedModule, Option<usize>)>],
+        failed: &[bool],
+    ) -> Vec<Vec<String>> {
+        let units_of = |n: usize| concluded[n].iter().filter_map(|(_, u)| *u);
+        let mut keep: BTreeSet<&str> = BTreeSet::new();
+        let mut name_of_unit =
+            vec![0; concluded.iter().flatten().filter(|x| x.1.is_some()).count()];
+        for (n, &name_failed) in failed.iter().enumerate() {
+            for u in units_of(n) {
+                name_of_unit[u] = n;
+                if !name_failed {
+                    keep.extend(self.graph.unit(u).iter().map(|&i| self.graph.name(i)));
+                }
+            }
+        }
+        let ours = |i: usize| matches!(&self.run.outcomes[i], NodeOutcome::Done(d) if !d.already);
+        let mut removed: Vec<Vec<String>> = vec![Vec::new(); concluded.len()];
+        let mut notes: Vec<Vec<String>> = vec![Vec::new(); concluded.len()];
+        // Newest first: a module's dependents started after it ended.
+        for &i in self.run.started.iter().rev() {
+            let n = name_of_unit[self.graph.owner(i)];
+            if !failed[n] || !ours(i) {
+                continue;
+            }
+            let name = self.graph.name(i);
+            if keep.contains(name) {
+                notes[n].push(format!("kept {name}: another name of this load needs it"));
+                continue;
+            }
+            let result = self.ctx.module(name).and_then(|m| {
+                if m.refcnt()? > 0 {
+                    return Ok(false); // something else started using it: keep
+                }
+                m.remove(0).map(|()| true)
+            });
+            match result {
+                Ok(true) => removed[n].push(name.to_owned()),
+                Ok(false) => notes[n].push(format!("kept {name}: now in use")),
+                Err(e) => notes[n].push(format!("could not remove {name} again: {e}")),
+            }
+        }
+        for (n, r) in removed.into_iter().enumerate() {
+            if !r.is_empty() {
+                notes[n].insert(
+                    0,
+                    format!(
+                        "rolled back: removed {} (inserted by this load before the failure)",
+                        r.join(", ")
+                    ),
+                );
+            }
+        }
+        notes
+    }
+}
+
+/// A module whose checks failed before anything was inserted.
+fn failed_module(f: Failure, lines: Vec<String>) -> LoadedModule {
+    LoadedModule {
+        error: Some(ErrorInfo::from(&f.error).with_libkmod(lines)),
+        module: f.module,
+        outcome: LoadOutcome::Failed,
+        sequence: Vec::new(),
+        options: Vec::new(),
+        notes: f.notes,
+    }
 }
 
 /// Parameters a module has: modinfo (complete: every `module_param`
@@ -389,43 +887,12 @@ struct Failure {
     notes: Vec<String>,
 }
 
-/// Removes, newest first, the modules a failed probe inserted before the one
-/// that failed, so that a failed load leaves the kernel as it found it
-/// (modprobe leaves them loaded). Returns notes for the report.
-fn roll_back(ctx: &Context, inserted: &[String]) -> Vec<String> {
-    let mut removed = Vec::new();
-    let mut notes = Vec::new();
-    for name in inserted.iter().rev() {
-        let result = ctx.module(name).and_then(|m| {
-            if m.refcnt()? > 0 {
-                return Ok(false); // something else started using it: keep
-            }
-            m.remove(0).map(|()| true)
-        });
-        match result {
-            Ok(true) => removed.push(name.clone()),
-            Ok(false) => notes.push(format!("kept {name}: now in use")),
-            Err(e) => notes.push(format!("could not remove {name} again: {e}")),
-        }
-    }
-    if !removed.is_empty() {
-        notes.insert(
-            0,
-            format!(
-                "rolled back: removed {} (inserted as dependencies before the failure)",
-                removed.join(", ")
-            ),
-        );
-    }
-    notes
-}
-
 /// One module of a load, taken through the steps of loading in order:
 /// [`check_given_options`](Self::check_given_options) →
 /// [`already_in_kernel`](Self::already_in_kernel) →
 /// [`plan`](Self::plan) → [`judge_commands`](Self::judge_commands) →
-/// (dry run stops here) → [`preflight`](Self::preflight) →
-/// [`insert`](Self::insert) (rolled back on failure) →
+/// (dry run stops here) → [`preflight`](Self::preflight) → (the pool
+/// inserts; a failed name is rolled back) →
 /// [`check_options_applied`](Self::check_options_applied).
 struct LoadJob<'a, 'c> {
     t: &'a Target,
@@ -452,13 +919,31 @@ enum InKernel {
     Loaded,
 }
 
-fn load_module(
-    t: &Target,
-    ctx: &Context,
-    m: &Module<'_>,
-    req: &LoadRequest,
+/// A module after phase 1.
+enum Prepared<'a, 'c> {
+    /// Nothing to insert (in the kernel, dry run) or failed already.
+    Finished(LoadedModule),
+    /// Its sequence goes to the pool.
+    Insert(Pending<'a, 'c>),
+}
+
+/// A module whose sequence is to be inserted.
+struct Pending<'a, 'c> {
+    job: LoadJob<'a, 'c>,
+    /// What libkmod's dry run would insert, in order, with the options.
+    sequence: Vec<SeqStep>,
+    /// The module's effective options.
+    effective: Vec<EffectiveOption>,
+}
+
+/// Phase 1 for one module: every check that needs no insert.
+fn prepare<'a, 'c>(
+    t: &'a Target,
+    ctx: &'c Context,
+    m: &'a Module<'c>,
+    req: &'a LoadRequest,
     flags: LoadFlags,
-) -> Result<LoadedModule, LoadFailure> {
+) -> Result<Prepared<'a, 'c>, LoadFailure> {
     let module = m.name();
     let known = known_params(t, m);
     let mut job = LoadJob {
@@ -474,13 +959,15 @@ fn load_module(
         flags,
     };
     let effective = options::merge(&m.options().unwrap_or_default(), &req.options);
-    let done = |job: LoadJob<'_, '_>, outcome, sequence| LoadedModule {
-        module: job.module,
-        outcome,
-        sequence,
-        options: effective.clone(),
-        notes: job.notes,
-        error: None,
+    let done = |job: LoadJob<'_, '_>, outcome, sequence| {
+        Prepared::Finished(LoadedModule {
+            module: job.module,
+            outcome,
+            sequence,
+            options: effective.clone(),
+            notes: job.notes,
+            error: None,
+        })
     };
     if let Some(place) = job.already_in_kernel() {
         job.check_given_options(Some(place))?;
@@ -498,9 +985,11 @@ fn load_module(
         return Ok(done(job, LoadOutcome::WouldLoad, seq(&plan)));
     }
     job.preflight()?;
-    let inserted = job.insert(pflags)?;
-    job.check_options_applied()?;
-    Ok(done(job, LoadOutcome::Loaded, seq(&inserted)))
+    Ok(Prepared::Insert(Pending {
+        job,
+        sequence: seq(&plan),
+        effective,
+    }))
 }
 
 impl LoadJob<'_, '_> {
@@ -614,7 +1103,7 @@ impl LoadJob<'_, '_> {
                 let errno = e.errno().unwrap_or(Errno::EINVAL);
                 Err(self.fail(insert_error(
                     self.t,
-                    self.m,
+                    self.ctx,
                     &self.module,
                     errno,
                     &self.extra,
@@ -671,47 +1160,6 @@ impl LoadJob<'_, '_> {
             }));
         }
         Ok(())
-    }
-
-    /// The real insert. The install callback is only reached for the policy
-    /// commands accepted by [`Self::judge_commands`]: `true` succeeds without
-    /// running anything, `false` fails like the command would. On failure,
-    /// the modules this probe inserted before the failing one are removed
-    /// again ([`roll_back`]).
-    fn insert(&self, pflags: u32) -> Result<Vec<ProbeAction>, LoadFailure> {
-        let run = self
-            .m
-            .probe_insert(pflags, self.extra_options(), &mut |_, cmd| {
-                if cmd.trim().ends_with("false") {
-                    Err(Errno::EPERM)
-                } else {
-                    Ok(())
-                }
-            });
-        match run.result {
-            Ok(0) => Ok(run.actions),
-            Ok(flag) => Err(self.fail(self.blacklisted(flag))),
-            Err(e) => {
-                let errno = e.errno().unwrap_or(Errno::EINVAL);
-                // libkmod stops at the module that failed: the last one
-                // reported; the ones before it were inserted by this probe.
-                let failed = run
-                    .actions
-                    .last()
-                    .map_or(self.module.clone(), |a| a.module.clone());
-                let inserted: Vec<String> = run.actions[..run.actions.len().saturating_sub(1)]
-                    .iter()
-                    .filter(|a| !a.install && !a.builtin)
-                    .map(|a| a.module.clone())
-                    .collect();
-                let notes = roll_back(self.ctx, &inserted);
-                Err(Box::new(Failure {
-                    module: self.module.clone(),
-                    error: insert_error(self.t, self.m, &failed, errno, &self.extra, e),
-                    notes,
-                }))
-            }
-        }
     }
 
     /// Post-load check: current kernels ignore unknown parameters silently,

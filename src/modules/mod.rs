@@ -11,6 +11,7 @@
 //! | [`target`] | which module tree and kernel; looking names up in it |
 //! | [`resolve`] | `modules resolve` |
 //! | [`load`] | `modules load` (the named steps of a load) |
+//! | [`schedule`] / [`pool`] | the parallel loader: pure DAG and schedule / the threads |
 //! | [`unload`] | `modules unload`, over the pure planner in [`removal`] |
 //! | [`list`] | `modules list` |
 //! | [`explain`] / [`explain_read`] | `explain`: pure reasons / reading the facts |
@@ -24,8 +25,10 @@ pub(crate) mod list;
 pub(crate) mod load;
 pub mod name;
 pub mod options;
+pub(crate) mod pool;
 pub(crate) mod removal;
 pub(crate) mod resolve;
+pub(crate) mod schedule;
 pub(crate) mod state;
 pub(crate) mod suggest;
 pub(crate) mod sysfs;
@@ -38,8 +41,8 @@ pub use explain_read::{
 };
 pub use list::{ListReport, ListedModule, list};
 pub use load::{
-    LoadFlags, LoadOutcome, LoadReport, LoadRequest, LoadResult, LoadedModule, SeqAction, SeqStep,
-    load, parse_load_args,
+    Jobs, LoadFlags, LoadOutcome, LoadReport, LoadRequest, LoadResult, LoadedModule, SeqAction,
+    SeqStep, load, parse_load_args,
 };
 pub use removal::{Role, Step, StepResult};
 pub use resolve::{Param, ResolveReport, Resolved, ResolvedModule, Softdeps, resolve};

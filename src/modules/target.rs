@@ -357,6 +357,11 @@ impl KmodLog {
         lines.into_iter().map(|l| l.message).collect()
     }
 
+    /// Adds lines another context logged (a load's worker contexts).
+    pub(crate) fn extend(&mut self, lines: &[crate::kmod::LogLine]) {
+        self.all.extend(lines.iter().map(ToString::to_string));
+    }
+
     /// Every line taken, in order (what was logged after the last
     /// [`Self::take`] is taken now).
     pub(crate) fn finish(mut self, ctx: &Context) -> Vec<String> {

@@ -18,6 +18,7 @@ use super::diff;
 use super::files::{self, FileError, RunLock};
 use super::plan::{self, FileChange, Layout, PlanError};
 use super::runtime::{self, RuntimeChange, RuntimeFailure, RuntimeItem};
+use crate::modules::Jobs;
 use crate::system::Host;
 
 /// Options of one apply.
@@ -272,16 +273,16 @@ pub fn apply(
     options: ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
     if options.check {
-        return run(host, desired, None);
+        return run(host, desired, None, Jobs::auto());
     }
     let lock = files::lock_runs().map_err(ApplyError::Lock)?;
-    run(host, desired, Some(&lock))
+    run(host, desired, Some(&lock), Jobs::auto())
 }
 
 /// `apply --check`: plans and reports; writes nothing (it has no lock, so
 /// it cannot) and changes nothing in the running kernel.
 pub fn check(host: &Host, desired: &Desired) -> Result<ApplyReport, ApplyError> {
-    run(host, desired, None)
+    run(host, desired, None, Jobs::auto())
 }
 
 /// An apply under a run lock the caller already holds.
@@ -289,12 +290,18 @@ pub fn apply_locked(
     host: &Host,
     desired: &Desired,
     lock: &RunLock,
+    jobs: Jobs,
 ) -> Result<ApplyReport, ApplyError> {
-    run(host, desired, Some(lock))
+    run(host, desired, Some(lock), jobs)
 }
 
 /// An apply with `lock`, a check without.
-fn run(host: &Host, desired: &Desired, lock: Option<&RunLock>) -> Result<ApplyReport, ApplyError> {
+fn run(
+    host: &Host,
+    desired: &Desired,
+    lock: Option<&RunLock>,
+    jobs: Jobs,
+) -> Result<ApplyReport, ApplyError> {
     let options = ApplyOptions {
         check: lock.is_none(),
     };
@@ -377,7 +384,7 @@ fn run(host: &Host, desired: &Desired, lock: Option<&RunLock>) -> Result<ApplyRe
     };
     write_files(lock, &root, &changes)?;
     if !host.offline {
-        let converged = runtime::converge(host, desired, runtime::OptionsFrom::ModprobeD);
+        let converged = runtime::converge(host, desired, runtime::OptionsFrom::ModprobeD, jobs);
         report.runtime = converged.changed();
         report.failures = converged.failures();
         report.remaining = runtime::remaining(host, desired, &report.failures);

@@ -134,7 +134,8 @@ pub fn record(
         lock.write_atomic(&config.root, &config.path, after.as_bytes())
             .map_err(RecordError::Write)?;
     }
-    let applied = apply::apply_locked(host, &desired, &lock).map_err(RecordError::Apply)?;
+    let applied = apply::apply_locked(host, &desired, &lock, crate::modules::Jobs::auto())
+        .map_err(RecordError::Apply)?;
     Ok(report(config, before.as_deref(), &after, false, applied))
 }
 

@@ -11,7 +11,7 @@ use crate::conntrack::set::{self as ct_set, SetRequest};
 use crate::conntrack::{KEY_BUCKETS, KEY_MAX};
 use crate::error::ErrorObject;
 use crate::modules::sysfs;
-use crate::modules::{self, LoadFlags, LoadRequest, ModState};
+use crate::modules::{self, Jobs, LoadFlags, LoadRequest, ModState};
 use crate::system::Host;
 
 /// State of one desired module in the running kernel.
@@ -454,6 +454,7 @@ fn load_modules(
     desired: &Desired,
     modules: &[(String, String)],
     options_from: OptionsFrom,
+    jobs: Jobs,
 ) -> Vec<Outcome> {
     let requests: Vec<LoadRequest> = modules
         .iter()
@@ -474,7 +475,11 @@ fn load_modules(
             },
         })
         .collect();
-    match modules::load(host, None, &requests, LoadFlags::default()) {
+    let flags = LoadFlags {
+        jobs,
+        ..LoadFlags::default()
+    };
+    match modules::load(host, None, &requests, flags) {
         // One result per request, in order (modules::load's contract).
         Ok(report) if report.results.len() == requests.len() => report
             .results
@@ -552,8 +557,14 @@ fn set_sysctl(host: &Host, key: &str, value: &str) -> Outcome {
 /// Converges the running kernel: acts on each convergeable planned item —
 /// loads missing modules, then sets the sysctls (which exist only once their
 /// module is loaded; conntrack buckets before max) — and returns one outcome
-/// per item. Continues past failures.
-pub fn converge(host: &Host, desired: &Desired, options_from: OptionsFrom) -> Converged {
+/// per item. Continues past failures. The modules are inserted by the
+/// parallel loader with `jobs` workers.
+pub fn converge(
+    host: &Host,
+    desired: &Desired,
+    options_from: OptionsFrom,
+    jobs: Jobs,
+) -> Converged {
     let before = read_running(host, desired);
     let planned: Vec<RuntimeChange> = diff_running(desired, &before)
         .into_iter()
@@ -576,7 +587,7 @@ pub fn converge(host: &Host, desired: &Desired, options_from: OptionsFrom) -> Co
         for ((i, _), outcome) in
             modules
                 .iter()
-                .zip(load_modules(host, desired, &pairs, options_from))
+                .zip(load_modules(host, desired, &pairs, options_from, jobs))
         {
             outcomes[*i] = Some(outcome);
         }
@@ -786,7 +797,8 @@ mod tests {
                         let mut host = Host::offline(dir.path());
                         host.offline = false; // a fake live tree
                         let planned = diff_running(&desired, &read_running(&host, &desired));
-                        let converged = converge(&host, &desired, OptionsFrom::ModprobeD);
+                        let converged =
+                            converge(&host, &desired, OptionsFrom::ModprobeD, Jobs::auto());
                         let items: Vec<&RuntimeItem> =
                             converged.items.iter().map(|(c, _)| &c.item).collect();
                         let planned_items: Vec<&RuntimeItem> =
