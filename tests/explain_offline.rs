@@ -3,7 +3,9 @@
 //! kmod's `modprobe --show-depends` as the oracle for what a load does.
 //! Running-kernel reasons (modules_disabled, lockdown, sig_enforce,
 //! command line, capabilities) are not used offline: they are unit-tested
-//! in src/modules/explain.rs and run for real in vm-tests/scenarios/explain.sh.
+//! in src/modules/explain.rs, read from a fake running kernel's files in
+//! tests/restricted_fake_kernel.rs, and run for real in
+//! vm-tests/scenarios/explain.sh and restricted.sh.
 
 #[path = "support/tree.rs"]
 mod tree;
