@@ -219,18 +219,19 @@ fn command_line_blacklists() {
 
 /// The jails, as files: CapEff / uid_map / /proc/vz, and what explain and
 /// a real load say about each.
-fn jails() -> Vec<(&'static str, Box<dyn Fn(&FakeKernel)>, &'static str)> {
+/// (what, how the files say it, explain's verdict).
+type Jail = (&'static str, fn(&FakeKernel), &'static str);
+
+fn jails() -> Vec<Jail> {
     vec![
         (
             "root without CAP_SYS_MODULE",
-            Box::new(|k: &FakeKernel| k.status(0, FULL & !CAP_SYS_MODULE)),
+            |k: &FakeKernel| k.status(0, FULL & !CAP_SYS_MODULE),
             "must_be_done_on_host no_cap_sys_module",
         ),
         (
             "a user namespace",
-            Box::new(|k: &FakeKernel| {
-                k.write("proc/self/uid_map", "         0     100000      65536\n")
-            }),
+            |k: &FakeKernel| k.write("proc/self/uid_map", "         0     100000      65536\n"),
             "must_be_done_on_host non_initial_user_namespace",
         ),
     ]
