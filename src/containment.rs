@@ -79,6 +79,8 @@ pub struct Facts {
     pub initial_userns: Option<bool>,
     /// CAP_SYS_MODULE in CapEff.
     pub cap_sys_module: Option<bool>,
+    /// The effective uid is 0 (`Uid:` of `/proc/self/status`).
+    pub euid_root: Option<bool>,
     /// `/sys` is mounted read-only.
     pub sys_read_only: Option<bool>,
     /// `/proc/modules` exists.
@@ -112,6 +114,55 @@ pub fn numiptent(text: &str) -> Option<[u64; 3]> {
         // resource held maxheld barrier limit failcnt
         Some([n(1)?, n(4)?, n(5)?])
     })
+}
+
+/// Why module loads must be done on the host: the one rule that `status`
+/// (via [`decide`]) and `modules load` / `apply` / `boot` (the preflight of
+/// a real insert) share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostOnly {
+    /// In an OpenVZ / Virtuozzo container: the hardware node loads modules.
+    OpenVzContainer,
+    /// Not the initial user namespace: CAP_SYS_MODULE counts only there.
+    NonInitialUserNamespace,
+    /// Root without CAP_SYS_MODULE (a container's or a service's bounding set).
+    NoCapSysModule,
+}
+
+impl HostOnly {
+    /// Why, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            HostOnly::OpenVzContainer => "OpenVZ container: the hardware node loads modules",
+            HostOnly::NonInitialUserNamespace => {
+                "not in the initial user namespace: CAP_SYS_MODULE counts only there"
+            }
+            HostOnly::NoCapSysModule => "no CAP_SYS_MODULE",
+        }
+    }
+}
+
+impl std::fmt::Display for HostOnly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// Whether inserting a module must be done on the host (`None`: nothing
+/// here says so). A non-root user without CAP_SYS_MODULE in the initial
+/// user namespace is not "the host's job": the kernel's EPERM (run as root)
+/// says it better, so [`HostOnly::NoCapSysModule`] needs uid 0 (or unknown).
+pub fn module_loads_host_only(f: &Facts) -> Option<HostOnly> {
+    if f.proc_vz && !f.proc_bc {
+        Some(HostOnly::OpenVzContainer)
+    } else if f.initial_userns == Some(false) {
+        Some(HostOnly::NonInitialUserNamespace)
+    } else if f.cap_sys_module == Some(false) && f.euid_root != Some(false) {
+        Some(HostOnly::NoCapSysModule)
+    } else {
+        None
+    }
 }
 
 fn openvz(f: &Facts) -> Option<OpenVz> {
@@ -178,20 +229,23 @@ pub fn decide(f: &Facts) -> Containment {
                     .into(),
             ),
         }
-    } else if in_vz || f.cap_sys_module == Some(false) || f.initial_userns == Some(false) {
-        let why = if in_vz {
-            "OpenVZ container: the hardware node loads modules".to_owned()
-        } else if f.initial_userns == Some(false) {
-            "not in the initial user namespace: CAP_SYS_MODULE counts only there".to_owned()
-        } else {
-            "no CAP_SYS_MODULE".to_owned()
-        };
+    } else if let Some(why) = module_loads_host_only(f) {
         Capability {
             operation: "module loads",
             outcome: Where::MustBeDoneOnHost,
             why: Some(format!(
                 "{why}; modules already loaded or built in are satisfied"
             )),
+        }
+    } else if f.cap_sys_module == Some(false) {
+        Capability {
+            operation: "module loads",
+            outcome: Where::MustBeDoneOnHost,
+            why: Some(
+                "no CAP_SYS_MODULE (not root: run nfkit as root); modules already loaded or \
+                 built in are satisfied"
+                    .into(),
+            ),
         }
     } else if f.module_tree == Some(false) {
         Capability {
@@ -253,6 +307,41 @@ pub fn decide(f: &Facts) -> Containment {
     }
 }
 
+/// The facts [`module_loads_host_only`] needs, read under `proc_root`
+/// (`/proc`, or `DIR/proc` offline) through `read`.
+fn read_module_facts(proc_root: &Path, read: &dyn Fn(&Path) -> Option<String>, f: &mut Facts) {
+    f.proc_vz = proc_root.join("vz").exists();
+    f.proc_bc = f.proc_vz && proc_root.join("bc").exists();
+    let status = read(&proc_root.join("self/status"));
+    let field = |name: &str| {
+        status
+            .as_deref()?
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::to_owned)
+    };
+    f.cap_sys_module = field("CapEff:")
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .map(|c| c & (1 << 16) != 0);
+    // Uid: real effective saved fs
+    f.euid_root = field("Uid:").and_then(|v| v.split_ascii_whitespace().nth(1).map(|e| e == "0"));
+    f.initial_userns = read(&proc_root.join("self/uid_map"))
+        .map(|m| crate::modules::explain::is_initial_uid_map(&m));
+}
+
+/// The preflight of a real insert: whether it must be done on the host,
+/// from the files under `proc_root` (the running kernel's `/proc`).
+pub(crate) fn module_load_preflight(proc_root: &Path) -> Option<HostOnly> {
+    let read = |p: &Path| {
+        crate::modules::sysfs::read_in_tree(proc_root, p, Kind::KernelValue)
+            .ok()
+            .flatten()
+    };
+    let mut f = Facts::default();
+    read_module_facts(proc_root, &read, &mut f);
+    module_loads_host_only(&f)
+}
+
 /// Reads the facts (offline: the files under the root's proc/; the mount
 /// flags of /sys are then unknown).
 pub fn read(host: &Host) -> Containment {
@@ -263,7 +352,8 @@ pub fn read(host: &Host) -> Containment {
 /// (`status` reports it too: read once).
 pub fn read_in(host: &Host, netns: crate::system::NetnsInfo) -> Containment {
     let read = |p: &Path| host.read(p, Kind::KernelValue).ok().flatten();
-    let proc_vz = host.proc("vz").exists();
+    let mut facts = Facts::default();
+    read_module_facts(&host.proc_root, &read, &mut facts);
     let container = read(&host.root.join("run/systemd/container"))
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
@@ -279,11 +369,6 @@ pub fn read_in(host: &Host, netns: crate::system::NetnsInfo) -> Containment {
                 .exists()
                 .then(|| "podman".to_owned())
         });
-    let cap = read(&host.proc("self/status")).and_then(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("CapEff:"))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-    });
     let sys_read_only = (!host.offline)
         .then(|| nix::sys::statvfs::statvfs(&host.sys_root).ok())
         .flatten()
@@ -294,21 +379,17 @@ pub fn read_in(host: &Host, netns: crate::system::NetnsInfo) -> Containment {
         .flatten()
         .map(|r| host.root.join("lib/modules").join(r).is_dir());
     let facts = Facts {
-        proc_vz,
-        proc_bc: proc_vz && host.proc("bc").exists(),
-        beancounters: if proc_vz {
+        beancounters: if facts.proc_vz {
             read(&host.proc("user_beancounters"))
         } else {
             None
         },
         container,
         initial_netns: netns.initial,
-        initial_userns: read(&host.proc("self/uid_map"))
-            .map(|m| crate::modules::explain::is_initial_uid_map(&m)),
-        cap_sys_module: cap.map(|c| c & (1 << 16) != 0),
         sys_read_only,
         module_support: host.has_module_support(),
         module_tree,
+        ..facts
     };
     decide(&facts)
 }
@@ -374,6 +455,102 @@ mod tests {
         let mut f = plain();
         f.module_support = false;
         assert_eq!(outcome(&decide(&f), "module loads"), Where::Unavailable);
+    }
+
+    /// Every combination of the facts the module-load rule reads: `status`
+    /// says "must be done on the host" for module loads exactly when the
+    /// preflight of a real insert refuses (or, for a non-root user without
+    /// the capability, when the kernel's EPERM will), and never when the
+    /// kernel has no module support (unavailable comes first).
+    #[test]
+    fn status_and_the_load_preflight_share_one_rule() {
+        let tri = [None, Some(false), Some(true)];
+        for vz in [false, true] {
+            for bc in [false, true] {
+                for userns in tri {
+                    for cap in tri {
+                        for root in tri {
+                            for support in [false, true] {
+                                let f = Facts {
+                                    proc_vz: vz,
+                                    proc_bc: vz && bc,
+                                    initial_userns: userns,
+                                    cap_sys_module: cap,
+                                    euid_root: root,
+                                    module_support: support,
+                                    ..plain()
+                                };
+                                let pre = module_loads_host_only(&f);
+                                let shown = outcome(&decide(&f), "module loads");
+                                let ctx = format!("{f:?} {pre:?} {shown:?}");
+                                if !support {
+                                    assert_eq!(shown, Where::Unavailable, "{ctx}");
+                                } else if pre.is_some() {
+                                    assert_eq!(shown, Where::MustBeDoneOnHost, "{ctx}");
+                                } else {
+                                    let no_cap = cap == Some(false);
+                                    assert_eq!(shown == Where::MustBeDoneOnHost, no_cap, "{ctx}");
+                                    assert!(!no_cap || root == Some(false), "{ctx}");
+                                }
+                                // The reasons, in their order of precedence.
+                                let want = if vz && !bc {
+                                    Some(HostOnly::OpenVzContainer)
+                                } else if userns == Some(false) {
+                                    Some(HostOnly::NonInitialUserNamespace)
+                                } else if cap == Some(false) && root != Some(false) {
+                                    Some(HostOnly::NoCapSysModule)
+                                } else {
+                                    None
+                                };
+                                assert_eq!(pre, want, "{ctx}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The preflight reads the facts from a `/proc` tree.
+    #[test]
+    fn load_preflight_reads_proc() {
+        let dir = tempfile::tempdir().unwrap();
+        let proc = dir.path().join("proc");
+        std::fs::create_dir_all(proc.join("self")).unwrap();
+        let write = |f: &str, text: &str| std::fs::write(proc.join(f), text).unwrap();
+        let status = |uid: u32, cap: u64| {
+            format!("Name:\tnfkit\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nCapEff:\t{cap:016x}\n")
+        };
+        let full = 0x1ff_ffff_ffff_u64;
+        write("self/status", &status(0, full));
+        write("self/uid_map", "         0          0 4294967295\n");
+        assert_eq!(module_load_preflight(&proc), None);
+        write("self/status", &status(0, full & !(1 << 16)));
+        assert_eq!(module_load_preflight(&proc), Some(HostOnly::NoCapSysModule));
+        // Not root: the kernel's EPERM ("run as root") says it better.
+        write("self/status", &status(1000, 0));
+        assert_eq!(module_load_preflight(&proc), None);
+        write("self/status", &status(0, full));
+        write("self/uid_map", "         0     100000      65536\n");
+        assert_eq!(
+            module_load_preflight(&proc),
+            Some(HostOnly::NonInitialUserNamespace)
+        );
+        std::fs::create_dir(proc.join("vz")).unwrap();
+        assert_eq!(
+            module_load_preflight(&proc),
+            Some(HostOnly::OpenVzContainer)
+        );
+        std::fs::create_dir(proc.join("bc")).unwrap();
+        assert_eq!(
+            module_load_preflight(&proc),
+            Some(HostOnly::NonInitialUserNamespace),
+            "a hardware node is not a container"
+        );
+        // Unknown facts (no files): nothing says it is the host's job.
+        std::fs::remove_file(proc.join("self/uid_map")).unwrap();
+        std::fs::remove_file(proc.join("self/status")).unwrap();
+        assert_eq!(module_load_preflight(&proc), None);
     }
 
     const BEANCOUNTERS: &str = "Version: 2.5\n       uid  resource                     held              maxheld              barrier                limit              failcnt\n      101:  kmemsize                  2752512              3305472             14372700             14790164                    0\n            numiptent                      20                   22                  128                  128                    3\n";

@@ -3,7 +3,9 @@
 //! kmod's `modprobe --show-depends` as the oracle for what a load does.
 //! Running-kernel reasons (modules_disabled, lockdown, sig_enforce,
 //! command line, capabilities) are not used offline: they are unit-tested
-//! in src/modules/explain.rs and run for real in vm-tests/scenarios/explain.sh.
+//! in src/modules/explain.rs, read from a fake running kernel's files in
+//! tests/restricted_fake_kernel.rs, and run for real in
+//! vm-tests/scenarios/explain.sh and restricted.sh.
 
 #[path = "support/tree.rs"]
 mod tree;
@@ -306,4 +308,40 @@ fn text_output_says_offline_and_names_each_reason() {
     );
     // Offline the helper check cannot see rules: it says so.
     assert!(text.contains("not read: offline"), "{text}");
+}
+
+/// Issue 14 §2 offline: the rules of a root cannot be read, so a helper
+/// module (desired in nfkit.toml, or explained) is `uncertain`, never
+/// `assigned`; explain and verify agree.
+#[test]
+fn helper_assessment_offline_is_uncertain_in_explain_and_verify() {
+    let r = overlay("");
+    let (code, v) = explain(&r.root, &[], "nf_conntrack_ftp");
+    assert_eq!(code, 0, "{v:#}");
+    let h = &v["results"][0]["helper"];
+    assert_eq!(h["helpers"], serde_json::json!(["ftp"]), "{v:#}");
+    assert_eq!(
+        (&h["assigned"], &h["uncertain"]),
+        (&Value::Bool(false), &Value::Bool(true))
+    );
+    std::fs::create_dir_all(r.root.join("etc/nfkit")).unwrap();
+    std::fs::write(
+        r.root.join("etc/nfkit/nfkit.toml"),
+        "[modules]\nload = [\"nf_conntrack_ftp\", \"xt_state\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nfkit"))
+        .arg("--json")
+        .arg("--root")
+        .arg(&r.root)
+        .arg("verify")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let helpers = v["helpers"].as_array().unwrap();
+    assert_eq!(helpers.len(), 1, "only the helper module: {v:#}");
+    assert_eq!(helpers[0]["module"], "nf_conntrack_ftp");
+    assert_eq!(helpers[0]["uncertain"], true, "{v:#}");
+    assert_eq!(helpers[0]["assigned"], false, "{v:#}");
+    assert_eq!(h["fix"], helpers[0]["fix"], "the same fix in both");
 }

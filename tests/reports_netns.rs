@@ -42,7 +42,9 @@ fn assert_refusal_on_stderr(out: &Output, what: &str) {
     assert!(
         err.lines().any(
             |l| l.starts_with("nfkit: error: net.netfilter.nf_conntrack_max stays ")
-                && l.contains(&format!("(wanted {WANTED_MAX}), refused: "))
+                && l.contains(&format!(
+                    "(wanted {WANTED_MAX}), must be done on the host: "
+                ))
                 && l.contains("read-only outside the initial namespace")
         ),
         "{what}: stderr lacks the refusal:\n{err}"
@@ -75,7 +77,8 @@ fn assert_json(v: &Value, changes_key: &str, what: &str) {
     let f = &failures[0];
     assert_eq!(f["item"], "net.netfilter.nf_conntrack_max", "{what}");
     assert_eq!(f["kind"], "sysctl");
-    assert_eq!(f["outcome"], "refused");
+    // Issue 14 §6: the global limits are the host's job.
+    assert_eq!(f["outcome"], "must_be_done_on_host");
     assert_eq!(f["wanted"], WANTED_MAX);
     assert!(
         f["error"]["message"]
@@ -128,7 +131,7 @@ fn boot_reports_a_refused_limit_as_refused_in_every_mode() {
         assert_refusal_on_stderr(&out, "boot --json -q");
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["changes"], serde_json::json!([]), "converged: {v:#}");
-        assert_eq!(v["failures"][0]["outcome"], "refused");
+        assert_eq!(v["failures"][0]["outcome"], "must_be_done_on_host");
     });
 }
 

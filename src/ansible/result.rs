@@ -113,7 +113,7 @@ fn not_converged(
             f.change.item,
             f.change.before,
             f.change.after,
-            if f.refused() { "refused" } else { "failed" }
+            f.outcome_text()
         ));
         if hint.is_none() {
             hint = f.error().and_then(|e| e.hint.clone());

@@ -194,7 +194,7 @@ impl Output {
                 f.change.item,
                 f.change.before,
                 f.change.after,
-                if f.refused() { "refused" } else { "failed" },
+                f.outcome_text(),
                 error.message
             );
             if let Some(h) = &error.hint {

@@ -145,6 +145,18 @@ pub enum ModuleError {
         /// What could be told about the cause.
         reason: EpermReason,
     },
+    /// A real insert that only the host can do (container, non-initial
+    /// user namespace, root without CAP_SYS_MODULE): refused before trying
+    /// (issue 14 §6). Modules already loaded or built in never get here.
+    #[error("{op} {module}: must be done on the host: {why}")]
+    MustBeDoneOnHost {
+        /// Operation.
+        op: Op,
+        /// Module.
+        module: String,
+        /// Why (the containment rule that `status` shows too).
+        why: crate::containment::HostOnly,
+    },
     /// ENOEXEC: not a module for this kernel.
     #[error("{op} {module}: exec format error: the module does not match the running kernel")]
     WrongKernel {
@@ -326,6 +338,7 @@ impl ModuleError {
             ModuleError::InvalidOption { .. } => "invalid_option",
             ModuleError::NotFound { .. } => "not_found",
             ModuleError::NotPermitted { .. } => "not_permitted",
+            ModuleError::MustBeDoneOnHost { .. } => "must_be_done_on_host",
             ModuleError::WrongKernel { .. } => "wrong_kernel",
             ModuleError::InvalidArgument { .. } => "invalid_argument",
             ModuleError::UnknownSymbol { .. } => "unknown_symbol",
@@ -351,7 +364,9 @@ impl ModuleError {
     /// The errno behind the error, when there is one.
     pub fn errno(&self) -> Option<Errno> {
         match self {
-            ModuleError::NotPermitted { .. } => Some(Errno::EPERM),
+            ModuleError::NotPermitted { .. } | ModuleError::MustBeDoneOnHost { .. } => {
+                Some(Errno::EPERM)
+            }
             ModuleError::WrongKernel { .. } => Some(Errno::ENOEXEC),
             ModuleError::InvalidArgument { .. } => Some(Errno::EINVAL),
             ModuleError::UnknownSymbol { .. } | ModuleError::NotFound { .. } => Some(Errno::ENOENT),
@@ -412,6 +427,14 @@ impl crate::error::Hint for ModuleError {
                 EpermReason::Unknown => {
                     "see dmesg; causes include a security module (SELinux/AppArmor) or a distribution's unsupported-module policy".into()
                 }
+            },
+            ModuleError::MustBeDoneOnHost { module, why, .. } => match why {
+                crate::containment::HostOnly::OpenVzContainer => format!(
+                    "load {module} on the hardware node and allow it for this container (vzctl set CTID --netfilter full, or IPTABLES=\"...\" in /etc/vz/conf/CTID.conf); once loaded there it is satisfied here"
+                ),
+                _ => format!(
+                    "load {module} on the host (root in the initial user namespace, with CAP_SYS_MODULE: `nfkit modules load {module}` there, or its modules-load.d); once loaded or built in there it is satisfied here"
+                ),
             },
             ModuleError::WrongKernel { vermagic, running, .. } => format!(
                 "module vermagic '{}' vs running kernel '{}': install the modules built for the running kernel, or boot the kernel they belong to (dmesg shows `version magic ... should be ...`)",
@@ -561,5 +584,37 @@ mod tests {
         };
         assert_eq!(e.kind(), "libkmod_missing");
         assert!(crate::error::hint(&e).unwrap().contains("libkmod2"));
+
+        // Issue 14 §6: the host's job, distinct from a refusal here.
+        use crate::containment::HostOnly;
+        for (why, cause, hint) in [
+            (HostOnly::NoCapSysModule, "no CAP_SYS_MODULE", "on the host"),
+            (
+                HostOnly::NonInitialUserNamespace,
+                "not in the initial user namespace",
+                "on the host",
+            ),
+            (
+                HostOnly::OpenVzContainer,
+                "OpenVZ container",
+                "vzctl set CTID --netfilter",
+            ),
+        ] {
+            let e = ModuleError::MustBeDoneOnHost {
+                op: Op::Load,
+                module: "xt_state".into(),
+                why,
+            };
+            assert_eq!(e.kind(), "must_be_done_on_host");
+            assert_eq!(e.errno(), Some(Errno::EPERM));
+            let text = e.to_string();
+            assert!(
+                text.starts_with("load xt_state: must be done on the host: ")
+                    && text.contains(cause),
+                "{text}"
+            );
+            let h = crate::error::hint(&e).unwrap();
+            assert!(h.contains(hint) && h.contains("satisfied here"), "{h}");
+        }
     }
 }

@@ -1145,7 +1145,9 @@ impl LoadJob<'_, '_> {
         Ok(())
     }
 
-    /// A real insert needs the running kernel, with module support.
+    /// A real insert needs the running kernel, with module support, and
+    /// must not be one that only the host can do (issue 14 §6: refused
+    /// before libkmod tries, with the reason `status` shows).
     fn preflight(&self) -> Result<(), LoadFailure> {
         let op = Op::Load;
         self.t
@@ -1157,6 +1159,13 @@ impl LoadJob<'_, '_> {
                 op,
                 module: self.module.clone(),
                 detail: format!("no {}", proc_modules.display()),
+            }));
+        }
+        if let Some(why) = crate::containment::module_load_preflight(&self.t.proc_root) {
+            return Err(self.fail(ModuleError::MustBeDoneOnHost {
+                op,
+                module: self.module.clone(),
+                why,
             }));
         }
         Ok(())

@@ -332,6 +332,13 @@ pub enum Outcome {
         /// Operation, object, causes, hint.
         error: ErrorObject,
     },
+    /// Not changed: only the host can change it (issue 14 §6: a module
+    /// insert without CAP_SYS_MODULE or outside the initial user namespace,
+    /// a global conntrack limit outside the initial network namespace).
+    MustBeDoneOnHost {
+        /// Operation, object, causes, hint.
+        error: ErrorObject,
+    },
     /// Not changed: the attempt failed.
     Failed {
         /// Operation, object, causes, hint.
@@ -344,7 +351,8 @@ pub enum Outcome {
 pub struct RuntimeFailure {
     /// The planned difference, as planned.
     pub change: RuntimeChange,
-    /// [`Outcome::Refused`] or [`Outcome::Failed`].
+    /// [`Outcome::Refused`], [`Outcome::MustBeDoneOnHost`] or
+    /// [`Outcome::Failed`].
     pub outcome: Outcome,
 }
 
@@ -352,7 +360,9 @@ impl RuntimeFailure {
     /// The error (operation, object, causes, hint).
     pub fn error(&self) -> Option<&ErrorObject> {
         match &self.outcome {
-            Outcome::Refused { error } | Outcome::Failed { error } => Some(error),
+            Outcome::Refused { error }
+            | Outcome::MustBeDoneOnHost { error }
+            | Outcome::Failed { error } => Some(error),
             Outcome::Changed => None,
         }
     }
@@ -360,6 +370,24 @@ impl RuntimeFailure {
     /// Whether a rule refused it (rather than an attempt failing).
     pub fn refused(&self) -> bool {
         matches!(self.outcome, Outcome::Refused { .. })
+    }
+
+    /// The outcome's name in text and JSON: `refused`,
+    /// `must_be_done_on_host` or `failed`.
+    pub fn outcome_name(&self) -> &'static str {
+        match self.outcome {
+            Outcome::Refused { .. } => "refused",
+            Outcome::MustBeDoneOnHost { .. } => "must_be_done_on_host",
+            Outcome::Failed { .. } | Outcome::Changed => "failed",
+        }
+    }
+
+    /// The outcome in words (text output).
+    pub fn outcome_text(&self) -> &'static str {
+        match self.outcome {
+            Outcome::MustBeDoneOnHost { .. } => "must be done on the host",
+            _ => self.outcome_name(),
+        }
     }
 }
 
@@ -371,7 +399,7 @@ impl Serialize for RuntimeFailure {
         st.serialize_field("kind", self.change.item.kind())?;
         st.serialize_field("before", &self.change.before)?;
         st.serialize_field("wanted", &self.change.after)?;
-        st.serialize_field("outcome", if self.refused() { "refused" } else { "failed" })?;
+        st.serialize_field("outcome", self.outcome_name())?;
         st.serialize_field("error", &self.error())?;
         st.end()
     }
@@ -443,6 +471,7 @@ fn module_outcome(error: Option<&crate::modules::error::ErrorInfo>) -> Outcome {
         "blacklisted" | "disabled_by_policy" | "command_refused" | "not_permitted" => {
             Outcome::Refused { error }
         }
+        "must_be_done_on_host" => Outcome::MustBeDoneOnHost { error },
         _ => Outcome::Failed { error },
     }
 }
@@ -523,7 +552,7 @@ fn set_limit(host: &Host, request: SetRequest) -> Outcome {
         Err(e) => {
             let error = ErrorObject::of(&e);
             if matches!(e, ct_set::SetError::NotInitialNamespace { .. }) {
-                Outcome::Refused { error }
+                Outcome::MustBeDoneOnHost { error }
             } else {
                 Outcome::Failed { error }
             }
@@ -825,10 +854,23 @@ mod tests {
                                     );
                                 }
                                 Key::ReadOnly => {
-                                    assert!(
-                                        matches!(outcome, Some(Outcome::Refused { .. })),
-                                        "{ctx}"
-                                    );
+                                    // The global limits are read-only only
+                                    // outside the initial network namespace:
+                                    // the host's job; any other key: refused.
+                                    if [KEY_MAX, KEY_BUCKETS].contains(key) {
+                                        assert!(
+                                            matches!(
+                                                outcome,
+                                                Some(Outcome::MustBeDoneOnHost { .. })
+                                            ),
+                                            "{ctx}"
+                                        );
+                                    } else {
+                                        assert!(
+                                            matches!(outcome, Some(Outcome::Refused { .. })),
+                                            "{ctx}"
+                                        );
+                                    }
                                     assert_eq!(
                                         now.as_deref().map(str::trim),
                                         Some(*other),

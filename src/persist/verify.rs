@@ -446,7 +446,7 @@ pub fn note_kube_proxy(report: &mut VerifyReport, cpus: u64) {
         }
         if row.running.as_deref().is_some_and(is) && !is(&row.desired) {
             row.notes.push(format!(
-                "the running value is {formula_text}: kube-proxy probably set it (it raises only;                  [conntrack] never_lower = true keeps nfkit from lowering it)"
+                "the running value is {formula_text}: kube-proxy probably set it (it raises only; [conntrack] never_lower = true keeps nfkit from lowering it)"
             ));
         }
     }
@@ -701,6 +701,14 @@ mod tests {
             notes.iter().any(|n| n.contains(
                 "running value is kube-proxy's default max(32768 x 8 CPUs, 131072) = 262144"
             )),
+            "{notes:?}"
+        );
+        // One sentence: no run of spaces from a broken line continuation.
+        assert!(notes.iter().all(|n| !n.contains("  ")), "{notes:?}");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("(it raises only; [conntrack] never_lower = true")),
             "{notes:?}"
         );
         // 4 CPUs: the formula gives 131072, matching neither value.

@@ -13,7 +13,7 @@
 #   - kernel facts: sig_enforce, lockdown as the guest's files say; the
 #     kernel config option from /boot/config-$(uname -r) when it exists;
 #   - conntrack helper (§2): nf_conntrack_ftp loaded with nothing assigning
-#     it → warning; an nft ct helper used by a rule → assigned; where
+#     it → warning (explain, and verify with it desired); an nft ct helper used by a rule → assigned; where
 #     net.netfilter.nf_conntrack_helper exists (5.10), 1 → assigned, 0 → not;
 #   - boot "disabled": kernel.modules_disabled=1 (irreversible, own boot):
 #     a loadable module is refused with that reason and modprobe fails; a
@@ -140,6 +140,13 @@ CONF
     ex helper-none nf_conntrack_ftp
     check_eq "helper without rules: not assigned" false "$(jx helper-none '.results[0].helper.assigned')"
     check_match "helper without rules: warning" "does nothing" "$(jx helper-none '.results[0].helper.warning')"
+    # verify says the same for a desired helper module.
+    printf '[modules]\nload = ["nf_conntrack_ftp"]\n' >"$WORK/helper.toml"
+    "$NFKIT" --json verify --config "$WORK/helper.toml" >"$WORK/verify-none.json"
+    record verify-none.json "$WORK/verify-none.json"
+    check_eq "verify without rules: the desired helper is not assigned" "nf_conntrack_ftp false" \
+        "$(jx verify-none '.helpers[0] | "\(.module) \(.assigned)"')"
+    check_match "verify without rules: warning" "does nothing" "$(jx verify-none '.helpers[0].warning')"
     check "nft: table, ct helper, rule" nft -f - <<'NFT'
 table inet nfkitvm {
     ct helper ftp-std { type "ftp" protocol tcp; }
@@ -149,6 +156,10 @@ NFT
     ex helper-nft nf_conntrack_ftp
     check_eq "helper with an nft ct helper rule: assigned" true "$(jx helper-nft '.results[0].helper.assigned')"
     check_eq "helper with an nft ct helper rule: no warning" null "$(jx helper-nft '.results[0].helper.warning')"
+    "$NFKIT" --json verify --config "$WORK/helper.toml" >"$WORK/verify-nft.json"
+    record verify-nft.json "$WORK/verify-nft.json"
+    check_eq "verify with an nft ct helper rule: assigned, no warning" "true null" \
+        "$(jx verify-nft '.helpers[0] | "\(.assigned) \(.warning)"')"
 }
 
 boot_disabled() {

@@ -9,10 +9,13 @@
 #     and the release equals what the freshly loaded module picked (oracle:
 #     sysctl right after `modprobe nf_conntrack` without hashsize=);
 #   - backends: iptables-nft alone, then iptables-legacy too = conflict;
-#     ip_tables absent, then loaded (oracle: /proc/modules).
+#     ip_tables absent, then loaded (oracle: /proc/modules);
+#   - `conntrack set --never-lower`: a lower max is kept, a higher one set
+#     (oracle: sysctl); verify names a running max equal to kube-proxy's
+#     formula.
 # shellcheck disable=SC2034 # SCENARIO_* are read by the host runner
 
-SCENARIO_DESC="metrics vs conntrack -S/-C under traffic, --all-netns, plan vs the kernel's default sizing, iptables backends"
+SCENARIO_DESC="metrics vs conntrack -S/-C under traffic, --all-netns, plan vs the kernel's default sizing, iptables backends, --never-lower, kube-proxy note"
 SCENARIO_BOOTS="main"
 
 boot_main() {
@@ -107,4 +110,26 @@ fcntl.ioctl(s, 0x8914, struct.pack("16sH14s", b"lo", flags | 1, b""))
     check_match "conflict reported" 'both iptables backends' "$(jq -r .tables.backends.conflict "$OUT/status.json")"
     check_eq "ip_tables loaded now (oracle: /proc/modules)" "ip_tables " "$(grep -o '^ip_tables ' /proc/modules)"
     check_eq "backends: ip_tables loaded" "loaded" "$(jq -r .tables.backends.ip_tables "$OUT/status.json")"
+
+    # §4: --never-lower against the kernel's value (oracle: sysctl), and
+    # verify naming a running value that is kube-proxy's formula.
+    local key=net.netfilter.nf_conntrack_max cur low high kp
+    cur=$(sysctl -n $key)
+    low=$((cur / 2)) high=$((cur + 1024))
+    check "conntrack set --max $low --never-lower" "$NFKIT" --json conntrack set --max "$low" --never-lower || return 0
+    check_eq "never-lower: kept higher, not changed" "true false" \
+        "$(jq -r '.changes[] | select(.limit=="max") | "\(.kept_higher) \(.changed)"' <<<"$CHECK_OUTPUT")"
+    check_eq "never-lower: the kernel's max is unchanged" "$cur" "$(sysctl -n $key)"
+    check "conntrack set --max $high --never-lower" "$NFKIT" conntrack set --max "$high" --never-lower
+    check_eq "never-lower: raising works" "$high" "$(sysctl -n $key)"
+    kp=$(($(nproc) * 32768))
+    ((kp >= 131072)) || kp=131072
+    check "oracle: $key = kube-proxy's max(32768 x $(nproc), 131072) = $kp" sysctl -qw "$key=$kp"
+    printf '[conntrack]\nmax = %d\nnever_lower = true\n' "$low" >/run/nfkit-vm-metrics-kp.toml
+    "$NFKIT" --json verify --config /run/nfkit-vm-metrics-kp.toml >/run/nfkit-vm-metrics-kp.json
+    record verify-kube-proxy.json /run/nfkit-vm-metrics-kp.json
+    check_match "verify names kube-proxy's running value" "kube-proxy probably set it" \
+        "$(jq -r --arg k "$key" '.rows[] | select(.item==$k) | .notes[]' /run/nfkit-vm-metrics-kp.json)"
+    check_eq "verify reads the running value" "$kp" \
+        "$(jq -r --arg k "$key" '.rows[] | select(.item==$k) | .running' /run/nfkit-vm-metrics-kp.json)"
 }
