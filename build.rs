@@ -31,7 +31,9 @@ fn main() {
     }
     println!("cargo:rustc-link-arg-bins=-no-pie");
     let native = var("TARGET") == var("HOST");
-    if var("CARGO_CFG_TARGET_ENV") == "gnu" && native && std::env::var_os("NFKIT_PORTABLE").is_none()
+    if var("CARGO_CFG_TARGET_ENV") == "gnu"
+        && native
+        && std::env::var_os("NFKIT_PORTABLE").is_none()
     {
         println!("cargo:rustc-link-lib=static:-bundle=gcc_eh");
     }

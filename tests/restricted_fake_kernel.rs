@@ -334,7 +334,12 @@ fn converge_in_a_jail_leaves_the_insert_and_the_global_max_to_the_host() {
             "[modules]\nload = [\"xt_state\"]\n[conntrack]\nmax = 300000\n",
         )
         .unwrap();
-        let c = converge(&k.host(), &desired, OptionsFrom::Desired, modules::Jobs::auto());
+        let c = converge(
+            &k.host(),
+            &desired,
+            OptionsFrom::Desired,
+            modules::Jobs::auto(),
+        );
         let got: Vec<(String, &str)> = c
             .failures()
             .iter()
