@@ -135,11 +135,35 @@ fn line_ending(text: &str) -> &'static str {
     super::line_endings::dominant(text)
 }
 
+/// The line ending for nfkit's block: the dominant one of the bytes around
+/// the block, which a rewrite keeps (so writing the same block again
+/// changes nothing, whatever the block's own lines end with); the block's
+/// own when nothing around it has a line.
+fn block_line_ending(text: &str, range: Option<&std::ops::Range<usize>>) -> &'static str {
+    let Some(range) = range else {
+        // Appended: a last line without an ending gets one first, and that
+        // line is then part of the bytes around the block. After a stray
+        // `\r`, an LF makes a CRLF that can tip the count: then CRLF.
+        let eol = line_ending(text);
+        if text.is_empty() || text.ends_with('\n') {
+            return eol;
+        }
+        return line_ending(&format!("{text}{eol}"));
+    };
+    let rest = format!("{}{}", &text[..range.start], &text[range.end..]);
+    if rest.contains('\n') {
+        line_ending(&rest)
+    } else {
+        line_ending(&text[range.clone()])
+    }
+}
+
 /// Replaces (or appends) nfkit's block; other bytes are kept. An empty
-/// module list removes the block. The block's lines end as the file's do
-/// (CRLF when the file has any CRLF line).
+/// module list removes the block. The block's lines end as the rest of the
+/// file's mostly do ([`block_line_ending`]).
 pub fn with_block(text: &str, modules: &[ModuleName]) -> Result<String, BlockError> {
-    let eol = line_ending(text);
+    let range = block_range(text)?;
+    let eol = block_line_ending(text, range.as_ref());
     let block = if modules.is_empty() {
         String::new()
     } else {
@@ -152,7 +176,7 @@ pub fn with_block(text: &str, modules: &[ModuleName]) -> Result<String, BlockErr
         block.push_str(eol);
         block
     };
-    Ok(match block_range(text)? {
+    Ok(match range {
         Some(range) => format!("{}{}{}", &text[..range.start], block, &text[range.end..]),
         None if block.is_empty() => text.to_string(),
         None => {
@@ -169,6 +193,25 @@ pub fn with_block(text: &str, modules: &[ModuleName]) -> Result<String, BlockErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `module_list` fuzz target (session 5): a file whose
+    /// lines end mostly in bare `\r\r\n` around a CRLF block. The line
+    /// ending was chosen over the whole file, block included, so the
+    /// block's own lines tipped the count: the first rewrite wrote CRLF,
+    /// the second LF. Now only the bytes around the block decide.
+    #[test]
+    fn rewriting_a_block_is_idempotent_whatever_the_block_ends_with() {
+        let text = "\r\r\nx1\r\r\n\r\r\r\n\r#/eop\nlptc\n# BEGIN nfkit: managed block, edits between these lines are replaced\nnf_cte\n# END nfkit\n\r\n\r\r\r\n\r\r\r\n\r\r\nk\n\r\r\n\r\r\r\n\r\r\n";
+        let modules = [m("x1"), m("lptc"), m("k")];
+        let once = with_block(text, &modules).unwrap();
+        let twice = with_block(&once, &modules).unwrap();
+        assert_eq!(twice, once);
+        // Only the block changed.
+        assert_eq!(with_block(&once, &[]).unwrap(), with_block(text, &[]).unwrap());
+        // A file that is only a CRLF block keeps CRLF.
+        let only = with_block("", &modules).unwrap().replace('\n', "\r\n");
+        assert_eq!(with_block(&only, &modules).unwrap(), only);
+    }
 
     fn m(name: &str) -> ModuleName {
         ModuleName::parse_plain(name).unwrap()
@@ -268,11 +311,13 @@ mod tests {
             appended,
             format!("loop\r\nlp\r\n{BLOCK_BEGIN}\r\nnf_nat\r\n{BLOCK_END}\r\n")
         );
+        // A stray `\r` at the end: the LF that ends its line makes it a
+        // CRLF line, so CRLF (and the same again on the next write).
         let stray_cr = "es\r\r";
         let once = with_block(stray_cr, &[m("nf_nat")]).unwrap();
         assert_eq!(
             once,
-            format!("es\r\r\n{BLOCK_BEGIN}\nnf_nat\n{BLOCK_END}\n")
+            format!("es\r\r\r\n{BLOCK_BEGIN}\r\nnf_nat\r\n{BLOCK_END}\r\n")
         );
         assert_eq!(with_block(&once, &[m("nf_nat")]).unwrap(), once);
     }
