@@ -207,7 +207,10 @@ mod tests {
         let twice = with_block(&once, &modules).unwrap();
         assert_eq!(twice, once);
         // Only the block changed.
-        assert_eq!(with_block(&once, &[]).unwrap(), with_block(text, &[]).unwrap());
+        assert_eq!(
+            with_block(&once, &[]).unwrap(),
+            with_block(text, &[]).unwrap()
+        );
         // A file that is only a CRLF block keeps CRLF.
         let only = with_block("", &modules).unwrap().replace('\n', "\r\n");
         assert_eq!(with_block(&only, &modules).unwrap(), only);
