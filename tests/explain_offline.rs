@@ -74,12 +74,7 @@ fn kinds(v: &Value) -> Vec<String> {
 }
 
 fn reason<'a>(v: &'a Value, kind: &str) -> &'a Value {
-    v["results"][0]["modules"][0]["reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["kind"] == kind)
-        .unwrap_or_else(|| panic!("no {kind} reason: {v:#}"))
+    tree::explain_reason(v, kind)
 }
 
 #[test]

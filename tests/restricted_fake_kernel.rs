@@ -71,6 +71,19 @@ impl FakeKernel {
         h
     }
 
+    /// `modules load NAME` (no options) on the fake running kernel.
+    fn load(&self, name: &str, dry_run: bool) -> modules::LoadReport {
+        let request = LoadRequest {
+            name: name.into(),
+            options: Vec::new(),
+        };
+        let flags = LoadFlags {
+            dry_run,
+            ..LoadFlags::default()
+        };
+        modules::load(&self.host(), None, &[request], flags).unwrap()
+    }
+
     fn explain(&self, name: &str) -> Value {
         let r = modules::explain(&self.host(), None, &[name.to_owned()]).unwrap();
         let v = serde_json::to_value(&r).unwrap();
@@ -119,12 +132,7 @@ fn verdict(v: &Value) -> String {
 }
 
 fn reason<'a>(v: &'a Value, kind: &str) -> &'a Value {
-    v["results"][0]["modules"][0]["reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["kind"] == kind)
-        .unwrap_or_else(|| panic!("no {kind} reason: {v:#}"))
+    tree::explain_reason(v, kind)
 }
 
 #[test]
@@ -244,16 +252,7 @@ fn without_cap_sys_module_or_in_a_user_namespace_a_load_is_the_hosts_job() {
         jail(&k);
         let v = k.explain("xt_state");
         assert_eq!(verdict(&v), want, "{what}: {v:#}");
-        let r = modules::load(
-            &k.host(),
-            None,
-            &[LoadRequest {
-                name: "xt_state".into(),
-                options: Vec::new(),
-            }],
-            LoadFlags::default(),
-        )
-        .unwrap();
+        let r = k.load("xt_state", false);
         assert!(!r.ok(), "{what}");
         let v = serde_json::to_value(&r).unwrap();
         let m = &v["results"][0]["modules"][0];
@@ -268,19 +267,7 @@ fn without_cap_sys_module_or_in_a_user_namespace_a_load_is_the_hosts_job() {
             "{what}: {v:#}"
         );
         // A dry run plans the insert; where it can happen is explain's.
-        let r = modules::load(
-            &k.host(),
-            None,
-            &[LoadRequest {
-                name: "xt_state".into(),
-                options: Vec::new(),
-            }],
-            LoadFlags {
-                dry_run: true,
-                ..LoadFlags::default()
-            },
-        )
-        .unwrap();
+        let r = k.load("xt_state", true);
         assert!(r.ok(), "{what}: dry run");
     }
 }
@@ -289,16 +276,7 @@ fn without_cap_sys_module_or_in_a_user_namespace_a_load_is_the_hosts_job() {
 fn an_openvz_container_loads_on_the_hardware_node() {
     let k = FakeKernel::new();
     std::fs::create_dir_all(k.root.join("proc/vz")).unwrap();
-    let r = modules::load(
-        &k.host(),
-        None,
-        &[LoadRequest {
-            name: "xt_state".into(),
-            options: Vec::new(),
-        }],
-        LoadFlags::default(),
-    )
-    .unwrap();
+    let r = k.load("xt_state", false);
     let v = serde_json::to_value(&r).unwrap();
     let e = &v["results"][0]["modules"][0]["error"];
     assert_eq!(e["kind"], "must_be_done_on_host", "{v:#}");

@@ -95,3 +95,14 @@ pub fn overlay(conf: &str) -> Overlay {
     std::fs::write(root.join("etc/modprobe.d/test.conf"), conf).unwrap();
     Overlay { _dir: dir, root }
 }
+
+/// The reason of `kind` in the first module of an `explain` report (JSON);
+/// panics with the report when there is none.
+pub fn explain_reason<'a>(v: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
+    v["results"][0]["modules"][0]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} reason: {v:#}"))
+}
