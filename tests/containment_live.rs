@@ -28,9 +28,9 @@ enum Jail {
 
 const JAILS: [Jail; 2] = [Jail::NoCapSysModule, Jail::UserNamespace];
 
-fn jailed(jail: Jail, args: &[&str]) -> Command {
-    let nfkit = env!("CARGO_BIN_EXE_nfkit");
-    let mut c = match jail {
+/// `program` run in `jail` (its arguments added by the caller).
+fn in_jail(jail: Jail, program: &str) -> Command {
+    match jail {
         Jail::NoCapSysModule => tool(
             "setpriv",
             [
@@ -39,11 +39,15 @@ fn jailed(jail: Jail, args: &[&str]) -> Command {
                 "--inh-caps",
                 "-sys_module",
                 "--",
-                nfkit,
+                program,
             ],
         ),
-        Jail::UserNamespace => tool("unshare", ["-U", "-r", "--", nfkit]),
-    };
+        Jail::UserNamespace => tool("unshare", ["-U", "-r", "--", program]),
+    }
+}
+
+fn jailed(jail: Jail, args: &[&str]) -> Command {
+    let mut c = in_jail(jail, env!("CARGO_BIN_EXE_nfkit"));
     c.args(args);
     c
 }
@@ -87,32 +91,8 @@ fn precondition() -> String {
 fn the_jail_really_lacks_what_a_module_load_needs() {
     // The oracle: /proc/self/status and uid_map as the jailed shell sees them.
     for jail in JAILS {
-        let mut c = match jail {
-            Jail::NoCapSysModule => tool(
-                "setpriv",
-                [
-                    "--bounding-set",
-                    "-sys_module",
-                    "--inh-caps",
-                    "-sys_module",
-                    "--",
-                    "cat",
-                    "/proc/self/status",
-                    "/proc/self/uid_map",
-                ],
-            ),
-            Jail::UserNamespace => tool(
-                "unshare",
-                [
-                    "-U",
-                    "-r",
-                    "--",
-                    "cat",
-                    "/proc/self/status",
-                    "/proc/self/uid_map",
-                ],
-            ),
-        };
+        let mut c = in_jail(jail, "cat");
+        c.args(["/proc/self/status", "/proc/self/uid_map"]);
         let text = ok(&mut c);
         let cap_eff = text
             .lines()
