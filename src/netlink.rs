@@ -7,8 +7,9 @@
 //!
 //! Kernel quirks handled here (see `conntrack-and-tables.md` §1.2):
 //! - `IPCTNL_MSG_CT_GET_STATS` answers with one message flagged
-//!   `NLM_F_MULTI` and never sends `NLMSG_DONE`: ask with `NLM_F_ACK` and stop
-//!   at the ACK ([`ReplyEnd::Ack`]).
+//!   `NLM_F_MULTI` and never sends `NLMSG_DONE`: ask without `NLM_F_ACK`
+//!   (errors come back as `NLMSG_ERROR` all the same) and stop at that first
+//!   message ([`ReplyEnd::One`]: one receive; with an ACK it took two).
 //! - Dumps end with `NLMSG_DONE` ([`ReplyEnd::Done`]).
 //! - A receive timeout guards every exchange, so a kernel that answers
 //!   differently from what we expect produces an error, never a hang.
@@ -18,8 +19,7 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_netfilter::NetfilterMessage;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
@@ -118,6 +118,9 @@ pub enum ReplyEnd {
     Done,
     /// Request sent with `NLM_F_ACK`: collect until the ACK.
     Ack,
+    /// A get request answered by one message (sent without `NLM_F_ACK`:
+    /// the kernel acknowledges only errors): the first data message ends it.
+    One,
 }
 
 /// One reply frame: its netlink header and the payload after it.
@@ -172,14 +175,19 @@ impl NfnlSocket {
         self.exchange(op, request, NLM_F_REQUEST | NLM_F_DUMP, ReplyEnd::Done)
     }
 
-    /// Sends a request with `NLM_F_ACK` and returns every message before the
-    /// ACK.
-    pub fn request_with_ack(
+    /// Sends a get request answered by one message (no `NLM_F_ACK`: an
+    /// error still comes back as `NLMSG_ERROR`) and returns that message:
+    /// one receive instead of two.
+    pub fn request_one(
         &mut self,
         op: &'static str,
         request: NetfilterMessage,
-    ) -> Result<Vec<Reply>, Error> {
-        self.exchange(op, request, NLM_F_REQUEST | NLM_F_ACK, ReplyEnd::Ack)
+    ) -> Result<Reply, Error> {
+        let mut replies = self.exchange(op, request, NLM_F_REQUEST, ReplyEnd::One)?;
+        replies.pop().ok_or_else(|| Error::Malformed {
+            op,
+            detail: "no reply message".into(),
+        })
     }
 
     /// Sends `request` with `flags` and collects replies until `end`.
@@ -220,7 +228,12 @@ impl NfnlSocket {
                     continue; // a late reply to an earlier request
                 }
                 match classify(&frame) {
-                    FrameKind::Data => collected.push(frame),
+                    FrameKind::Data => {
+                        collected.push(frame);
+                        if end == ReplyEnd::One {
+                            return Ok(collected);
+                        }
+                    }
                     FrameKind::Noop => {}
                     FrameKind::Done => {
                         if end == ReplyEnd::Done {

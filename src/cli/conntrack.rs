@@ -23,6 +23,16 @@ pub struct ConntrackArgs {
 }
 
 impl ConntrackArgs {
+    /// `nfkit conntrack [--per-cpu] [--no-netlink]`: the figures, no action
+    /// (the start-up fast path's reading, see `fast_args`).
+    pub(super) fn show(per_cpu: bool, no_netlink: bool) -> Self {
+        Self {
+            per_cpu,
+            no_netlink,
+            action: None,
+        }
+    }
+
     /// What this command may change.
     pub(super) fn writes(&self) -> crate::confine::policy::Writes {
         use crate::confine::policy::Writes;

@@ -3,7 +3,8 @@
 //! Building clap's command tree for every subcommand, only to find
 //! `status`, is a quarter of `nfkit status`'s instructions (callgrind:
 //! ~160k of ~650k, README "Performance"). The commands without arguments of
-//! their own (`status`, `verify`, `boot`) with the plain global options are
+//! their own (`status`, `verify`, `boot`) and `conntrack` with its two flags
+//! (`--per-cpu`, `--no-netlink`), with the plain global options, are
 //! recognised here instead; anything else, including every error, help and
 //! version request, is left to clap ([`parse`] returns `None`).
 //!
@@ -30,6 +31,8 @@ where
     let mut root: Option<PathBuf> = None;
     let mut config: Option<PathBuf> = None;
     let mut command: Option<Command> = None;
+    // `conntrack`'s own flags, valid after its word only (clap's rule).
+    let mut conntrack: Option<[bool; 2]> = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let arg = arg.into_string().ok()?;
@@ -38,12 +41,20 @@ where
             "--json" if !json => json = true,
             "-q" | "--quiet" if !quiet => quiet = true,
             "-v" | "--verbose" => {
-                let level = usize::from(command.is_some());
+                let level = usize::from(command.is_some() || conntrack.is_some());
                 verbose[level] = verbose[level].checked_add(1)?;
             }
             "--root" if root.is_none() => root = Some(value(args.next()?)?),
             "--config" if config.is_none() => config = Some(value(args.next()?)?),
-            "status" | "verify" | "boot" if command.is_none() => {
+            "conntrack" if command.is_none() && conntrack.is_none() => conntrack = Some([false; 2]),
+            "--per-cpu" | "--no-netlink" => {
+                let flag = usize::from(arg == "--no-netlink");
+                match &mut conntrack {
+                    Some(flags) if !flags[flag] => flags[flag] = true,
+                    _ => return None,
+                }
+            }
+            "status" | "verify" | "boot" if command.is_none() && conntrack.is_none() => {
                 command = Some(match arg.as_str() {
                     "status" => Command::Status,
                     "verify" => Command::Verify,
@@ -72,6 +83,11 @@ where
     // `-q` and `-v` conflict: clap says so.
     if quiet && verbose > 0 {
         return None;
+    }
+    if let Some([per_cpu, no_netlink]) = conntrack {
+        command = Some(Command::Conntrack(super::conntrack::ConntrackArgs::show(
+            per_cpu, no_netlink,
+        )));
     }
     Some(Cli {
         json,
@@ -118,6 +134,11 @@ mod tests {
         "status",
         "verify",
         "boot",
+        "conntrack",
+        "--per-cpu",
+        "--no-netlink",
+        "set",
+        "plan",
         "apply",
         "tables",
         "help",
@@ -173,6 +194,10 @@ mod tests {
             &["--root=/srv/img", "verify", "--json"],
             &["boot", "--config", "/etc/x.toml"],
             &["--quiet", "--config=/etc/x.toml", "boot"],
+            &["conntrack"],
+            &["--json", "conntrack", "--per-cpu"],
+            &["conntrack", "--no-netlink", "-v", "--per-cpu"],
+            &["-q", "conntrack", "--root", "/srv/img", "--no-netlink"],
         ] {
             let fast = fast_reading(args);
             assert!(fast.is_some(), "{args:?} not taken by the fast path");
@@ -198,6 +223,12 @@ mod tests {
             &["status", "extra"],
             &["-vq", "status"],
             &["-v", "status", "-v"],
+            &["--per-cpu", "conntrack"],
+            &["conntrack", "--per-cpu", "--per-cpu"],
+            &["conntrack", "set"],
+            &["conntrack", "plan"],
+            &["status", "--per-cpu"],
+            &["conntrack", "status"],
         ] {
             assert_eq!(fast_reading(args), None, "{args:?}");
         }

@@ -150,11 +150,8 @@ fn malformed(op: &'static str, e: impl std::fmt::Display) -> netlink::Error {
 /// Reads count and max through `IPCTNL_MSG_CT_GET_STATS`.
 pub fn netlink_global_stats(socket: &mut NfnlSocket) -> Result<GlobalStats, netlink::Error> {
     const OP: &str = "read conntrack statistics (IPCTNL_MSG_CT_GET_STATS)";
-    let replies = socket.request_with_ack(OP, stats_request(stats::IPCTNL_MSG_CT_GET_STATS))?;
-    let reply = replies
-        .first()
-        .ok_or_else(|| malformed(OP, "no statistics message before the ACK"))?;
-    stats::decode_global(attributes_of(reply).ok_or_else(|| malformed(OP, "short payload"))?)
+    let reply = socket.request_one(OP, stats_request(stats::IPCTNL_MSG_CT_GET_STATS))?;
+    stats::decode_global(attributes_of(&reply).ok_or_else(|| malformed(OP, "short payload"))?)
         .map_err(|e| malformed(OP, e))
 }
 
@@ -198,16 +195,15 @@ pub fn read_status(host: &Host, options: ReadOptions) -> ConntrackStatus {
             None
         }
     };
-    let sysctl_max = read_key(KEY_MAX, &mut notes);
-    let sysctl_count = read_key(KEY_COUNT, &mut notes);
+    // The buckets sysctl exists whenever conntrack does; entries and max
+    // come from netlink when it answers (one request instead of two files),
+    // from sysctl otherwise.
     let buckets = read_key(KEY_BUCKETS, &mut notes);
     let expect_max = read_key(KEY_EXPECT_MAX, &mut notes);
-    let present = sysctl_max.is_some() || sysctl_count.is_some() || buckets.is_some();
-
     let mut status = ConntrackStatus {
-        present,
-        entries: sysctl_count.map(|v| Sourced::new(v, Source::Sysctl)),
-        max: sysctl_max.map(|v| Sourced::new(v, Source::Sysctl)),
+        present: buckets.is_some(),
+        entries: None,
+        max: None,
         buckets: buckets.map(|v| Sourced::new(v, Source::Sysctl)),
         usage_percent: None,
         expect_max: expect_max.map(|v| Sourced::new(v, Source::Sysctl)),
@@ -215,17 +211,8 @@ pub fn read_status(host: &Host, options: ReadOptions) -> ConntrackStatus {
         memory_estimate: None,
         notes,
     };
-    if !present {
-        status.notes.push(
-            "connection tracking is not present in this kernel \
-             (no /proc/sys/net/netfilter/nf_conntrack_*); load it with \
-             `nfkit modules load nf_conntrack`"
-                .into(),
-        );
-        return status;
-    }
 
-    let use_netlink = !options.files_only && !host.offline;
+    let use_netlink = status.present && !options.files_only && !host.offline;
     if use_netlink && !host.component_present("nf_conntrack_netlink") {
         status.notes.push(
             "nf_conntrack_netlink is not loaded: figures from /proc only \
@@ -245,6 +232,23 @@ pub fn read_status(host: &Host, options: ReadOptions) -> ConntrackStatus {
                     .push(format!("{e}{hint}; falling back to /proc"));
             }
         }
+    }
+    if status.max.is_none() {
+        status.max = read_key(KEY_MAX, &mut status.notes).map(|v| Sourced::new(v, Source::Sysctl));
+    }
+    if status.entries.is_none() {
+        status.entries =
+            read_key(KEY_COUNT, &mut status.notes).map(|v| Sourced::new(v, Source::Sysctl));
+    }
+    status.present |= status.max.is_some() || status.entries.is_some();
+    if !status.present {
+        status.notes.push(
+            "connection tracking is not present in this kernel \
+             (no /proc/sys/net/netfilter/nf_conntrack_*); load it with \
+             `nfkit modules load nf_conntrack`"
+                .into(),
+        );
+        return status;
     }
     if status.counters.is_none() {
         read_proc_counters(host, &mut status);
