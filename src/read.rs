@@ -281,26 +281,14 @@ fn read_real(real: &Path, kind: Kind, no_follow: bool) -> Result<Option<Vec<u8>>
 
 /// Reads at most `cap + 1` bytes. The buffer is sized from the file's size
 /// (0 for `/proc` and `/sys` files: then a page) so a regular file takes
-/// one read plus the one that sees the end.
+/// one read plus the one that sees the end; it is not zeroed first (the
+/// standard library reads into its spare capacity), and grows only for a
+/// file longer than its size said.
 fn read_capped(file: &mut File, size_hint: usize, cap: usize) -> io::Result<Vec<u8>> {
-    let limit = cap + 1;
-    let mut buf = vec![0u8; (size_hint + 1).max(4096).min(limit)];
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            if len == limit {
-                break;
-            }
-            buf.resize((len * 2).min(limit), 0);
-        }
-        match file.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    buf.truncate(len);
+    let limit = cap.saturating_add(1);
+    let mut buf = Vec::with_capacity(size_hint.saturating_add(1).max(4096).min(limit));
+    file.take(u64::try_from(limit).unwrap_or(u64::MAX))
+        .read_to_end(&mut buf)?;
     Ok(buf)
 }
 

@@ -734,8 +734,15 @@ impl Inserted<'_, '_> {
             self.graph.owner(i) == u
                 && matches!(&self.run.outcomes[i], NodeOutcome::Done(d) if !d.already)
         });
+        // Inserted by this run as the very node of this name (an earlier
+        // name with the same module and the same options owns it): the
+        // options were applied, and sysfs shows it.
+        let inserted_by_run = target
+            .is_some_and(|i| matches!(&self.run.outcomes[i], NodeOutcome::Done(d) if !d.already));
         let (outcome, checked) = if inserted_here {
             (LoadOutcome::Loaded, job.check_options_applied())
+        } else if inserted_by_run {
+            (LoadOutcome::AlreadyLoaded, job.check_options_applied())
         } else {
             // An earlier name inserted it (with that name's options): as if
             // it had been loaded before this one, which it was.
@@ -1032,7 +1039,8 @@ impl LoadJob<'_, '_> {
             return Ok(());
         };
         // Only sysfs can tell for sure (modinfo misses module_param_call
-        // parameters such as nf_conntrack's hashsize).
+        // parameters such as nf_conntrack's hashsize): an option unknown to
+        // modinfo is unknown only if sysfs does not list it either.
         let verifiable = self.t.live && sysfs::in_sysfs(&self.t.sys_root, module);
         if !self.unknown.is_empty() && !verifiable {
             self.notes.push(format!(
@@ -1040,12 +1048,25 @@ impl LoadJob<'_, '_> {
                 self.unknown.join(", ")
             ));
         } else if !self.unknown.is_empty() {
-            return Err(self.fail(ModuleError::UnknownParameter {
-                op: Op::Load,
-                module: module.clone(),
-                unknown: self.unknown.clone(),
-                accepted: self.known.clone(),
-            }));
+            let in_sysfs = sysfs::sys_parameters(&self.t.sys_root, module);
+            let unknown: Vec<String> = self
+                .unknown
+                .iter()
+                .filter(|u| !in_sysfs.iter().any(|p| options::parameq(u, p)))
+                .cloned()
+                .collect();
+            if !unknown.is_empty() {
+                let mut accepted = in_sysfs;
+                accepted.extend(self.known.iter().cloned());
+                accepted.sort();
+                accepted.dedup();
+                return Err(self.fail(ModuleError::UnknownParameter {
+                    op: Op::Load,
+                    module: module.clone(),
+                    unknown,
+                    accepted,
+                }));
+            }
         }
         if !self.req.options.is_empty() {
             self.notes.push(match place {
