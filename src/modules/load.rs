@@ -952,7 +952,15 @@ fn prepare<'a, 'c>(
     flags: LoadFlags,
 ) -> Result<Prepared<'a, 'c>, LoadFailure> {
     let module = m.name();
-    let known = known_params(t, m);
+    // The declared parameters matter only for given options: modinfo is
+    // the module file's ELF section (and libkmod's kmod_module_get_info
+    // also decodes the signature, through OpenSSL): not read for the
+    // names without options.
+    let known = if req.options.is_empty() {
+        Vec::new()
+    } else {
+        known_params(t, m)
+    };
     let mut job = LoadJob {
         unknown: unknown_params(&req.options, &known),
         known,
@@ -1182,7 +1190,7 @@ impl LoadJob<'_, '_> {
                 detail: format!("no {}", proc_modules.display()),
             }));
         }
-        if let Some(why) = crate::containment::module_load_preflight(&self.t.proc_root) {
+        if let Some(why) = self.t.module_loads_host_only() {
             return Err(self.fail(ModuleError::MustBeDoneOnHost {
                 op,
                 module: self.module.clone(),

@@ -33,6 +33,10 @@ pub struct Target {
     pub(crate) sys_root: PathBuf,
     #[serde(skip)]
     config_paths: Option<Vec<PathBuf>>,
+    /// Whether module loads are the host's job here (containment facts
+    /// read once per run, not once per name).
+    #[serde(skip)]
+    host_only: std::sync::OnceLock<Option<crate::containment::HostOnly>>,
 }
 
 /// The modprobe.d directories, highest precedence first (libkmod's list:
@@ -231,7 +235,15 @@ impl Target {
             proc_root: host.proc_root.clone(),
             sys_root: host.sys_root.clone(),
             config_paths,
+            host_only: std::sync::OnceLock::new(),
         })
+    }
+
+    /// [`crate::containment::module_load_preflight`], read once.
+    pub(crate) fn module_loads_host_only(&self) -> Option<crate::containment::HostOnly> {
+        *self
+            .host_only
+            .get_or_init(|| crate::containment::module_load_preflight(&self.proc_root))
     }
 
     pub(crate) fn context(&self, op: Op) -> Result<Context, ModuleError> {
