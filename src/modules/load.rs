@@ -730,15 +730,13 @@ impl Inserted<'_, '_> {
             return failed(job, e);
         }
         let target = self.graph.node_in(u, &job.module);
-        let inserted_here = target.is_none_or(|i| {
-            self.graph.owner(i) == u
-                && matches!(&self.run.outcomes[i], NodeOutcome::Done(d) if !d.already)
-        });
+        let inserted_by_run =
+            |i: usize| matches!(&self.run.outcomes[i], NodeOutcome::Done(d) if !d.already);
+        let inserted_here = target.is_none_or(|i| self.graph.owner(i) == u && inserted_by_run(i));
         // Inserted by this run as the very node of this name (an earlier
         // name with the same module and the same options owns it): the
         // options were applied, and sysfs shows it.
-        let inserted_by_run = target
-            .is_some_and(|i| matches!(&self.run.outcomes[i], NodeOutcome::Done(d) if !d.already));
+        let inserted_by_run = target.is_some_and(inserted_by_run);
         let (outcome, checked) = if inserted_here {
             (LoadOutcome::Loaded, job.check_options_applied())
         } else if inserted_by_run {
@@ -1064,16 +1062,7 @@ impl LoadJob<'_, '_> {
                 .cloned()
                 .collect();
             if !unknown.is_empty() {
-                let mut accepted = in_sysfs;
-                accepted.extend(self.known.iter().cloned());
-                accepted.sort();
-                accepted.dedup();
-                return Err(self.fail(ModuleError::UnknownParameter {
-                    op: Op::Load,
-                    module: module.clone(),
-                    unknown,
-                    accepted,
-                }));
+                return Err(self.unknown_parameter(unknown, in_sysfs));
             }
         }
         if !self.req.options.is_empty() {
@@ -1222,16 +1211,22 @@ impl LoadJob<'_, '_> {
         if ignored.is_empty() {
             return Ok(());
         }
+        Err(self.unknown_parameter(ignored, in_sysfs))
+    }
+
+    /// The failure for options the module does not accept, listing what it
+    /// does accept: its sysfs parameters and the ones modinfo declares.
+    fn unknown_parameter(&self, unknown: Vec<String>, in_sysfs: Vec<String>) -> LoadFailure {
         let mut accepted = in_sysfs;
         accepted.extend(self.known.iter().cloned());
         accepted.sort();
         accepted.dedup();
-        Err(self.fail(ModuleError::UnknownParameter {
+        self.fail(ModuleError::UnknownParameter {
             op: Op::Load,
-            module: module.clone(),
-            unknown: ignored,
+            module: self.module.clone(),
+            unknown,
             accepted,
-        }))
+        })
     }
 }
 
