@@ -83,6 +83,14 @@ pub enum ReadError {
     /// UTF-8 (comments may: they are kept byte for byte).
     #[error("read {}:{line}: bytes that are not UTF-8 outside a comment", path.display())]
     NotUtf8Value { path: PathBuf, line: usize },
+    /// A gzip-compressed file (`/proc/config.gz`) is not one valid gzip
+    /// stream (bad header, corrupt data, CRC or length mismatch, cut short).
+    #[error("read {}: not a valid gzip file", path.display())]
+    Gzip {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     /// An I/O call failed.
     #[error("{op} {}", path.display())]
     Io {
@@ -102,6 +110,7 @@ impl ReadError {
             | ReadError::Escapes { path, .. }
             | ReadError::NotUtf8 { path, .. }
             | ReadError::NotUtf8Value { path, .. }
+            | ReadError::Gzip { path, .. }
             | ReadError::Io { path, .. } => path,
         }
     }
@@ -133,6 +142,9 @@ impl ReadError {
                 "only comment lines may hold other encodings; convert the file to UTF-8 \
                  (for example with iconv -t UTF-8)",
             ),
+            ReadError::Gzip { .. } => {
+                Some("check the file with `gzip -t`; a kernel writes /proc/config.gz whole")
+            }
             ReadError::Io { source, .. } => match source.raw_os_error() {
                 Some(libc::EACCES) | Some(libc::EPERM) => {
                     Some("reading it needs permission: run as root or fix the file's mode")
@@ -228,11 +240,67 @@ pub(crate) fn resolve_inside(root: &Path, path: &Path) -> Result<PathBuf, ReadEr
 /// Reads the real path `full` (as `Host` builds them: `DIR/proc/...`),
 /// confined to `root` when it lies below an offline root.
 pub fn read_confined(root: &Path, full: &Path, kind: Kind) -> Result<Option<String>, ReadError> {
+    read_confined_bytes(root, full, kind)?
+        .map(|(real, b)| strict_utf8(&real, b))
+        .transpose()
+}
+
+/// [`read_confined`] for a gzip-compressed text file (`/proc/config.gz`):
+/// the compressed file and the text it expands to are each capped by
+/// `kind`, the gzip trailer's CRC and length are checked, and the text
+/// must be UTF-8.
+pub fn read_gzip_confined(
+    root: &Path,
+    full: &Path,
+    kind: Kind,
+) -> Result<Option<String>, ReadError> {
+    let Some((real, compressed)) = read_confined_bytes(root, full, kind)? else {
+        return Ok(None);
+    };
+    let text = gunzip_capped(&compressed, kind).map_err(|e| match e {
+        Gunzip::TooLarge => ReadError::TooLarge {
+            path: real.clone(),
+            kind,
+        },
+        Gunzip::Invalid(source) => ReadError::Gzip {
+            path: real.clone(),
+            source,
+        },
+    })?;
+    strict_utf8(&real, text).map(Some)
+}
+
+/// Why a gzip stream could not be expanded.
+pub(crate) enum Gunzip {
+    TooLarge,
+    Invalid(io::Error),
+}
+
+/// Expands one gzip member (RFC 1952) to at most `kind.cap()` bytes.
+pub(crate) fn gunzip_capped(compressed: &[u8], kind: Kind) -> Result<Vec<u8>, Gunzip> {
+    let mut out = Vec::new();
+    let cap = kind.cap() as u64;
+    flate2::read::GzDecoder::new(compressed)
+        .take(cap + 1)
+        .read_to_end(&mut out)
+        .map_err(Gunzip::Invalid)?;
+    if out.len() as u64 > cap {
+        return Err(Gunzip::TooLarge);
+    }
+    Ok(out)
+}
+
+/// The bytes of `full` and its real path; see [`read_confined`].
+fn read_confined_bytes(
+    root: &Path,
+    full: &Path,
+    kind: Kind,
+) -> Result<Option<(PathBuf, Vec<u8>)>, ReadError> {
     match full.strip_prefix(root) {
-        Ok(inner) if root != Path::new("/") => read_text(root, &Path::new("/").join(inner), kind),
-        _ => read_real(full, kind, false)?
-            .map(|b| strict_utf8(full, b))
-            .transpose(),
+        Ok(inner) if root != Path::new("/") => {
+            read_bytes(root, &Path::new("/").join(inner), kind)
+        }
+        _ => Ok(read_real(full, kind, false)?.map(|b| (full.to_path_buf(), b))),
     }
 }
 
@@ -389,5 +457,54 @@ mod tests {
         // 0): read_capped stops at cap + 1.
         let mut zero = File::open("/dev/zero").unwrap();
         assert_eq!(read_capped(&mut zero, 0, 10_000).unwrap().len(), 10_001);
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_text_is_expanded_checked_and_capped() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("config.gz");
+        let read = || read_gzip_confined(root.path(), &path, Kind::KernelValue);
+        assert_eq!(read().unwrap(), None);
+        let text = "CONFIG_NF_CONNTRACK=y\n# CONFIG_NF_CONNTRACK_FTP is not set\n";
+        fs::write(&path, gzip(text.as_bytes())).unwrap();
+        assert_eq!(read().unwrap().as_deref(), Some(text));
+        // Every damage is an error naming the file, never a partial text.
+        let good = gzip(text.as_bytes());
+        let n = good.len();
+        let mut crc = good.clone();
+        crc[n - 8] ^= 1;
+        let mut len = good.clone();
+        len[n - 4] ^= 1;
+        let cases = [
+            ("crc", crc),
+            ("length", len),
+            ("cut", good[..n - 3].to_vec()),
+            ("plain text", text.as_bytes().to_vec()),
+            ("empty", Vec::new()),
+        ];
+        for (what, bytes) in cases {
+            fs::write(&path, bytes).unwrap();
+            let e = read().unwrap_err();
+            assert!(
+                matches!(e, ReadError::Gzip { .. }),
+                "{what}: {e:?}"
+            );
+            assert_eq!(e.path(), path.as_path(), "{what}");
+        }
+        // The expanded text is capped by its kind (64 KiB here), the
+        // compressed file too.
+        fs::write(&path, gzip(&vec![b'#'; (64 << 10) + 1])).unwrap();
+        assert!(matches!(read().unwrap_err(), ReadError::TooLarge { .. }));
+        fs::write(&path, gzip(&vec![b'#'; 64 << 10])).unwrap();
+        assert_eq!(read().unwrap().map(|t| t.len()), Some(64 << 10));
+        fs::write(&path, gzip(&[0xff, b'\n'])).unwrap();
+        assert!(matches!(read().unwrap_err(), ReadError::NotUtf8 { .. }));
     }
 }

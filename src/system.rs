@@ -100,12 +100,21 @@ impl Host {
     /// its root): regular files only, capped by `kind`, confined to the
     /// root when offline; `Ok(None)` when absent.
     pub fn read(&self, full: &Path, kind: Kind) -> Result<Option<String>, ReadError> {
-        let root: &Path = if self.offline {
+        crate::read::read_confined(self.confining_root(), full, kind)
+    }
+
+    /// [`Host::read`] for a gzip-compressed text file (`/proc/config.gz`).
+    pub fn read_gzip(&self, full: &Path, kind: Kind) -> Result<Option<String>, ReadError> {
+        crate::read::read_gzip_confined(self.confining_root(), full, kind)
+    }
+
+    /// What reads are confined to: the offline root, or `/`.
+    fn confining_root(&self) -> &Path {
+        if self.offline {
             &self.root
         } else {
             Path::new("/")
-        };
-        crate::read::read_confined(root, full, kind)
+        }
     }
 
     /// [`Host::read`] as an `io::Result` (a missing file is `NotFound`; a

@@ -186,3 +186,59 @@ fn boot_in_a_jail_leaves_the_global_limit_to_the_host_and_counts_the_built_in_mo
         }
     });
 }
+
+/// `explain` on this machine reads the running kernel's config from
+/// `/proc/config.gz` (there is no `/boot/config-<release>` here), and
+/// every option it reports has the value `zcat` finds there.
+#[test]
+fn explain_reads_the_running_kernels_config_from_proc_config_gz() {
+    let release = precondition();
+    assert!(
+        std::path::Path::new("/proc/config.gz").is_file(),
+        "this test needs a kernel with CONFIG_IKCONFIG_PROC (/proc/config.gz)"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/boot/config-{release}")).exists(),
+        "with /boot/config-{release} present nfkit reads that file instead"
+    );
+    let oracle = ok(&mut tool("zcat", ["/proc/config.gz"]));
+    let names = ["nf_conntrack", "nf_conntrack_ftp", "xt_state", "nf_tables"];
+    // xt_state is built in without a /sys/module entry here: explain calls
+    // it unavailable (exit 1), with the config's `=y` in its reason.
+    let out = run(nfkit().args(["--json", "explain"]).args(names));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kernel_config"]["file"], "/proc/config.gz", "{v:#}");
+    let mut seen = 0;
+    for r in v["results"].as_array().unwrap() {
+        let reasons = r["reasons"]
+            .as_array()
+            .into_iter()
+            .chain(r["modules"].as_array().into_iter().flat_map(|m| {
+                m.iter()
+                    .filter_map(|m| m["reasons"].as_array())
+                    .collect::<Vec<_>>()
+            }))
+            .flatten();
+        for reason in reasons {
+            let hits = reason["options"]
+                .as_array()
+                .or_else(|| reason["config"].as_array());
+            for hit in hits.into_iter().flatten() {
+                let option = hit["option"].as_str().unwrap();
+                let want = match hit["value"].as_str().unwrap() {
+                    "not set" => format!("# {option} is not set"),
+                    value => format!("{option}={value}"),
+                };
+                assert!(
+                    oracle.lines().any(|l| l == want),
+                    "{want} is not in /proc/config.gz: {v:#}"
+                );
+                seen += 1;
+            }
+        }
+    }
+    assert!(
+        seen >= names.len(),
+        "every name here has its option in this kernel's config: {v:#}"
+    );
+}

@@ -347,3 +347,61 @@ fn converge_in_a_jail_leaves_the_insert_and_the_global_max_to_the_host() {
         );
     }
 }
+
+/// gzip of `text`, as the kernel's `CONFIG_IKCONFIG_PROC` serves it.
+fn gzip(text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(text.as_bytes()).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn the_running_kernels_config_comes_from_proc_config_gz_when_boot_has_none() {
+    let k = FakeKernel::new();
+    let config = "CONFIG_NETFILTER_XT_MATCH_STATE=m\n# CONFIG_NF_CONNTRACK_FTP is not set\n";
+    let gz = k.root.join("proc/config.gz");
+    std::fs::write(&gz, gzip(config)).unwrap();
+    let v = k.explain("xt_state");
+    assert_eq!(v["kernel_config"]["file"], "/proc/config.gz", "{v:#}");
+    let c = reason(&v, "kernel_config");
+    assert_eq!(c["options"][0]["option"], "CONFIG_NETFILTER_XT_MATCH_STATE");
+    assert_eq!(c["options"][0]["value"], "m");
+
+    // /boot/config-<release> of the same kernel wins when it exists.
+    let release = &tree::kernel_tree().release;
+    k.write(
+        &format!("boot/config-{release}"),
+        "CONFIG_NETFILTER_XT_MATCH_STATE=y\n",
+    );
+    let v = k.explain("xt_state");
+    assert_eq!(
+        v["kernel_config"]["file"],
+        format!("/boot/config-{release}"),
+        "{v:#}"
+    );
+    assert_eq!(reason(&v, "kernel_config")["options"][0]["value"], "y");
+}
+
+#[test]
+fn a_damaged_proc_config_gz_is_named_in_the_note_and_changes_no_verdict() {
+    let k = FakeKernel::new();
+    let gz = k.root.join("proc/config.gz");
+    let mut bytes = gzip(&"CONFIG_NETFILTER_XT_MATCH_STATE=m\n".repeat(100));
+    // Cut short: the deflate stream and the CRC/length trailer are missing.
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&gz, &bytes).unwrap();
+    let v = k.explain("xt_state");
+    assert_eq!(verdict(&v), "would_load ", "{v:#}");
+    let note = v["kernel_config"]["note"].as_str().unwrap();
+    assert!(
+        note.contains("/proc/config.gz not read") && note.contains("not a valid gzip file"),
+        "{note}"
+    );
+    assert!(v["kernel_config"]["file"].is_null(), "{v:#}");
+    // A bomb: more text than a configuration file may hold.
+    std::fs::write(&gz, gzip(&"#\n".repeat(3 << 20))).unwrap();
+    let v = k.explain("xt_state");
+    let note = v["kernel_config"]["note"].as_str().unwrap();
+    assert!(note.contains("larger than"), "{note}");
+}

@@ -1,6 +1,7 @@
 //! /proc and module-directory text files: `/proc/net/stat/nf_conntrack`,
-//! `/proc/modules`, `/proc/net/*_tables_names`, `modules.builtin`. The
-//! first byte picks the parser; any text parses (or is refused with a line
+//! `/proc/modules`, `/proc/net/*_tables_names`, `modules.builtin`, and
+//! `/proc/config.gz` (gzip, then the config lines). The first byte picks
+//! the parser; any text parses (or is refused with a line
 //! inside the file) without a panic, and what is returned is well formed.
 #![no_main]
 
@@ -11,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let (choice, rest) = data.split_first().unwrap_or((&0, &[]));
     let text = String::from_utf8_lossy(rest);
     let lines = text.lines().count();
-    match choice % 4 {
+    match choice % 5 {
         0 => match fuzzing::procstat_parse(&text) {
             Ok((_, rows, expect)) => {
                 assert!(
@@ -41,6 +42,17 @@ fuzz_target!(|data: &[u8]| {
             let names = fuzzing::table_names_parse(&text);
             assert!(names.len() <= lines);
             assert!(names.iter().all(|n| !n.is_empty() && n.trim() == n));
+        }
+        4 => {
+            // The raw bytes: a gzip stream, expanded within its cap or refused.
+            let module = ["xt_state", "nf_conntrack_ftp", "iptable_nat", "nf_tables"]
+                [rest.len() % 4];
+            if let Ok(hits) = fuzzing::kernel_config_lookup(rest, module) {
+                for (option, value) in &hits {
+                    assert!(option.starts_with("CONFIG_"), "{option}");
+                    assert!(!value.contains('\n'), "{value:?}");
+                }
+            }
         }
         _ => {
             let names = fuzzing::builtin_names_parse(&text);

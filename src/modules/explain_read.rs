@@ -81,12 +81,29 @@ pub struct Explained {
 /// Where the kernel config came from.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConfigSource {
-    /// The file read (`/boot/config-<release>`), when there is one.
+    /// The file read (`/boot/config-<release>` or `/proc/config.gz`), when
+    /// there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
     /// Why no file, or what was not read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+impl ConfigSource {
+    fn file(file: PathBuf) -> Self {
+        ConfigSource {
+            file: Some(file),
+            note: None,
+        }
+    }
+
+    fn note(note: String) -> Self {
+        ConfigSource {
+            file: None,
+            note: Some(note),
+        }
+    }
 }
 
 /// `nfkit explain` result.
@@ -157,34 +174,36 @@ fn kernel_facts(host: &Host) -> KernelFacts {
 }
 
 /// The kernel config text and where it came from: `/boot/config-<release>`
-/// (under the root). `/proc/config.gz` is gzip: nfkit has no decoder.
+/// (under the root), else, for the running kernel, `/proc/config.gz`
+/// (`CONFIG_IKCONFIG_PROC`, gzip). A file that cannot be read is named in
+/// the note, never an error: the config only adds a note to the reasons.
 fn kernel_config(host: &Host, t: &Target) -> (Option<String>, ConfigSource) {
     let shown = PathBuf::from(format!("/boot/config-{}", t.release));
-    if let Ok(Some(text)) = crate::read::read_text(&host.root, &shown, Kind::Config) {
-        return (
-            Some(text),
-            ConfigSource {
-                file: Some(shown),
-                note: None,
-            },
-        );
+    let boot = crate::read::read_text(&host.root, &shown, Kind::Config);
+    if let Ok(Some(text)) = boot {
+        return (Some(text), ConfigSource::file(shown));
     }
-    let gz = t.live && host.proc("config.gz").exists();
-    let note = if gz {
-        format!(
-            "{} is absent; /proc/config.gz exists but is gzip-compressed and nfkit carries no decompressor",
-            shown.display()
-        )
-    } else {
-        format!("{} is absent (and no /proc/config.gz)", shown.display())
+    let boot_note = match boot {
+        Err(e) => format!("{} not read: {}", shown.display(), crate::error::message(&e)),
+        _ => format!("{} is absent", shown.display()),
     };
-    (
-        None,
-        ConfigSource {
-            file: None,
-            note: Some(note),
-        },
-    )
+    if !t.live {
+        return (None, ConfigSource::note(boot_note));
+    }
+    match host.read_gzip(&host.proc("config.gz"), Kind::Config) {
+        Ok(Some(text)) => (Some(text), ConfigSource::file(PathBuf::from("/proc/config.gz"))),
+        Ok(None) => (
+            None,
+            ConfigSource::note(format!("{boot_note} (and no /proc/config.gz)")),
+        ),
+        Err(e) => (
+            None,
+            ConfigSource::note(format!(
+                "{boot_note}; /proc/config.gz not read: {}",
+                crate::error::message(&e)
+            )),
+        ),
+    }
 }
 
 /// The last bytes of a file (for the signature mark).
