@@ -386,7 +386,7 @@ unsafe extern "C" fn print_action_trampoline(
     let Ok(api) = super::ffi::api() else { return };
     // SAFETY: libkmod passes a live module of its probe list and an options
     // string it owns for the duration of this call.
-    let (module, path, options, install_command, state) = unsafe {
+    let (module, path, options, install_command) = unsafe {
         (
             raw_name(api, m),
             raw_path(api, m),
@@ -396,8 +396,15 @@ unsafe extern "C" fn print_action_trampoline(
             } else {
                 None
             },
-            raw_initstate(api, m),
         )
+    };
+    // Only a module without a file can be built in: no sysfs lookup for
+    // the others (it was one per module of every sequence).
+    let state = if !install && path.is_none() {
+        // SAFETY: as above, the module is live during this call.
+        unsafe { raw_initstate(api, m) }
+    } else {
+        -1
     };
     let builtin = !install && path.is_none() && state == 0;
     let action = ProbeAction {

@@ -1083,9 +1083,11 @@ impl LoadJob<'_, '_> {
         if self.flags.ignore_install {
             pflags |= probe_flags::IGNORE_COMMAND;
         }
-        if !self.t.live {
+        if !self.t.live || self.t.loaded_snapshot().is_some() {
             // Offline tree: the running kernel's state says nothing about it
-            // (what `modprobe --show-depends` does too).
+            // (what `modprobe --show-depends` does too). Live: `plan`
+            // filters the sequence by the run's snapshot of /proc/modules
+            // instead of libkmod asking sysfs for every module of it.
             pflags |= probe_flags::IGNORE_LOADED;
         }
         pflags
@@ -1115,7 +1117,7 @@ impl LoadJob<'_, '_> {
             &mut |_, _| Ok(()),
         );
         match plan.result {
-            Ok(0) => Ok(plan.actions),
+            Ok(0) => Ok(self.not_in_kernel(plan.actions)),
             Ok(flag) => Err(self.fail(self.blacklisted(flag))),
             Err(e) => {
                 let errno = e.errno().unwrap_or(Errno::EINVAL);
@@ -1129,6 +1131,20 @@ impl LoadJob<'_, '_> {
                 )))
             }
         }
+    }
+
+    /// The actions libkmod would take on a live kernel: without
+    /// `IGNORE_LOADED` it skips every module of the sequence that is live,
+    /// coming or built in (`module_is_inkernel`) before it looks at its
+    /// install command or inserts it; with the flag (set when the run has
+    /// its snapshot) the same modules are dropped here, by the snapshot
+    /// and the index's built-in mark, before [`Self::judge_commands`]: a
+    /// loaded dependency's install line must not refuse the load.
+    fn not_in_kernel(&self, mut actions: Vec<ProbeAction>) -> Vec<ProbeAction> {
+        if let (true, Some(loaded)) = (self.t.live, self.t.loaded_snapshot()) {
+            actions.retain(|a| !a.builtin && !loaded.contains(&a.module));
+        }
+        actions
     }
 
     /// Install commands in the plan: a policy command (`/bin/true`,

@@ -45,7 +45,7 @@ pub use load::{
     SeqStep, load, parse_load_args,
 };
 pub use removal::{Role, Step, StepResult};
-pub use resolve::{Param, ResolveReport, Resolved, ResolvedModule, Softdeps, resolve};
+pub use resolve::{Param, ResolveReport, Resolved, ResolvedModule, Softdeps, resolve, states};
 pub use state::ModState;
 pub use target::{Target, config_dirs};
 pub use unload::{UnloadFlags, UnloadOutcome, UnloadReport, UnloadResult, UnloadedModule, unload};

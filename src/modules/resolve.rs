@@ -219,13 +219,41 @@ pub fn resolve(
     })
 }
 
+/// What each name resolves to (its first module) and that module's state,
+/// in the order given; `None` for a name that is not found. The part of
+/// [`resolve`] that readers of the running state need
+/// (`persist::runtime::read_running` on a cold boot asks for every desired
+/// name): lookups and initstate only — no dry-run probe and no modinfo,
+/// which opens and decompresses the module file and decodes its signature.
+pub fn states(host: &Host, names: &[String]) -> Result<Vec<Option<(String, ModState)>>, ModuleError> {
+    let op = Op::Resolve;
+    let t = Target::new(host, None, op)?;
+    let ctx = t.context(op)?;
+    Ok(names
+        .iter()
+        .map(|given| {
+            let mods = lookup(&ctx, &t, op, given).ok()?;
+            let m = mods.first()?;
+            Some((m.name(), full_state(&t, m)))
+        })
+        .collect())
+}
+
+/// [`state_of`], with a built-in module that modules.builtin misses but
+/// `/sys/module` shows.
+fn full_state(t: &Target, m: &Module<'_>) -> ModState {
+    let state = state_of(t, m);
+    if state == ModState::NotLoaded && sysfs_builtin(t, m) {
+        ModState::Builtin
+    } else {
+        state
+    }
+}
+
 fn resolve_module(t: &Target, m: &Module<'_>, given: &str, blacklist: &[String]) -> ResolvedModule {
     let module = m.name();
     let via_alias = module != ModuleName::canonical(given);
-    let mut state = state_of(t, m);
-    if state == ModState::NotLoaded && sysfs_builtin(t, m) {
-        state = ModState::Builtin;
-    }
+    let state = full_state(t, m);
     let blacklisted = blacklist.contains(&module);
     let (pre, post) = m
         .softdeps()

@@ -37,6 +37,10 @@ pub struct Target {
     /// read once per run, not once per name).
     #[serde(skip)]
     host_only: std::sync::OnceLock<Option<crate::containment::HostOnly>>,
+    /// The modules `/proc/modules` lists as live or coming, read once per
+    /// run (`None`: not readable).
+    #[serde(skip)]
+    in_kernel: std::sync::OnceLock<Option<std::collections::HashSet<String>>>,
 }
 
 /// The modprobe.d directories, highest precedence first (libkmod's list:
@@ -236,7 +240,31 @@ impl Target {
             sys_root: host.sys_root.clone(),
             config_paths,
             host_only: std::sync::OnceLock::new(),
+            in_kernel: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The running kernel's loaded modules as libkmod counts them "in the
+    /// kernel" (live or coming; built-ins come from the index), from one
+    /// read of `/proc/modules` per run instead of an `initstate` open and
+    /// a `/sys/module` stat per module of every load sequence. `None`
+    /// offline or when `/proc/modules` cannot be read.
+    pub(crate) fn loaded_snapshot(&self) -> Option<&std::collections::HashSet<String>> {
+        self.in_kernel
+            .get_or_init(|| {
+                if !self.live {
+                    return None;
+                }
+                let modules = super::sysfs::read_proc_modules(&self.proc_root).ok()??;
+                Some(
+                    modules
+                        .into_iter()
+                        .filter(|m| matches!(m.state, super::state::ModState::Live | super::state::ModState::Coming))
+                        .map(|m| m.name)
+                        .collect(),
+                )
+            })
+            .as_ref()
     }
 
     /// [`crate::containment::module_load_preflight`], read once.

@@ -83,26 +83,20 @@ pub fn read_running(host: &Host, desired: &Desired) -> Running {
         }
     }
     let resolved = if host.offline || unsettled.is_empty() {
-        None
+        Vec::new()
     } else {
-        modules::resolve(host, None, &unsettled).ok()
+        modules::states(host, &unsettled).unwrap_or_default()
     };
-    for name in &unsettled {
-        let from_resolve = resolved.as_ref().and_then(|r| {
-            r.results
-                .iter()
-                .find(|x| &x.name == name)
-                .and_then(|x| x.modules.first())
-                .map(|m| {
-                    let state = match m.state {
-                        ModState::Builtin => ModuleState::Builtin,
-                        ModState::NotLoaded => ModuleState::NotLoaded,
-                        ModState::Live | ModState::Coming | ModState::Going | ModState::Unknown => {
-                            ModuleState::Loaded
-                        }
-                    };
-                    (m.module.clone(), state)
-                })
+    for (i, name) in unsettled.iter().enumerate() {
+        let from_resolve = resolved.get(i).cloned().flatten().map(|(module, state)| {
+            let state = match state {
+                ModState::Builtin => ModuleState::Builtin,
+                ModState::NotLoaded => ModuleState::NotLoaded,
+                ModState::Live | ModState::Coming | ModState::Going | ModState::Unknown => {
+                    ModuleState::Loaded
+                }
+            };
+            (module, state)
         });
         let entry = from_resolve.unwrap_or_else(|| {
             let state = if host.has_module_support() && !host.offline {

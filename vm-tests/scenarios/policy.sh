@@ -10,7 +10,9 @@
 #     applies to alias resolution (same verdict and /proc/modules as modprobe);
 #   - softdeps: the first netfilter `softdep` of the kernel's modules.softdep
 #     (not hard-coded), plus one from modprobe.d (`softdep xt_dscp pre:
-#     xt_multiport`): loading the module loads its softdeps, as modprobe does.
+#     xt_multiport`): loading the module loads its softdeps, as modprobe does;
+#   - `install x_tables ...` added once x_tables is loaded: a load that
+#     needs it (xt_limit) succeeds and the command does not run.
 # shellcheck disable=SC2034 # SCENARIO_* are read by the host runner
 
 SCENARIO_DESC="modprobe.d policy: install commands never run, blacklist on alias, softdeps"
@@ -61,6 +63,16 @@ policy_run() {   # policy_run LOADER...
 
     check "a load with a modprobe.d softdep succeeds" "$@" xt_dscp
     check "its softdep xt_multiport is loaded" grep -q '^xt_multiport ' /proc/modules
+
+    # An install command of a module already in the kernel does not stop a
+    # load that needs it: libkmod skips loaded modules before it looks at
+    # their commands (nfkit: by its /proc/modules snapshot of the run).
+    check "x_tables is loaded (a dependency of xt_dscp)" grep -q '^x_tables ' /proc/modules
+    echo "install x_tables /bin/touch $MARKER.x_tables" >>/etc/modprobe.d/nfkit-vm-policy.conf
+    check "a load whose loaded dependency has an install command succeeds" "$@" xt_limit
+    check "xt_limit is loaded" grep -q '^xt_limit ' /proc/modules
+    check_fails "the loaded dependency's install command did not run" test -e "$MARKER.x_tables"
+    sed -i '/^install x_tables /d' /etc/modprobe.d/nfkit-vm-policy.conf
 
     line=$(kernel_softdep)
     printf '%s\n' "$line" | record kernel-softdep
