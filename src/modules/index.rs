@@ -147,12 +147,44 @@ pub(crate) fn check_nodes(bytes: &[u8]) -> Result<(), String> {
 
 /// Checks every index present in `module_dir`; a missing or empty one is
 /// fine (libkmod then finds nothing in it). Returns the damaged file and why.
+///
+/// A file found sound is not read again in the same process while it is
+/// the same file (device, inode, size, modification time): `nfkit boot`
+/// and `apply` open up to three libkmod contexts on one tree (the running
+/// state before, the load, what remains after), and each check reads and
+/// walks every index (~3 MB on a distribution kernel).
 pub(crate) fn check_tree(module_dir: &Path) -> Result<(), (PathBuf, String)> {
     for name in INDEX_FILES {
         let path = module_dir.join(name);
-        check_file(&path).map_err(|why| (path, why))?;
+        let identity = identity(&path);
+        if identity.is_some() && sound().lock().is_ok_and(|s| s.contains(&(path.clone(), identity))) {
+            continue;
+        }
+        check_file(&path).map_err(|why| (path.clone(), why))?;
+        if identity.is_some()
+            && let Ok(mut s) = sound().lock()
+        {
+            s.push((path, identity));
+        }
     }
     Ok(())
+}
+
+/// What identifies one version of a file: device, inode, size, mtime (s,
+/// ns). `None` when it cannot be stat'ed (missing: checked each time).
+type Identity = Option<(u64, u64, u64, i64, i64)>;
+
+fn identity(path: &Path) -> Identity {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+/// Index files this process found sound, with their identity then.
+fn sound() -> &'static std::sync::Mutex<Vec<(PathBuf, Identity)>> {
+    static SOUND: std::sync::OnceLock<std::sync::Mutex<Vec<(PathBuf, Identity)>>> =
+        std::sync::OnceLock::new();
+    SOUND.get_or_init(Default::default)
 }
 
 fn check_file(path: &Path) -> Result<(), String> {
@@ -325,6 +357,27 @@ mod tests {
             assert!(path.ends_with("modules.builtin.alias.bin"), "{path:?}");
             assert!(why.contains("header"), "{len} bytes: {why}");
         }
+    }
+
+    #[test]
+    fn a_file_found_sound_is_checked_again_once_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("modules.dep.bin");
+        let good = small_index();
+        std::fs::write(&path, &good).unwrap();
+        assert_eq!(check_tree(dir.path()), Ok(()));
+        assert_eq!(check_tree(dir.path()), Ok(()), "the cached verdict");
+        // Replaced by a damaged file of the same size (a new inode, as
+        // depmod's rename makes).
+        let mut bad = good.clone();
+        let n = bad.len();
+        bad[8..12].copy_from_slice(&(0x8000_0000u32 | n as u32).to_be_bytes());
+        let tmp = dir.path().join("tmp");
+        std::fs::write(&tmp, &bad).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        let (damaged, why) = check_tree(dir.path()).unwrap_err();
+        assert_eq!(damaged, path);
+        assert!(why.contains("outside"), "{why}");
     }
 
     /// A trie node as depmod builds one: prefix, children by first byte,
