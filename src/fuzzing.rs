@@ -346,16 +346,18 @@ pub fn table_names_parse(text: &str) -> Vec<String> {
 }
 
 /// A kernel config (`/proc/config.gz`): the gzip stream expanded to at most
-/// 4 MiB (`Err` = refused: damaged or over the cap), then the options the
+/// 4 MiB (`None` = refused: damaged or over the cap), then the options the
 /// name rules derive for `module` looked up in it as `(option, value)`.
-pub fn kernel_config_lookup(gz: &[u8], module: &str) -> Result<Vec<(String, String)>, ()> {
-    let bytes = crate::read::gunzip_capped(gz, crate::read::Kind::Config).map_err(|_| ())?;
+pub fn kernel_config_lookup(gz: &[u8], module: &str) -> Option<Vec<(String, String)>> {
+    let bytes = crate::read::gunzip_capped(gz, crate::read::Kind::Config).ok()?;
     let text = String::from_utf8_lossy(&bytes);
     let candidates = crate::modules::explain::config_candidates(module);
-    Ok(crate::modules::explain::config_lookup(&text, &candidates)
-        .into_iter()
-        .map(|h| (h.option, h.value))
-        .collect())
+    Some(
+        crate::modules::explain::config_lookup(&text, &candidates)
+            .into_iter()
+            .map(|h| (h.option, h.value))
+            .collect(),
+    )
 }
 
 /// Module names in a `modules.builtin` text.

@@ -297,9 +297,7 @@ fn read_confined_bytes(
     kind: Kind,
 ) -> Result<Option<(PathBuf, Vec<u8>)>, ReadError> {
     match full.strip_prefix(root) {
-        Ok(inner) if root != Path::new("/") => {
-            read_bytes(root, &Path::new("/").join(inner), kind)
-        }
+        Ok(inner) if root != Path::new("/") => read_bytes(root, &Path::new("/").join(inner), kind),
         _ => Ok(read_real(full, kind, false)?.map(|b| (full.to_path_buf(), b))),
     }
 }
@@ -492,10 +490,7 @@ mod tests {
         for (what, bytes) in cases {
             fs::write(&path, bytes).unwrap();
             let e = read().unwrap_err();
-            assert!(
-                matches!(e, ReadError::Gzip { .. }),
-                "{what}: {e:?}"
-            );
+            assert!(matches!(e, ReadError::Gzip { .. }), "{what}: {e:?}");
             assert_eq!(e.path(), path.as_path(), "{what}");
         }
         // The expanded text is capped by its kind (64 KiB here), the

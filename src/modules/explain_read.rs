@@ -184,14 +184,21 @@ fn kernel_config(host: &Host, t: &Target) -> (Option<String>, ConfigSource) {
         return (Some(text), ConfigSource::file(shown));
     }
     let boot_note = match boot {
-        Err(e) => format!("{} not read: {}", shown.display(), crate::error::message(&e)),
+        Err(e) => format!(
+            "{} not read: {}",
+            shown.display(),
+            crate::error::message(&e)
+        ),
         _ => format!("{} is absent", shown.display()),
     };
     if !t.live {
         return (None, ConfigSource::note(boot_note));
     }
     match host.read_gzip(&host.proc("config.gz"), Kind::Config) {
-        Ok(Some(text)) => (Some(text), ConfigSource::file(PathBuf::from("/proc/config.gz"))),
+        Ok(Some(text)) => (
+            Some(text),
+            ConfigSource::file(PathBuf::from("/proc/config.gz")),
+        ),
         Ok(None) => (
             None,
             ConfigSource::note(format!("{boot_note} (and no /proc/config.gz)")),

@@ -157,7 +157,11 @@ pub(crate) fn check_tree(module_dir: &Path) -> Result<(), (PathBuf, String)> {
     for name in INDEX_FILES {
         let path = module_dir.join(name);
         let identity = identity(&path);
-        if identity.is_some() && sound().lock().is_ok_and(|s| s.contains(&(path.clone(), identity))) {
+        if identity.is_some()
+            && sound()
+                .lock()
+                .is_ok_and(|s| s.contains(&(path.clone(), identity)))
+        {
             continue;
         }
         check_file(&path).map_err(|why| (path.clone(), why))?;

@@ -225,7 +225,10 @@ pub fn resolve(
 /// (`persist::runtime::read_running` on a cold boot asks for every desired
 /// name): lookups and initstate only — no dry-run probe and no modinfo,
 /// which opens and decompresses the module file and decodes its signature.
-pub fn states(host: &Host, names: &[String]) -> Result<Vec<Option<(String, ModState)>>, ModuleError> {
+pub fn states(
+    host: &Host,
+    names: &[String],
+) -> Result<Vec<Option<(String, ModState)>>, ModuleError> {
     let op = Op::Resolve;
     let t = Target::new(host, None, op)?;
     let ctx = t.context(op)?;

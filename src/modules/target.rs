@@ -259,7 +259,12 @@ impl Target {
                 Some(
                     modules
                         .into_iter()
-                        .filter(|m| matches!(m.state, super::state::ModState::Live | super::state::ModState::Coming))
+                        .filter(|m| {
+                            matches!(
+                                m.state,
+                                super::state::ModState::Live | super::state::ModState::Coming
+                            )
+                        })
                         .map(|m| m.name)
                         .collect(),
                 )
