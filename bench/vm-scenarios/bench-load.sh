@@ -21,7 +21,18 @@
 # shellcheck disable=SC2034 # SCENARIO_* are read by the host runner
 
 SCENARIO_DESC="benchmark: cold load of the seed set (parallel, --jobs 1, modprobe loop, systemd-modules-load) and the boot step (nfkit boot vs systemd-modules-load + systemd-sysctl), fresh boots"
-SCENARIO_BOOTS="par1 seq1 modprobe1 sml1 nboot1 sysd1 seq2 modprobe2 sml2 par2 sysd2 nboot2 modprobe3 sml3 par3 seq3 nboot3 sysd3 floor"
+# BENCH_REPS fresh boots per method (bench/vm --reps; 3 to 7), the methods
+# rotated from one round to the next so that none always goes first.
+_bench_boots() {
+    local reps=${BENCH_REPS:-3} r i loaders=(par seq modprobe sml) out=""
+    [[ $reps =~ ^[3-7]$ ]] || reps=3
+    for ((r = 1; r <= reps; r++)); do
+        for ((i = 0; i < 4; i++)); do out+="${loaders[(i + r - 1) % 4]}$r "; done
+        if ((r % 2)); then out+="nboot$r sysd$r "; else out+="sysd$r nboot$r "; fi
+    done
+    echo "${out}floor"
+}
+SCENARIO_BOOTS=$(_bench_boots)
 
 # The boot step's desired state (the same in both forms).
 BENCH_MAX=200000
@@ -123,7 +134,7 @@ bench_boot_state() {
         "$(cat /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established)"
 }
 
-for _r in 1 2 3; do
+for _r in 1 2 3 4 5 6 7; do
     eval "boot_par$_r() { bench_par; }; boot_seq$_r() { bench_seq; }"
     eval "boot_modprobe$_r() { bench_modprobe; }; boot_sml$_r() { bench_sml; }"
     eval "boot_nboot$_r() { bench_nboot; }; boot_sysd$_r() { bench_sysd; }"
