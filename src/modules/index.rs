@@ -156,38 +156,30 @@ pub(crate) fn check_nodes(bytes: &[u8]) -> Result<(), String> {
 pub(crate) fn check_tree(module_dir: &Path) -> Result<(), (PathBuf, String)> {
     for name in INDEX_FILES {
         let path = module_dir.join(name);
-        let identity = identity(&path);
-        if identity.is_some()
-            && sound()
-                .lock()
-                .is_ok_and(|s| s.contains(&(path.clone(), identity)))
-        {
-            continue;
-        }
-        check_file(&path).map_err(|why| (path.clone(), why))?;
-        if identity.is_some()
-            && let Ok(mut s) = sound().lock()
-        {
-            s.push((path, identity));
-        }
+        check_file(&path).map_err(|why| (path, why))?;
     }
     Ok(())
 }
 
-/// What identifies one version of a file: device, inode, size, mtime (s,
-/// ns). `None` when it cannot be stat'ed (missing: checked each time).
-type Identity = Option<(u64, u64, u64, i64, i64)>;
+/// What identifies one version of an index file: its path, device, inode,
+/// size and modification time (s, ns), from the descriptor it was read by.
+type Identity = (PathBuf, u64, u64, u64, i64, i64);
 
-fn identity(path: &Path) -> Identity {
+fn identity(path: &Path, meta: &std::fs::Metadata) -> Identity {
     use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+    (
+        path.to_path_buf(),
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+    )
 }
 
-/// Index files this process found sound, with their identity then.
-fn sound() -> &'static std::sync::Mutex<Vec<(PathBuf, Identity)>> {
-    static SOUND: std::sync::OnceLock<std::sync::Mutex<Vec<(PathBuf, Identity)>>> =
-        std::sync::OnceLock::new();
+/// Index files this process found sound.
+fn sound() -> &'static std::sync::Mutex<Vec<Identity>> {
+    static SOUND: std::sync::OnceLock<std::sync::Mutex<Vec<Identity>>> = std::sync::OnceLock::new();
     SOUND.get_or_init(Default::default)
 }
 
@@ -218,13 +210,21 @@ fn check_file(path: &Path) -> Result<(), String> {
     if meta.len() > cap {
         return Err(format!("larger than {cap} bytes"));
     }
+    let id = identity(path, &meta);
+    if sound().lock().is_ok_and(|s| s.contains(&id)) {
+        return Ok(());
+    }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     (&mut file)
         .take(cap)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read: {e}"))?;
     check_header(&bytes, bytes.len() as u64)?;
-    check_nodes(&bytes)
+    check_nodes(&bytes)?;
+    if let Ok(mut s) = sound().lock() {
+        s.push(id);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

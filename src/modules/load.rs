@@ -1141,7 +1141,7 @@ impl LoadJob<'_, '_> {
     /// and the index's built-in mark, before [`Self::judge_commands`]: a
     /// loaded dependency's install line must not refuse the load.
     fn not_in_kernel(&self, mut actions: Vec<ProbeAction>) -> Vec<ProbeAction> {
-        if let (true, Some(loaded)) = (self.t.live, self.t.loaded_snapshot()) {
+        if let Some(loaded) = self.t.loaded_snapshot() {
             actions.retain(|a| !a.builtin && !loaded.contains(&a.module));
         }
         actions
