@@ -312,21 +312,37 @@ pub fn decide(f: &Facts) -> Containment {
 fn read_module_facts(proc_root: &Path, read: &dyn Fn(&Path) -> Option<String>, f: &mut Facts) {
     f.proc_vz = proc_root.join("vz").exists();
     f.proc_bc = f.proc_vz && proc_root.join("bc").exists();
-    let status = read(&proc_root.join("self/status"));
-    let field = |name: &str| {
-        status
-            .as_deref()?
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(str::to_owned)
+    (f.cap_sys_module, f.euid_root) = if proc_root == Path::new("/proc") {
+        // This process on the running kernel: asked directly (the same
+        // values /proc/self/status shows, without generating that file).
+        own_credentials()
+    } else {
+        credentials_in(read(&proc_root.join("self/status")).as_deref())
     };
-    f.cap_sys_module = field("CapEff:")
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .map(|c| c & (1 << 16) != 0);
-    // Uid: real effective saved fs
-    f.euid_root = field("Uid:").and_then(|v| v.split_ascii_whitespace().nth(1).map(|e| e == "0"));
     f.initial_userns = read(&proc_root.join("self/uid_map"))
         .map(|m| crate::modules::explain::is_initial_uid_map(&m));
+}
+
+/// `CAP_SYS_MODULE`'s bit in a capability set.
+const CAP_SYS_MODULE: u64 = 1 << 16;
+
+/// Whether `CAP_SYS_MODULE` is effective and the effective uid is 0, from a
+/// `/proc/PID/status` text (`CapEff:` in hex; `Uid:` real effective saved fs).
+fn credentials_in(status: Option<&str>) -> (Option<bool>, Option<bool>) {
+    let field = |name: &str| status?.lines().find_map(|l| l.strip_prefix(name));
+    let cap = field("CapEff:")
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .map(|c| c & CAP_SYS_MODULE != 0);
+    let euid_root = field("Uid:").and_then(|v| v.split_ascii_whitespace().nth(1).map(|e| e == "0"));
+    (cap, euid_root)
+}
+
+/// [`credentials_in`] for this process, from `capget(2)` and `geteuid(2)`.
+fn own_credentials() -> (Option<bool>, Option<bool>) {
+    let cap = crate::system::effective_capabilities()
+        .ok()
+        .map(|c| c & CAP_SYS_MODULE != 0);
+    (cap, Some(nix::unistd::geteuid().is_root()))
 }
 
 /// The preflight of a real insert: whether it must be done on the host,
@@ -509,6 +525,74 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// This process's credentials from the kernel equal what its status
+    /// file says: as it is, and in a thread that dropped `CAP_SYS_MODULE`
+    /// from its effective set (capabilities are per thread; the file of
+    /// the thread itself is compared).
+    #[test]
+    fn own_credentials_match_the_status_file() {
+        let from_file = || {
+            let text = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+            credentials_in(Some(&text))
+        };
+        assert_eq!(own_credentials(), from_file());
+        let had = own_credentials().0;
+        std::thread::spawn(move || {
+            drop_effective(CAP_SYS_MODULE);
+            assert_eq!(own_credentials(), from_file());
+            assert_eq!(
+                own_credentials().0,
+                Some(false),
+                "dropped (had it: {had:?})"
+            );
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// Removes `bits` from the calling thread's effective capabilities.
+    fn drop_effective(bits: u64) {
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: libc::c_int,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy, Default)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let mut header = Header {
+            version: 0x2008_0522,
+            pid: 0,
+        };
+        let mut data = [Data::default(); 2];
+        // SAFETY: version 3 reads the header and writes two Data records to
+        // live locals of this frame.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_capget,
+                std::ptr::from_mut(&mut header),
+                data.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0);
+        data[0].effective &= !(bits as u32);
+        data[1].effective &= !((bits >> 32) as u32);
+        // SAFETY: capset reads the header and two Data records from live
+        // locals; it changes only this thread's capabilities.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_capset,
+                std::ptr::from_mut(&mut header),
+                data.as_ptr(),
+            )
+        };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
     }
 
     /// The preflight reads the facts from a `/proc` tree.

@@ -263,6 +263,29 @@ impl NfnlSocket {
     }
 }
 
+/// One `NETLINK_NETFILTER` socket for the readers of one command
+/// (`status` asks ctnetlink and then nftables): opened on first use, so a
+/// reader that asks nothing opens nothing, and a second reader reuses it.
+/// Replies are matched by sequence number, so a late reply to an earlier
+/// request never reaches a later one.
+#[derive(Default)]
+pub struct SharedSocket {
+    socket: Option<NfnlSocket>,
+}
+
+impl SharedSocket {
+    /// The socket, opened now if this is the first use; `op` names the
+    /// operation for an open error (a failed open is tried again by the
+    /// next caller, under its own name).
+    pub fn get(&mut self, op: &'static str) -> Result<&mut NfnlSocket, Error> {
+        let socket = match self.socket.take() {
+            Some(socket) => socket,
+            None => NfnlSocket::open(op)?,
+        };
+        Ok(self.socket.insert(socket))
+    }
+}
+
 /// Serialises a netfilter request into one netlink frame.
 pub fn encode_request(request: NetfilterMessage, flags: u16, sequence: u32) -> Vec<u8> {
     let mut header = NetlinkHeader::default();

@@ -169,8 +169,18 @@ impl Sysctl {
     /// Reads a key; `Ok(None)` when it does not exist.
     pub fn read(&self, key: &str) -> Result<Option<String>, Error> {
         let path = self.path_of(key)?;
-        match crate::read::read_confined(&self.confine, &path, crate::read::Kind::KernelValue) {
-            Ok(text) => Ok(text.map(|t| t.trim_end_matches('\n').to_string())),
+        self.read_at(key, &path)
+    }
+
+    /// [`Sysctl::read`] of the key's file `path` (built once by the caller).
+    fn read_at(&self, key: &str, path: &Path) -> Result<Option<String>, Error> {
+        match crate::read::read_confined(&self.confine, path, crate::read::Kind::KernelValue) {
+            Ok(mut text) => {
+                if let Some(t) = text.as_mut() {
+                    t.truncate(t.trim_end_matches('\n').len());
+                }
+                Ok(text)
+            }
             Err(crate::read::ReadError::Io { source, path, .. }) => Err(Error::Read {
                 key: key.to_string(),
                 path,
@@ -186,7 +196,7 @@ impl Sysctl {
     /// Reads a key as an unsigned number; `Ok(None)` when absent.
     pub fn read_u64(&self, key: &str) -> Result<Option<u64>, Error> {
         let path = self.path_of(key)?;
-        match self.read(key)? {
+        match self.read_at(key, &path)? {
             None => Ok(None),
             Some(text) => text.trim().parse().map(Some).map_err(|_| Error::Read {
                 key: key.to_string(),

@@ -135,10 +135,28 @@ impl Host {
         if let Some(release) = self.once.release.get() {
             return Ok(release.clone());
         }
-        let release = self
-            .read(&self.proc("sys/kernel/osrelease"), Kind::KernelValue)?
-            .map(|s| s.trim().to_string());
+        let release = if self.running_kernel_proc() {
+            // The running kernel's own answer: `uname(2)` gives the same
+            // string as /proc/sys/kernel/osrelease (both the UTS
+            // namespace's release), one system call instead of five.
+            let uts = nix::sys::utsname::uname().map_err(|errno| ReadError::Io {
+                op: "uname",
+                path: self.proc("sys/kernel/osrelease"),
+                source: io::Error::from(errno),
+            })?;
+            Some(uts.release().to_string_lossy().into_owned())
+        } else {
+            self.read(&self.proc("sys/kernel/osrelease"), Kind::KernelValue)?
+                .map(|s| s.trim().to_string())
+        };
         Ok(self.once.release.get_or_init(|| release).clone())
+    }
+
+    /// Whether `proc_root` is the running kernel's `/proc` seen by this
+    /// process (a live host), so a system call may answer what its files
+    /// say about this process and kernel.
+    pub(crate) fn running_kernel_proc(&self) -> bool {
+        !self.offline && self.proc_root == Path::new("/proc")
     }
 
     /// Whether the kernel supports loadable modules (`/proc/modules` exists
@@ -235,6 +253,45 @@ pub struct NetnsInfo {
     pub initial: Option<bool>,
 }
 
+/// The effective capability set of the calling thread (`capget(2)` with
+/// the 64-bit `_LINUX_CAPABILITY_VERSION_3` layout): the `CapEff:` line of
+/// `/proc/thread-self/status`, without generating and parsing that file
+/// (~20 µs of procfs work against well under 1 µs).
+pub(crate) fn effective_capabilities() -> io::Result<u64> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0, // the calling thread
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: with version 3, capget reads the header and writes exactly two
+    // `Data` records (the `__user_cap_data_struct` layout) through the
+    // second pointer; both point to live locals of this frame.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            std::ptr::from_mut(&mut header),
+            data.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((u64::from(data[1].effective) << 32) | u64::from(data[0].effective))
+}
+
 /// Where `libkmod.so.2` is, found the way the dynamic loader would look
 /// (`LD_LIBRARY_PATH`, the directories of `/etc/ld.so.conf.d`, the
 /// multiarch and default library directories) without loading it: loading
@@ -286,5 +343,33 @@ pub fn read_optional(path: &Path) -> io::Result<Option<String>> {
         Ok(text) => Ok(text),
         Err(ReadError::Io { source, .. }) => Err(source),
         Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The live release comes from `uname(2)`: the same string as the
+    /// file that offline trees (and this kernel) have.
+    #[test]
+    fn live_release_is_the_osrelease_file() {
+        let file = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let host = Host::live();
+        assert!(host.running_kernel_proc());
+        assert_eq!(host.kernel_release().unwrap().as_deref(), Some(file.trim()));
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("proc/sys/kernel")).unwrap();
+        fs::write(
+            dir.path().join("proc/sys/kernel/osrelease"),
+            "5.10.0-99-amd64\n",
+        )
+        .unwrap();
+        let offline = Host::offline(dir.path());
+        assert!(!offline.running_kernel_proc());
+        assert_eq!(
+            offline.kernel_release().unwrap().as_deref(),
+            Some("5.10.0-99-amd64")
+        );
     }
 }

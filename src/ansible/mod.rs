@@ -263,12 +263,13 @@ fn run_facts(host: &Host) -> anyhow::Result<TaskResult> {
         Ok(list) => (Some(list), None),
         Err(e) => (None, Some(ErrorObject::of(&e))),
     };
+    let mut socket = crate::netlink::SharedSocket::default();
     let facts = Facts {
         kernel_release: host.kernel_release()?,
         module_support: host.has_module_support(),
         network_namespace: host.network_namespace(),
-        conntrack: crate::conntrack::read_status(host, Default::default()),
-        tables: crate::tables::read_tables(host),
+        conntrack: crate::conntrack::read_status(host, Default::default(), &mut socket),
+        tables: crate::tables::read_tables(host, &mut socket),
         modules,
         modules_error,
     };

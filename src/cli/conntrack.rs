@@ -108,6 +108,7 @@ pub(super) fn run(
                 ReadOptions {
                     files_only: args.no_netlink,
                 },
+                &mut crate::netlink::SharedSocket::default(),
             );
             output.emit(&status, |out| {
                 render::conntrack(out, &status, args.per_cpu, output.verbose)

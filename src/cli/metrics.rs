@@ -105,7 +105,11 @@ fn gather(
     args: &MetricsArgs,
 ) -> (MetricsReport, Vec<String>) {
     let mut notes = Vec::new();
-    let conntrack = ct::read_status(host, ReadOptions::default());
+    let conntrack = ct::read_status(
+        host,
+        ReadOptions::default(),
+        &mut crate::netlink::SharedSocket::default(),
+    );
     notes.extend(conntrack.notes.iter().cloned());
     let namespaces = if args.all_netns {
         if host.offline {

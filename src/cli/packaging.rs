@@ -129,7 +129,7 @@ pub(super) fn run_complete_modules(host: &Host, args: CompleteModulesArgs) -> an
         return Err(GenError::NoModuleTree { dir }.into());
     }
     let names = crate::modules::sysfs::known_module_names(&dir);
-    write_stdout(&matching(&names, &args.prefix))?;
+    write_stdout(matching(&names, &args.prefix))?;
     Ok(EXIT_OK)
 }
 

@@ -53,14 +53,16 @@ pub(super) fn run(host: &Host, output: Output) -> anyhow::Result<u8> {
         },
     };
     let netns = host.network_namespace();
+    // One netlink socket for the conntrack statistics and the nft dump.
+    let mut socket = crate::netlink::SharedSocket::default();
     let report = StatusReport {
         kernel_release: host.kernel_release()?,
         module_support: host.has_module_support(),
         libkmod,
         network_namespace: netns,
         containment: crate::containment::read_in(host, netns),
-        conntrack: conntrack::read_status(host, ReadOptions::default()),
-        tables: tables::read_tables(host),
+        conntrack: conntrack::read_status(host, ReadOptions::default(), &mut socket),
+        tables: tables::read_tables(host, &mut socket),
         confinement: crate::confine::report(),
     };
     output.emit(&report, |out| render::status(out, &report, output.verbose))?;

@@ -29,7 +29,7 @@ enum TablesAction {
 pub(super) fn run(host: &Host, args: TablesArgs, output: Output) -> anyhow::Result<u8> {
     match args.action {
         None => {
-            let report = tables::read_tables(host);
+            let report = tables::read_tables(host, &mut crate::netlink::SharedSocket::default());
             output.emit(&report, |out| render::tables(out, &report))?;
         }
         Some(TablesAction::Show { table, family }) => {

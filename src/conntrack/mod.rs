@@ -184,8 +184,13 @@ pub struct ReadOptions {
     pub files_only: bool,
 }
 
-/// Gathers the conntrack status of the host (or of an offline tree).
-pub fn read_status(host: &Host, options: ReadOptions) -> ConntrackStatus {
+/// Gathers the conntrack status of the host (or of an offline tree);
+/// netlink requests go through `socket` (opened only when netlink is used).
+pub fn read_status(
+    host: &Host,
+    options: ReadOptions,
+    socket: &mut netlink::SharedSocket,
+) -> ConntrackStatus {
     let sysctl = host.sysctl();
     let mut notes = Vec::new();
     let read_key = |key: &str, notes: &mut Vec<String>| match sysctl.read_u64(key) {
@@ -220,7 +225,7 @@ pub fn read_status(host: &Host, options: ReadOptions) -> ConntrackStatus {
                 .into(),
         );
     } else if use_netlink {
-        match read_netlink(&mut status) {
+        match read_netlink(socket, &mut status) {
             Ok(()) => {}
             Err(e) => {
                 let hint = crate::error::hint(&e)
@@ -272,14 +277,17 @@ pub fn read_status(host: &Host, options: ReadOptions) -> ConntrackStatus {
     status
 }
 
-fn read_netlink(status: &mut ConntrackStatus) -> Result<(), netlink::Error> {
-    let mut socket = NfnlSocket::open("read conntrack statistics")?;
-    let global = netlink_global_stats(&mut socket)?;
+fn read_netlink(
+    socket: &mut netlink::SharedSocket,
+    status: &mut ConntrackStatus,
+) -> Result<(), netlink::Error> {
+    let socket = socket.get("read conntrack statistics")?;
+    let global = netlink_global_stats(socket)?;
     status.entries = Some(Sourced::new(global.entries.into(), Source::Netlink));
     if let Some(max) = global.max_entries {
         status.max = Some(Sourced::new(max.into(), Source::Netlink));
     }
-    let per_cpu = netlink_cpu_stats(&mut socket)?;
+    let per_cpu = netlink_cpu_stats(socket)?;
     status.counters = Some(CounterReport {
         source: Source::Netlink,
         total: Counters::sum(per_cpu.iter().map(|c| &c.counters)),

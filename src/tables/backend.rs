@@ -20,6 +20,7 @@ use super::names::{Names, XtFamily};
 use super::nft::{NftChain, NftTable};
 use super::xtables::XtChain;
 use super::{NftState, TablesReport};
+use crate::netlink::SharedSocket;
 use crate::system::Host;
 
 /// The Kubernetes marker chains.
@@ -222,13 +223,19 @@ pub fn classify(observed: &Observed, ip_tables: IpTablesState) -> BackendReport 
     }
 }
 
-/// `ip_tables`: loaded, built in, or absent.
-pub fn ip_tables_state(host: &Host) -> IpTablesState {
+/// `ip_tables`: loaded, built in, or absent. `ipv4_names` is what the
+/// caller already read of `/proc/net/ip_tables_names` (`None`: not read).
+pub fn ip_tables_state(host: &Host, ipv4_names: Option<&Names>) -> IpTablesState {
     let module = host.sys("module/ip_tables");
     if module.join("initstate").exists() {
         return IpTablesState::Loaded;
     }
-    if module.is_dir() || host.proc("net/ip_tables_names").exists() {
+    let names_file = match ipv4_names {
+        Some(Names::Unavailable) => false,
+        Some(Names::Listed { .. } | Names::Unreadable { .. }) => true,
+        None => host.proc("net/ip_tables_names").exists(),
+    };
+    if names_file || module.is_dir() {
         // Present without a module's initstate: built in (a built-in
         // ip_tables has /proc/net/ip_tables_names, and /sys/module/ip_tables
         // only when it has parameters).
@@ -240,7 +247,7 @@ pub fn ip_tables_state(host: &Host) -> IpTablesState {
 /// Reads the chains of every table in `tables` and classifies them. Offline
 /// (`--root`), legacy chains are not read (they come from the running
 /// kernel); the names still count as instantiated tables.
-pub fn read(host: &Host, tables: &TablesReport) -> BackendReport {
+pub fn read(host: &Host, tables: &TablesReport, socket: &mut SharedSocket) -> BackendReport {
     let mut observed = Observed::default();
     for family in &tables.legacy {
         let Names::Listed { tables: names } = &family.names else {
@@ -268,11 +275,11 @@ pub fn read(host: &Host, tables: &TablesReport) -> BackendReport {
     if let NftState::Listed { tables: nft_tables } = &tables.nftables
         && !nft_tables.is_empty()
     {
-        match crate::netlink::NfnlSocket::open("list nftables chains") {
-            Ok(mut socket) => {
+        match socket.get("list nftables chains") {
+            Ok(socket) => {
                 for table in nft_tables {
                     let number = super::nft::family_number(&table.family).unwrap_or(0);
-                    match super::nft::list_chains(&mut socket, number, &table.name) {
+                    match super::nft::list_chains(socket, number, &table.name) {
                         Ok(chains) => observed.nft.push((table.clone(), chains)),
                         Err(e) => observed.notes.push(format!(
                             "{} {}: {}",
@@ -286,7 +293,12 @@ pub fn read(host: &Host, tables: &TablesReport) -> BackendReport {
             Err(e) => observed.notes.push(crate::error::message(&e)),
         }
     }
-    classify(&observed, ip_tables_state(host))
+    let ipv4_names = tables
+        .legacy
+        .iter()
+        .find(|f| f.family == XtFamily::Ipv4)
+        .map(|f| &f.names);
+    classify(&observed, ip_tables_state(host, ipv4_names))
 }
 
 #[cfg(test)]
@@ -425,12 +437,28 @@ mod tests {
     fn ip_tables_state_from_the_tree() {
         let dir = tempfile::tempdir().unwrap();
         let host = Host::offline(dir.path());
-        assert_eq!(ip_tables_state(&host), IpTablesState::Absent);
+        // The state from the names the caller read equals the one looked up.
+        let both = |host: &Host| {
+            let names = super::super::names::read_names(host, XtFamily::Ipv4);
+            let given = ip_tables_state(host, Some(&names));
+            assert_eq!(given, ip_tables_state(host, None), "{names:?}");
+            given
+        };
+        assert_eq!(both(&host), IpTablesState::Absent);
+        // Parameters only (a built-in module with a /sys/module entry).
+        std::fs::create_dir_all(dir.path().join("sys/module/ip_tables")).unwrap();
+        assert_eq!(both(&host), IpTablesState::Builtin);
+        std::fs::remove_dir(dir.path().join("sys/module/ip_tables")).unwrap();
         std::fs::create_dir_all(dir.path().join("proc/net")).unwrap();
         std::fs::write(dir.path().join("proc/net/ip_tables_names"), "").unwrap();
-        assert_eq!(ip_tables_state(&host), IpTablesState::Builtin);
+        assert_eq!(both(&host), IpTablesState::Builtin);
         std::fs::create_dir_all(dir.path().join("sys/module/ip_tables")).unwrap();
         std::fs::write(dir.path().join("sys/module/ip_tables/initstate"), "live\n").unwrap();
-        assert_eq!(ip_tables_state(&host), IpTablesState::Loaded);
+        assert_eq!(both(&host), IpTablesState::Loaded);
+        // Unreadable names (a directory in its place) still mean present.
+        std::fs::remove_dir_all(dir.path().join("sys/module/ip_tables")).unwrap();
+        std::fs::remove_file(dir.path().join("proc/net/ip_tables_names")).unwrap();
+        std::fs::create_dir(dir.path().join("proc/net/ip_tables_names")).unwrap();
+        assert_eq!(both(&host), IpTablesState::Builtin);
     }
 }

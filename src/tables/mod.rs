@@ -10,7 +10,7 @@ pub mod xtables;
 
 use serde::Serialize;
 
-use crate::netlink::{self, NfnlSocket};
+use crate::netlink::{self, SharedSocket};
 use crate::system::Host;
 use names::{Names, XtFamily};
 use nft::{NftChain, NftTable};
@@ -49,9 +49,10 @@ pub enum NftState {
     Failed { error: crate::error::ErrorObject },
 }
 
-/// Reads table names of every family and classifies the backends.
-pub fn read_tables(host: &Host) -> TablesReport {
-    let (legacy, nftables) = read_names(host);
+/// Reads table names of every family and classifies the backends (the nft
+/// dump through `socket`).
+pub fn read_tables(host: &Host, socket: &mut SharedSocket) -> TablesReport {
+    let (legacy, nftables) = read_names(host, socket);
     let mut report = TablesReport {
         legacy,
         nftables,
@@ -60,12 +61,12 @@ pub fn read_tables(host: &Host) -> TablesReport {
             backend::IpTablesState::Absent,
         ),
     };
-    report.backends = backend::read(host, &report);
+    report.backends = backend::read(host, &report, socket);
     report
 }
 
 /// Table names of every family (legacy names files, nft table dump).
-fn read_names(host: &Host) -> (Vec<LegacyFamily>, NftState) {
+fn read_names(host: &Host, socket: &mut SharedSocket) -> (Vec<LegacyFamily>, NftState) {
     let legacy = XtFamily::ALL
         .iter()
         .map(|&family| LegacyFamily {
@@ -82,7 +83,10 @@ fn read_names(host: &Host) -> (Vec<LegacyFamily>, NftState) {
             reason: "nf_tables is not loaded (not asked, so that reading does not load it)".into(),
         }
     } else {
-        match NfnlSocket::open("list nftables tables").and_then(|mut s| nft::list_tables(&mut s)) {
+        match socket
+            .get("list nftables tables")
+            .and_then(nft::list_tables)
+        {
             Ok(tables) => NftState::Listed { tables },
             Err(e) => NftState::Failed {
                 error: crate::error::ErrorObject::of(&e),
@@ -202,7 +206,8 @@ pub fn show_table(
     if host.offline {
         return Err(ShowError::Offline(table.to_string()));
     }
-    let (legacy, nftables) = read_names(host);
+    let mut socket = SharedSocket::default();
+    let (legacy, nftables) = read_names(host, &mut socket);
     let mut candidates: Vec<(String, FamilyFilter)> = Vec::new();
     let mut existing = Vec::new();
     for legacy in &legacy {
@@ -238,14 +243,11 @@ pub fn show_table(
                 table: table.to_string(),
                 chains: xtables::read_chains(f, table)?,
             }),
-            FamilyFilter::Nft(number) => {
-                let mut socket = NfnlSocket::open("list nftables chains")?;
-                Ok(ShownTable::Nftables {
-                    family: nft::family_name(number),
-                    table: table.to_string(),
-                    chains: nft::list_chains(&mut socket, number, table)?,
-                })
-            }
+            FamilyFilter::Nft(number) => Ok(ShownTable::Nftables {
+                family: nft::family_name(number),
+                table: table.to_string(),
+                chains: nft::list_chains(socket.get("list nftables chains")?, number, table)?,
+            }),
         },
         _ => Err(ShowError::Ambiguous {
             table: table.to_string(),
