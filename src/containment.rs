@@ -540,7 +540,7 @@ mod tests {
         assert_eq!(own_credentials(), from_file());
         let had = own_credentials().0;
         std::thread::spawn(move || {
-            drop_effective(CAP_SYS_MODULE);
+            crate::system::drop_effective_capabilities(CAP_SYS_MODULE).unwrap();
             assert_eq!(own_credentials(), from_file());
             assert_eq!(
                 own_credentials().0,
@@ -550,49 +550,6 @@ mod tests {
         })
         .join()
         .unwrap();
-    }
-
-    /// Removes `bits` from the calling thread's effective capabilities.
-    fn drop_effective(bits: u64) {
-        #[repr(C)]
-        struct Header {
-            version: u32,
-            pid: libc::c_int,
-        }
-        #[repr(C)]
-        #[derive(Clone, Copy, Default)]
-        struct Data {
-            effective: u32,
-            permitted: u32,
-            inheritable: u32,
-        }
-        let mut header = Header {
-            version: 0x2008_0522,
-            pid: 0,
-        };
-        let mut data = [Data::default(); 2];
-        // SAFETY: version 3 reads the header and writes two Data records to
-        // live locals of this frame.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_capget,
-                std::ptr::from_mut(&mut header),
-                data.as_mut_ptr(),
-            )
-        };
-        assert_eq!(rc, 0);
-        data[0].effective &= !(bits as u32);
-        data[1].effective &= !((bits >> 32) as u32);
-        // SAFETY: capset reads the header and two Data records from live
-        // locals; it changes only this thread's capabilities.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_capset,
-                std::ptr::from_mut(&mut header),
-                data.as_ptr(),
-            )
-        };
-        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
     }
 
     /// The preflight reads the facts from a `/proc` tree.

@@ -253,31 +253,34 @@ pub struct NetnsInfo {
     pub initial: Option<bool>,
 }
 
-/// The effective capability set of the calling thread (`capget(2)` with
-/// the 64-bit `_LINUX_CAPABILITY_VERSION_3` layout): the `CapEff:` line of
-/// `/proc/thread-self/status`, without generating and parsing that file
-/// (~20 µs of procfs work against well under 1 µs).
-pub(crate) fn effective_capabilities() -> io::Result<u64> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: libc::c_int,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    let mut header = Header {
-        version: VERSION_3,
+/// `struct __user_cap_header_struct` of `capget(2)`/`capset(2)`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct`: one 32-bit half of each set.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets, two [`CapData`] records.
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+/// The capability sets of the calling thread.
+fn capget() -> io::Result<[CapData; 2]> {
+    let mut header = CapHeader {
+        version: CAP_VERSION_3,
         pid: 0, // the calling thread
     };
-    let mut data = [Data::default(); 2];
+    let mut data = [CapData::default(); 2];
     // SAFETY: with version 3, capget reads the header and writes exactly two
-    // `Data` records (the `__user_cap_data_struct` layout) through the
+    // `CapData` records (the `__user_cap_data_struct` layout) through the
     // second pointer; both point to live locals of this frame.
     let rc = unsafe {
         libc::syscall(
@@ -289,7 +292,41 @@ pub(crate) fn effective_capabilities() -> io::Result<u64> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(data)
+}
+
+/// The effective capability set of the calling thread (`capget(2)`): the
+/// `CapEff:` line of `/proc/thread-self/status`, without generating and
+/// parsing that file (~20 µs of procfs work against well under 1 µs).
+pub(crate) fn effective_capabilities() -> io::Result<u64> {
+    let data = capget()?;
     Ok((u64::from(data[1].effective) << 32) | u64::from(data[0].effective))
+}
+
+/// Removes `bits` from the calling thread's effective set (tests: a thread
+/// without a capability, the rest of the process unchanged).
+#[cfg(test)]
+pub(crate) fn drop_effective_capabilities(bits: u64) -> io::Result<()> {
+    let mut data = capget()?;
+    data[0].effective &= !(bits as u32);
+    data[1].effective &= !((bits >> 32) as u32);
+    let mut header = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: capset reads the header and two `CapData` records from live
+    // locals of this frame; it changes only this thread's capabilities.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            std::ptr::from_mut(&mut header),
+            data.as_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Where `libkmod.so.2` is, found the way the dynamic loader would look
