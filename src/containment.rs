@@ -312,7 +312,7 @@ pub fn decide(f: &Facts) -> Containment {
 fn read_module_facts(proc_root: &Path, read: &dyn Fn(&Path) -> Option<String>, f: &mut Facts) {
     f.proc_vz = proc_root.join("vz").exists();
     f.proc_bc = f.proc_vz && proc_root.join("bc").exists();
-    (f.cap_sys_module, f.euid_root) = if proc_root == Path::new("/proc") {
+    (f.cap_sys_module, f.euid_root) = if crate::system::is_running_proc(proc_root) {
         // This process on the running kernel: asked directly (the same
         // values /proc/self/status shows, without generating that file).
         own_credentials()

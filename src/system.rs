@@ -156,7 +156,7 @@ impl Host {
     /// process (a live host), so a system call may answer what its files
     /// say about this process and kernel.
     pub(crate) fn running_kernel_proc(&self) -> bool {
-        !self.offline && self.proc_root == Path::new("/proc")
+        !self.offline && is_running_proc(&self.proc_root)
     }
 
     /// Whether the kernel supports loadable modules (`/proc/modules` exists
@@ -253,6 +253,13 @@ pub struct NetnsInfo {
     pub initial: Option<bool>,
 }
 
+/// Whether `proc_root` is `/proc` itself: the procfs of the running kernel
+/// as this process sees it (`/proc/self` is this process), where a system
+/// call answers what those files say. A `--root` tree's `DIR/proc` is not.
+pub(crate) fn is_running_proc(proc_root: &Path) -> bool {
+    proc_root == Path::new("/proc")
+}
+
 /// `struct __user_cap_header_struct` of `capget(2)`/`capset(2)`.
 #[repr(C)]
 struct CapHeader {
@@ -272,34 +279,30 @@ struct CapData {
 /// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets, two [`CapData`] records.
 const CAP_VERSION_3: u32 = 0x2008_0522;
 
-/// The capability sets of the calling thread.
-fn capget() -> io::Result<[CapData; 2]> {
+/// `capget(2)` or `capset(2)` (`call`) for the calling thread with the
+/// version-3 layout: capget fills `data`, capset takes it.
+fn capability_call(call: libc::c_long, data: &mut [CapData; 2]) -> io::Result<()> {
     let mut header = CapHeader {
         version: CAP_VERSION_3,
         pid: 0, // the calling thread
     };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: with version 3, capget reads the header and writes exactly two
-    // `CapData` records (the `__user_cap_data_struct` layout) through the
-    // second pointer; both point to live locals of this frame.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            std::ptr::from_mut(&mut header),
-            data.as_mut_ptr(),
-        )
-    };
+    // SAFETY: with version 3 both calls read the header and read or write
+    // exactly two `CapData` records (the `__user_cap_data_struct` layout)
+    // through the second pointer; both point to live values borrowed for
+    // the call. capset changes only the calling thread's capabilities.
+    let rc = unsafe { libc::syscall(call, std::ptr::from_mut(&mut header), data.as_mut_ptr()) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(data)
+    Ok(())
 }
 
 /// The effective capability set of the calling thread (`capget(2)`): the
 /// `CapEff:` line of `/proc/thread-self/status`, without generating and
 /// parsing that file (~20 µs of procfs work against well under 1 µs).
 pub(crate) fn effective_capabilities() -> io::Result<u64> {
-    let data = capget()?;
+    let mut data = [CapData::default(); 2];
+    capability_call(libc::SYS_capget, &mut data)?;
     Ok((u64::from(data[1].effective) << 32) | u64::from(data[0].effective))
 }
 
@@ -307,26 +310,11 @@ pub(crate) fn effective_capabilities() -> io::Result<u64> {
 /// without a capability, the rest of the process unchanged).
 #[cfg(test)]
 pub(crate) fn drop_effective_capabilities(bits: u64) -> io::Result<()> {
-    let mut data = capget()?;
+    let mut data = [CapData::default(); 2];
+    capability_call(libc::SYS_capget, &mut data)?;
     data[0].effective &= !(bits as u32);
     data[1].effective &= !((bits >> 32) as u32);
-    let mut header = CapHeader {
-        version: CAP_VERSION_3,
-        pid: 0,
-    };
-    // SAFETY: capset reads the header and two `CapData` records from live
-    // locals of this frame; it changes only this thread's capabilities.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_capset,
-            std::ptr::from_mut(&mut header),
-            data.as_ptr(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    capability_call(libc::SYS_capset, &mut data)
 }
 
 /// Where `libkmod.so.2` is, found the way the dynamic loader would look
