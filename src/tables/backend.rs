@@ -433,6 +433,44 @@ mod tests {
         assert!(classify(&native, IpTablesState::Absent).in_use.is_empty());
     }
 
+    /// Every shape a tree can have for the three facts (names file absent,
+    /// a file or unreadable; /sys/module/ip_tables absent, a directory, or
+    /// with `initstate`): the state from the names the caller read equals
+    /// the one looked up, and follows the kernel's rule.
+    #[test]
+    fn ip_tables_state_agrees_on_every_tree_shape() {
+        for names in ["absent", "file", "unreadable"] {
+            for module in ["absent", "dir", "initstate"] {
+                let dir = tempfile::tempdir().unwrap();
+                let net = dir.path().join("proc/net");
+                std::fs::create_dir_all(&net).unwrap();
+                match names {
+                    "file" => std::fs::write(net.join("ip_tables_names"), "filter\n").unwrap(),
+                    "unreadable" => std::fs::create_dir(net.join("ip_tables_names")).unwrap(),
+                    _ => {}
+                }
+                let sys = dir.path().join("sys/module/ip_tables");
+                if module != "absent" {
+                    std::fs::create_dir_all(&sys).unwrap();
+                }
+                if module == "initstate" {
+                    std::fs::write(sys.join("initstate"), "live\n").unwrap();
+                }
+                let host = Host::offline(dir.path());
+                let read = super::super::names::read_names(&host, XtFamily::Ipv4);
+                let given = ip_tables_state(&host, Some(&read));
+                let ctx = format!("names {names}, module {module}: {read:?}");
+                assert_eq!(given, ip_tables_state(&host, None), "{ctx}");
+                let want = match (names, module) {
+                    (_, "initstate") => IpTablesState::Loaded,
+                    ("absent", "absent") => IpTablesState::Absent,
+                    _ => IpTablesState::Builtin,
+                };
+                assert_eq!(given, want, "{ctx}");
+            }
+        }
+    }
+
     #[test]
     fn ip_tables_state_from_the_tree() {
         let dir = tempfile::tempdir().unwrap();
